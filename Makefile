@@ -1,0 +1,38 @@
+# Two entry points for a fresh machine: `make reproduce` and `make test`.
+# Both create .venv once (re-created only when pyproject.toml changes) and reuse it.
+PYTHON ?= python3
+VENV   ?= .venv
+# CPU build by default. A GPU user installs the CUDA build of torch into $(VENV) first
+# (or passes TORCH="torch==2.13.0 --index-url <CUDA wheel index>"); see README.md.
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.tlc-probe-installed
+
+.PHONY: env reproduce test lint lab bench clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tlc-probe needs Python >= 3.11, found " + sys.version.split()[0]'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[test,lab]'
+	touch $(STAMP)
+
+reproduce: $(STAMP)
+	$(BIN)/tlc-probe reproduce --out results
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/local_pool.py
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,85 @@
+"""Overlapping-tile inference: the baseline TLC is compared against (SwinIR-style)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .tlc.box import check_map
+
+
+def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of length ``tile`` covering [0, n) with stride
+    ``tile - overlap``, the last tile aligned to the border. ``[0]`` when n <= tile."""
+    if tile < 1 or not 0 <= overlap < tile:
+        raise ValueError(f"need tile >= 1 and 0 <= overlap < tile, got {tile=}, {overlap=}")
+    if n <= tile:
+        return [0]
+    starts = list(range(0, n - tile, tile - overlap))
+    return starts + [n - tile]
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def tiled_inference(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    tile: int | tuple[int, int] = 256,
+    overlap: int | tuple[int, int] = 128,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Run ``model`` on overlapping tiles of ``x`` and average the overlaps.
+
+    Args:
+        model: maps an (N, C, h, w) tile to an (N, C', h, w) output (same spatial size).
+        x: (N, C, H, W) input, any H, W >= 1.
+        tile: tile size (pixels), int or (h, w); an axis shorter than the tile is run
+            whole along that axis.
+        overlap: pixels shared by neighbouring tiles, 0 <= overlap < tile.
+        progress: show a tqdm bar over tiles.
+
+    Returns:
+        (N, C', H, W) tensor in ``model``'s output dtype. Each pixel is the mean of the
+        outputs of all tiles containing it (accumulated in float64, so an identity model
+        gives back ``x`` bit-for-bit). When one tile covers ``x`` the result is
+        ``model(x)`` itself.
+    """
+    check_map(x)
+    (th, tw), (oh, ow) = _pair(tile), _pair(overlap)
+    h, w = x.shape[-2:]
+    ys, xs = tile_starts(h, th, oh), tile_starts(w, tw, ow)
+    if len(ys) == 1 and len(xs) == 1:
+        return _check_out(model(x), x)
+    th, tw = min(th, h), min(tw, w)
+    acc = None
+    count = torch.zeros(1, 1, h, w, dtype=torch.float64, device=x.device)
+    boxes = [(y, x0) for y in ys for x0 in xs]
+    if progress:
+        from tqdm.auto import tqdm
+
+        boxes = tqdm(boxes, desc="tiles", leave=False)
+    for y, x0 in boxes:
+        out = _check_out(model(x[..., y : y + th, x0 : x0 + tw]), x[..., y : y + th, x0 : x0 + tw])
+        if acc is None:
+            acc = torch.zeros(*out.shape[:2], h, w, dtype=torch.float64, device=out.device)
+            out_dtype = out.dtype
+        acc[..., y : y + th, x0 : x0 + tw] += out
+        count[..., y : y + th, x0 : x0 + tw] += 1
+    return (acc / count).to(out_dtype)
+
+
+def _check_out(out, inp: torch.Tensor) -> torch.Tensor:
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(
+            f"tiled_inference needs a model returning one tensor, got {type(out).__name__}; "
+            "wrap multi-output models so they return the final image"
+        )
+    if out.dim() != 4 or out.shape[0] != inp.shape[0] or out.shape[-2:] != inp.shape[-2:]:
+        raise ValueError(
+            f"model output {tuple(out.shape)} does not keep the tile's batch and spatial "
+            f"size {tuple(inp.shape)}"
+        )
+    return out

@@ -1,0 +1,75 @@
+"""``LocalAvgPool2d``: the TLC replacement of a global ``nn.AdaptiveAvgPool2d(1)``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .box import FAST_MIN_CELLS, box_mean, box_mean_fast, check_map, fast_stride
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    h, w = v
+    return (int(h), int(w))
+
+
+class LocalAvgPool2d(nn.Module):
+    """Mean over a local k_h x k_w window at every position (TLC's local pooling).
+
+    Where the window covers the whole input it returns the global mean, shape
+    (N, C, 1, 1), exactly as ``nn.AdaptiveAvgPool2d(1)`` does (the module *is* the
+    global pool at training size). Otherwise it returns an (N, C, H, W) map of local
+    means: valid windows, replicate-padded (see :func:`tlc_probe.tlc.box.box_mean`).
+
+    Args:
+        kernel_size: window (k_h, k_w) in pixels of the map this module sees.
+        fast_imp: use the block-grid approximation (:func:`~tlc_probe.tlc.box.box_mean_fast`)
+            with stride r = :func:`~tlc_probe.tlc.box.fast_stride` (window, ``fast_min_cells``)
+            per axis; error bounded by :func:`~tlc_probe.tlc.box.fast_error_bound`.
+        fast_min_cells: fewest blocks per window axis in the fast variant.
+        feature_size: the map size seen at training size (set by :func:`convert`; kept
+            for reports, not used in the computation).
+    """
+
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, int],
+        fast_imp: bool = False,
+        fast_min_cells: int = FAST_MIN_CELLS,
+        feature_size: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.kernel_size = _pair(kernel_size)
+        if min(self.kernel_size) < 1:
+            raise ValueError(f"kernel_size must be >= 1, got {self.kernel_size}")
+        self.fast_imp = fast_imp
+        self.fast_min_cells = fast_min_cells
+        self.feature_size = feature_size
+
+    def covers(self, size: tuple[int, int]) -> bool:
+        """True when the window spans a map of ``size`` (H, W), i.e. the mean is global."""
+        return self.kernel_size[0] >= size[0] and self.kernel_size[1] >= size[1]
+
+    def strides(self, size: tuple[int, int]) -> tuple[int, int]:
+        """Block strides (r_h, r_w) the fast variant uses on a map of ``size``."""
+        kh, kw = min(self.kernel_size[0], size[0]), min(self.kernel_size[1], size[1])
+        return fast_stride(kh, self.fast_min_cells), fast_stride(kw, self.fast_min_cells)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, C, 1, 1) when the window covers the map, else (N, C, H, W)."""
+        check_map(x)
+        size = (x.shape[-2], x.shape[-1])
+        if self.covers(size):
+            return F.adaptive_avg_pool2d(x, 1)
+        if self.fast_imp:
+            return box_mean_fast(x, self.kernel_size, self.strides(size))
+        return box_mean(x, self.kernel_size)
+
+    def extra_repr(self) -> str:
+        return (
+            f"kernel_size={self.kernel_size}, fast_imp={self.fast_imp}, "
+            f"feature_size={self.feature_size}"
+        )
