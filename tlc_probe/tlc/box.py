@@ -54,7 +54,9 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
 
 
-def _replicate_to(valid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def replicate_to(valid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Replicate-pad a map of valid windows to ``size`` (H, W), split evenly on both
+    sides with the extra pixel at the bottom/right."""
     h, w = size
     vh, vw = valid.shape[-2:]
     top, left = (h - vh) // 2, (w - vw) // 2
@@ -81,6 +83,23 @@ def box_sum_valid(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     return _window_sums(rows.cumsum_(dim=-2), kh, -2)
 
 
+def box_mean_valid(x: torch.Tensor, kernel: tuple[int, int], centre: bool = True) -> torch.Tensor:
+    """Mean of every k_h x k_w window lying inside ``x``: (N, C, H-k_h+1, W-k_w+1).
+
+    ``kernel`` is clipped to (H, W). Computed in float32 (float64 for float64 input).
+    ``centre`` subtracts each channel's global mean before the cumulative sums, which
+    keeps float32 precise for maps with an offset; callers that pass centred maps skip
+    that pass with ``False``.
+    """
+    check_map(x)
+    kh, kw = clamp_window(kernel, x.shape[-2:])
+    xc = x.to(_compute_dtype(x))
+    if not centre:
+        return box_sum_valid(xc, (kh, kw)).mul_(1.0 / (kh * kw))
+    offset = xc.mean(dim=(-2, -1), keepdim=True)
+    return box_sum_valid(xc - offset, (kh, kw)).mul_(1.0 / (kh * kw)).add_(offset)
+
+
 def box_mean(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     """Exact mean of every k_h x k_w window of ``x``, replicate-padded to ``x``'s size.
 
@@ -93,14 +112,7 @@ def box_mean(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
         window whose top-left corner is (clamp(i - top, 0, H - k_h), clamp(j - left, 0,
         W - k_w)), with top = (k_h - 1) // 2 and left = (k_w - 1) // 2.
     """
-    check_map(x)
-    h, w = x.shape[-2:]
-    kh, kw = clamp_window(kernel, (h, w))
-    xc = x.to(_compute_dtype(x))
-    centre = xc.mean(dim=(-2, -1), keepdim=True)
-    sums = box_sum_valid(xc - centre, (kh, kw))
-    valid = sums.mul_(1.0 / (kh * kw)).add_(centre).to(x.dtype)
-    return _replicate_to(valid, (h, w))
+    return replicate_to(box_mean_valid(x, kernel).to(x.dtype), x.shape[-2:])
 
 
 def fast_stride(k: int, min_cells: int = FAST_MIN_CELLS) -> int:
@@ -134,23 +146,11 @@ def fast_error_bound(kernel: tuple[int, int], strides: tuple[int, int]) -> float
     return (rh / (2 * kh) if rh > 1 else 0.0) + (rw / (2 * kw) if rw > 1 else 0.0)
 
 
-def box_mean_fast(
+def box_mean_fast_valid(
     x: torch.Tensor, kernel: tuple[int, int], strides: tuple[int, int] | None = None
 ) -> torch.Tensor:
-    """Approximate :func:`box_mean` on an r_h x r_w block grid (the ``fast_imp`` variant).
-
-    Args:
-        x: (N, C, H, W) map.
-        kernel: window (k_h, k_w) in pixels; clipped to (H, W).
-        strides: block size (r_h, r_w); by default :func:`fast_stride` of each axis of
-            the clipped window. Each r must divide its window.
-
-    Returns:
-        (N, C, H, W) tensor of ``x.dtype``, within :func:`fast_error_bound` x (max - min
-        of the channel) of :func:`box_mean`. Blocks at the bottom/right border may be
-        partial; sums and pixel counts are both tracked there, so every block window
-        value is an exact mean over the pixels it covers.
-    """
+    """:func:`box_mean_valid` approximated on an r_h x r_w block grid (see
+    :func:`box_mean_fast`): (N, C, H-k_h+1, W-k_w+1) in float32 (float64 for float64)."""
     check_map(x)
     h, w = x.shape[-2:]
     kh, kw = clamp_window(kernel, (h, w))
@@ -158,7 +158,7 @@ def box_mean_fast(
     if rh < 1 or rw < 1 or kh % rh or kw % rw:
         raise ValueError(f"strides {(rh, rw)} must be positive and divide the window {(kh, kw)}")
     if rh == 1 and rw == 1:
-        return box_mean(x, (kh, kw))
+        return box_mean_valid(x, (kh, kw))
     dt = _compute_dtype(x)
     # Means of (partial, at the border) blocks; times pixel counts gives block sums.
     means = F.avg_pool2d(x.to(dt), (rh, rw), ceil_mode=True).double()
@@ -176,4 +176,24 @@ def box_mean_fast(
     lw = min((w - kw) // rw + 2, grid.shape[-1])
     size = (rh * (lh - 1) + 1, rw * (lw - 1) + 1)
     up = F.interpolate(grid[..., :lh, :lw].to(dt), size=size, mode="bilinear", align_corners=True)
-    return _replicate_to(up[..., : h - kh + 1, : w - kw + 1], (h, w)).to(x.dtype)
+    return up[..., : h - kh + 1, : w - kw + 1]
+
+
+def box_mean_fast(
+    x: torch.Tensor, kernel: tuple[int, int], strides: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Approximate :func:`box_mean` on an r_h x r_w block grid (the ``fast_imp`` variant).
+
+    Args:
+        x: (N, C, H, W) map.
+        kernel: window (k_h, k_w) in pixels; clipped to (H, W).
+        strides: block size (r_h, r_w); by default :func:`fast_stride` of each axis of
+            the clipped window. Each r must divide its window.
+
+    Returns:
+        (N, C, H, W) tensor of ``x.dtype``, within :func:`fast_error_bound` x (max - min
+        of the channel) of :func:`box_mean`. Blocks at the bottom/right border may be
+        partial; sums and pixel counts are both tracked there, so every block window
+        value is an exact mean over the pixels it covers.
+    """
+    return replicate_to(box_mean_fast_valid(x, kernel, strides).to(x.dtype), x.shape[-2:])

@@ -5,8 +5,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .box import FAST_MIN_CELLS, box_mean, box_mean_fast, check_map, fast_stride
+from .box import (
+    FAST_MIN_CELLS,
+    box_mean_fast_valid,
+    box_mean_valid,
+    check_map,
+    fast_stride,
+    replicate_to,
+)
 from .pooling import _pair
+
+#: Local mean^2 / (variance + eps) above which float32 moments lose too many digits and
+#: a (sample, channel) map is recomputed in float64 (real feature maps stay below ~100).
+CANCELLATION_LIMIT = 1000.0
 
 
 class LocalInstanceNorm2d(nn.InstanceNorm2d):
@@ -87,27 +98,42 @@ class LocalInstanceNorm2d(nn.InstanceNorm2d):
             raise ValueError(
                 f"expected {self.num_features} channels, got input of shape {tuple(x.shape)}"
             )
-        if self.fast_imp:
-            kh, kw = min(self.kernel_size[0], size[0]), min(self.kernel_size[1], size[1])
-            strides = (fast_stride(kh, self.fast_min_cells), fast_stride(kw, self.fast_min_cells))
-
-            def local(t: torch.Tensor) -> torch.Tensor:
-                return box_mean_fast(t, self.kernel_size, strides)
-        else:
-
-            def local(t: torch.Tensor) -> torch.Tensor:
-                return box_mean(t, self.kernel_size)
-
-        # Centre each channel first: var = E[(x-c)^2] - E[x-c]^2 is then well conditioned
-        # even for maps with a large offset, and it is computed in float64.
-        xd = x.double() if x.device.type != "mps" else x.float()
-        xc = xd - xd.mean(dim=(-2, -1), keepdim=True)
-        mu = local(xc)
-        var = (local(xc * xc) - mu * mu).clamp_(min=0.0)
-        out = ((xc - mu) * torch.rsqrt(var + self.eps)).to(x.dtype)
+        dt = torch.float64 if x.dtype == torch.float64 else torch.float32
+        xc = x.to(dt)
+        xc = xc - xc.mean(dim=(-2, -1), keepdim=True)
+        mu, var = self._moments(xc)
+        if dt == torch.float32:
+            # float32 loses the digits of var = E[xc^2] - mu^2 where the local mean
+            # dwarfs the local spread; recompute those (sample, channel) maps in float64.
+            bad = (mu * mu).gt_((var + self.eps) * CANCELLATION_LIMIT).flatten(2).any(-1)
+            if bad.any():
+                idx = bad.nonzero(as_tuple=True)
+                mu64, var64 = self._moments(xc[idx].double()[None])
+                mu[idx], var[idx] = mu64[0].float(), var64[0].float()
+        # out = xc * scale + shift with the affine folded in, on the valid windows; only
+        # scale and shift are padded to full size, then one fused multiply-add.
+        scale = var.add_(self.eps).rsqrt_()
+        shift = mu.mul_(scale).neg_()
         if self.affine:
-            out = out * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return out
+            w = self.weight.to(dt)[None, :, None, None]
+            scale = scale * w
+            shift = shift * w + self.bias.to(dt)[None, :, None, None]
+        scale, shift = replicate_to(scale, size), replicate_to(shift, size)
+        return torch.addcmul(shift, xc, scale).to(x.dtype)
+
+    def _moments(self, xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Local mean and biased variance (clamped >= 0) of a channel-centred map, on
+        the valid windows: two (N, C, H - k_h + 1, W - k_w + 1) tensors."""
+        if self.fast_imp:
+            size = xc.shape[-2:]
+            kh, kw = min(self.kernel_size[0], size[0]), min(self.kernel_size[1], size[1])
+            r = (fast_stride(kh, self.fast_min_cells), fast_stride(kw, self.fast_min_cells))
+            mu = box_mean_fast_valid(xc, self.kernel_size, r)
+            sq = box_mean_fast_valid(xc * xc, self.kernel_size, r)
+        else:
+            mu = box_mean_valid(xc, self.kernel_size, centre=False)
+            sq = box_mean_valid(xc * xc, self.kernel_size)
+        return mu, sq.sub_(mu * mu).clamp_(min=0.0)
 
     def extra_repr(self) -> str:
         return (
