@@ -42,29 +42,37 @@ def random_crops(img: torch.Tensor, size: int, n: int, gen: torch.Generator) -> 
     return torch.stack([img[:, y : y + size, x : x + size] for y, x in zip(ys, xs, strict=True)])
 
 
-def pooled_means(
-    model: nn.Module, site: str, inputs: list[torch.Tensor], grid: int = 16
-) -> np.ndarray:
-    """Values a pool site outputs over ``inputs``: one per channel for a global pool,
-    ``grid`` x ``grid`` regularly spaced positions per channel for a local one. 1-D array."""
-    module = dict(model.named_modules())[site]
+def site_outputs(model: nn.Module, site: str, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """What module ``site`` of ``model`` returns during forward passes over ``inputs``:
+    one detached CPU tensor per input, e.g. (N, C, 1, 1) for a global pool and
+    (N, C, H, W) for a local one."""
+    modules = dict(model.named_modules())
+    if site not in modules:
+        raise ValueError(f"no module {site!r} in {type(model).__name__}")
     got: list[torch.Tensor] = []
-
-    def hook(_m, _args, out):
-        if out.shape[-2:] != (1, 1):
-            ys = torch.linspace(0, out.shape[-2] - 1, grid).round().long()
-            xs = torch.linspace(0, out.shape[-1] - 1, grid).round().long()
-            out = out[..., ys, :][..., xs]
-        got.append(out.detach().flatten().cpu())
-
-    handle = module.register_forward_hook(hook)
+    handle = modules[site].register_forward_hook(lambda _m, _a, out: got.append(out.detach().cpu()))
     try:
         with torch.no_grad():
             for x in inputs:
                 model(x)
     finally:
         handle.remove()
-    return torch.cat(got).double().numpy()
+    return got
+
+
+def pooled_means(
+    model: nn.Module, site: str, inputs: list[torch.Tensor], grid: int = 16
+) -> np.ndarray:
+    """Values a pool site outputs over ``inputs``: one per channel for a global pool,
+    ``grid`` x ``grid`` regularly spaced positions per channel for a local one. 1-D array."""
+    values = []
+    for out in site_outputs(model, site, inputs):
+        if out.shape[-2:] != (1, 1):
+            ys = torch.linspace(0, out.shape[-2] - 1, grid).round().long()
+            xs = torch.linspace(0, out.shape[-1] - 1, grid).round().long()
+            out = out[..., ys, :][..., xs]
+        values.append(out.flatten())
+    return torch.cat(values).double().numpy()
 
 
 def _median_times(schemes: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
