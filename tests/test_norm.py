@@ -1,5 +1,7 @@
 """LocalInstanceNorm2d against nn.InstanceNorm2d and a brute-force local norm."""
 
+import inspect
+
 import pytest
 import torch
 from reference import brute_local_instance_norm
@@ -103,3 +105,18 @@ def test_local_mean_far_above_local_spread_stays_accurate():
     local = LocalInstanceNorm2d(2, (20, 20))
     ref = brute_local_instance_norm(x, (20, 20))
     assert float((local(x).double() - ref).abs().max()) <= 1e-4
+
+
+@pytest.mark.skipif(
+    "bias" not in inspect.signature(nn.InstanceNorm2d.__init__).parameters,
+    reason="nn.InstanceNorm2d(bias=False) needs torch >= 2.13",
+)
+def test_affine_without_bias():
+    norm = nn.InstanceNorm2d(3, affine=True, bias=False)
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([0.5, 2.0, -1.0]))
+    local = LocalInstanceNorm2d.from_instance_norm(norm, (7, 9))
+    assert list(local.state_dict()) == ["weight"]
+    x = torch.randn(2, 3, 20, 30)
+    ref = brute_local_instance_norm(x, (7, 9)) * norm.weight.detach().double()[None, :, None, None]
+    assert torch.allclose(local(x).detach().double(), ref, atol=1e-5)

@@ -10,17 +10,16 @@ from .box import (
     box_mean_fast_valid,
     box_mean_valid,
     check_map,
-    fast_stride,
     replicate_to,
 )
-from .pooling import _pair
+from .window import LocalWindow
 
 #: Local mean^2 / (variance + eps) above which float32 moments lose too many digits and
 #: a (sample, channel) map is recomputed in float64 (real feature maps stay below ~100).
 CANCELLATION_LIMIT = 1000.0
 
 
-class LocalInstanceNorm2d(nn.InstanceNorm2d):
+class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
     """Instance norm whose mean and variance are taken over a local window.
 
     out = (x - mu_local) / sqrt(var_local + eps) * weight + bias, with mu_local and
@@ -55,12 +54,7 @@ class LocalInstanceNorm2d(nn.InstanceNorm2d):
         super().__init__(
             num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype
         )
-        self.kernel_size = _pair(kernel_size)
-        if min(self.kernel_size) < 1:
-            raise ValueError(f"kernel_size must be >= 1, got {self.kernel_size}")
-        self.fast_imp = fast_imp
-        self.fast_min_cells = fast_min_cells
-        self.feature_size = feature_size
+        self._set_window(kernel_size, fast_imp, fast_min_cells, feature_size)
 
     @classmethod
     def from_instance_norm(
@@ -82,10 +76,6 @@ class LocalInstanceNorm2d(nn.InstanceNorm2d):
             local._buffers[name] = b
         local.train(norm.training)
         return local
-
-    def covers(self, size: tuple[int, int]) -> bool:
-        """True when the window spans a map of ``size`` (H, W), i.e. the statistics are global."""
-        return self.kernel_size[0] >= size[0] and self.kernel_size[1] >= size[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, C, H, W), normalised with local (or, if covering, global) moments."""
@@ -117,7 +107,9 @@ class LocalInstanceNorm2d(nn.InstanceNorm2d):
         if self.affine:
             w = self.weight.to(dt)[None, :, None, None]
             scale = scale * w
-            shift = shift * w + self.bias.to(dt)[None, :, None, None]
+            shift = shift * w
+            if self.bias is not None:  # torch >= 2.13 allows affine without bias
+                shift = shift + self.bias.to(dt)[None, :, None, None]
         scale, shift = replicate_to(scale, size), replicate_to(shift, size)
         return torch.addcmul(shift, xc, scale).to(x.dtype)
 
@@ -125,9 +117,7 @@ class LocalInstanceNorm2d(nn.InstanceNorm2d):
         """Local mean and biased variance (clamped >= 0) of a channel-centred map, on
         the valid windows: two (N, C, H - k_h + 1, W - k_w + 1) tensors."""
         if self.fast_imp:
-            size = xc.shape[-2:]
-            kh, kw = min(self.kernel_size[0], size[0]), min(self.kernel_size[1], size[1])
-            r = (fast_stride(kh, self.fast_min_cells), fast_stride(kw, self.fast_min_cells))
+            r = self.strides(xc.shape[-2:])
             mu = box_mean_fast_valid(xc, self.kernel_size, r)
             sq = box_mean_fast_valid(xc * xc, self.kernel_size, r)
         else:
@@ -136,8 +126,4 @@ class LocalInstanceNorm2d(nn.InstanceNorm2d):
         return mu, sq.sub_(mu * mu).clamp_(min=0.0)
 
     def extra_repr(self) -> str:
-        return (
-            super().extra_repr()
-            + f", kernel_size={self.kernel_size}, fast_imp={self.fast_imp}"
-            + f", feature_size={self.feature_size}"
-        )
+        return super().extra_repr() + ", " + self.window_repr()

@@ -6,17 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .box import FAST_MIN_CELLS, box_mean, box_mean_fast, check_map, fast_stride
+from .box import FAST_MIN_CELLS, box_mean, box_mean_fast, check_map
+from .window import LocalWindow
 
 
-def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    h, w = v
-    return (int(h), int(w))
-
-
-class LocalAvgPool2d(nn.Module):
+class LocalAvgPool2d(LocalWindow, nn.Module):
     """Mean over a local k_h x k_w window at every position (TLC's local pooling).
 
     Where the window covers the whole input it returns the global mean, shape
@@ -42,21 +36,7 @@ class LocalAvgPool2d(nn.Module):
         feature_size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
-        self.kernel_size = _pair(kernel_size)
-        if min(self.kernel_size) < 1:
-            raise ValueError(f"kernel_size must be >= 1, got {self.kernel_size}")
-        self.fast_imp = fast_imp
-        self.fast_min_cells = fast_min_cells
-        self.feature_size = feature_size
-
-    def covers(self, size: tuple[int, int]) -> bool:
-        """True when the window spans a map of ``size`` (H, W), i.e. the mean is global."""
-        return self.kernel_size[0] >= size[0] and self.kernel_size[1] >= size[1]
-
-    def strides(self, size: tuple[int, int]) -> tuple[int, int]:
-        """Block strides (r_h, r_w) the fast variant uses on a map of ``size``."""
-        kh, kw = min(self.kernel_size[0], size[0]), min(self.kernel_size[1], size[1])
-        return fast_stride(kh, self.fast_min_cells), fast_stride(kw, self.fast_min_cells)
+        self._set_window(kernel_size, fast_imp, fast_min_cells, feature_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, C, 1, 1) when the window covers the map, else (N, C, H, W)."""
@@ -69,7 +49,4 @@ class LocalAvgPool2d(nn.Module):
         return box_mean(x, self.kernel_size)
 
     def extra_repr(self) -> str:
-        return (
-            f"kernel_size={self.kernel_size}, fast_imp={self.fast_imp}, "
-            f"feature_size={self.feature_size}"
-        )
+        return self.window_repr()

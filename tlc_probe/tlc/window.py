@@ -1,0 +1,52 @@
+"""The window settings every local site carries (shared by pooling and norm)."""
+
+from __future__ import annotations
+
+from .box import fast_stride
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    h, w = v
+    return (int(h), int(w))
+
+
+class LocalWindow:
+    """Mixin: ``kernel_size`` (k_h, k_w), ``fast_imp``, ``fast_min_cells`` and the
+    calibrated ``feature_size``, with the two questions a local site asks of a map."""
+
+    kernel_size: tuple[int, int]
+    fast_imp: bool
+    fast_min_cells: int
+    feature_size: tuple[int, int] | None
+
+    def _set_window(
+        self,
+        kernel_size: int | tuple[int, int],
+        fast_imp: bool,
+        fast_min_cells: int,
+        feature_size: tuple[int, int] | None,
+    ) -> None:
+        self.kernel_size = _pair(kernel_size)
+        if min(self.kernel_size) < 1:
+            raise ValueError(f"kernel_size must be >= 1, got {self.kernel_size}")
+        self.fast_imp = fast_imp
+        self.fast_min_cells = fast_min_cells
+        self.feature_size = feature_size
+
+    def covers(self, size: tuple[int, int]) -> bool:
+        """True when the window spans a map of ``size`` (H, W): the statistic is global."""
+        return self.kernel_size[0] >= size[0] and self.kernel_size[1] >= size[1]
+
+    def strides(self, size: tuple[int, int]) -> tuple[int, int]:
+        """Block strides (r_h, r_w) the fast variant uses on a map of ``size`` (H, W)."""
+        kh, kw = min(self.kernel_size[0], size[0]), min(self.kernel_size[1], size[1])
+        return fast_stride(kh, self.fast_min_cells), fast_stride(kw, self.fast_min_cells)
+
+    def window_repr(self) -> str:
+        """``kernel_size=..., fast_imp=..., feature_size=...`` for ``extra_repr``."""
+        return (
+            f"kernel_size={self.kernel_size}, fast_imp={self.fast_imp}, "
+            f"feature_size={self.feature_size}"
+        )
