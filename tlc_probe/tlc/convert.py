@@ -213,7 +213,7 @@ def _matches(name: str, patterns: Sequence[str]) -> bool:
 
 def convert(
     model: nn.Module,
-    train_size: int | tuple[int, int] = (256, 256),
+    train_size: int | tuple[int, int] | None = None,
     base_size: int | tuple[int, int] | None = None,
     fast_imp: bool = False,
     inplace: bool = False,
@@ -235,7 +235,10 @@ def convert(
 
     Args:
         model: any module whose forward takes one (N, C, H, W) tensor.
-        train_size: patch size (H, W) the model was trained on, in input pixels.
+        train_size: patch size (H, W) the model was trained on, in input pixels. ``None``
+            takes it from the metadata of a tlc-probe checkpoint loaded by
+            :func:`tlc_probe.models.load_checkpoint` (``model.checkpoint_meta``), else
+            (256, 256), the published setting.
         base_size: size the local window corresponds to, in input pixels; default
             1.5 x train_size (the published setting).
         fast_imp: use the block-grid approximation in every site (faster, bounded error).
@@ -261,6 +264,8 @@ def convert(
         >>> tlc_model = convert(model, train_size=(256, 256))  # doctest: +SKIP
         >>> restored = tlc_model(whole_image)  # (1, 3, 720, 1280)  # doctest: +SKIP
     """
+    if train_size is None:
+        train_size = getattr(model, "checkpoint_meta", {}).get("train_size", (256, 256))
     train_hw = _pair(train_size, "train_size")
     base_hw = (
         (int(1.5 * train_hw[0]), int(1.5 * train_hw[1]))
