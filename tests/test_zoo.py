@@ -14,7 +14,7 @@ from tlc_probe.models import (
     save_checkpoint,
 )
 
-NAMES = ["hinet"]  # extended as the other zoo modules land (issue 3)
+NAMES = ["hinet", "nafnet"]  # extended as the other zoo modules land (issue 3)
 
 
 def test_available_lists_the_four_models_with_presets():
