@@ -14,7 +14,7 @@ from tlc_probe.models import (
     save_checkpoint,
 )
 
-NAMES = ["hinet", "nafnet"]  # extended as the other zoo modules land (issue 3)
+NAMES = ["hinet", "nafnet", "ffanet"]  # extended as the other zoo modules land (issue 3)
 
 
 def test_available_lists_the_four_models_with_presets():
@@ -26,6 +26,7 @@ def test_available_lists_the_four_models_with_presets():
         for preset in info["presets"].values():
             assert preset["train_size"] > 0 and preset["pad_multiple"] >= 1
     assert zoo["hinet"]["presets"]["official"]["pad_multiple"] == 16
+    assert zoo["ffanet"]["task"] == "dehaze"
 
 
 def test_build_errors_and_overrides():

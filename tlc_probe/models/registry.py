@@ -8,11 +8,12 @@ from typing import Any
 
 from torch import nn
 
-#: zoo name -> (module under tlc_probe.models, class name). MPRNet and FFA-Net join as
-#: their modules land (issue 3).
+#: zoo name -> (module under tlc_probe.models, class name). MPRNet joins when its module
+#: lands (issue 3).
 _ZOO: dict[str, tuple[str, str]] = {
     "hinet": ("hinet", "HINet"),
     "nafnet": ("nafnet", "NAFNet"),
+    "ffanet": ("ffanet", "FFANet"),
 }
 
 
