@@ -14,7 +14,7 @@ from tlc_probe.models import (
     save_checkpoint,
 )
 
-NAMES = ["hinet", "nafnet", "ffanet"]  # extended as the other zoo modules land (issue 3)
+NAMES = ["hinet", "mprnet", "nafnet", "ffanet"]
 
 
 def test_available_lists_the_four_models_with_presets():

@@ -8,10 +8,10 @@ from typing import Any
 
 from torch import nn
 
-#: zoo name -> (module under tlc_probe.models, class name). MPRNet joins when its module
-#: lands (issue 3).
+#: zoo name -> (module under tlc_probe.models, class name)
 _ZOO: dict[str, tuple[str, str]] = {
     "hinet": ("hinet", "HINet"),
+    "mprnet": ("mprnet", "MPRNet"),
     "nafnet": ("nafnet", "NAFNet"),
     "ffanet": ("ffanet", "FFANet"),
 }
