@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from zoo_checks import ANY_SIZES, assert_any_size, assert_tlc_invariants
 
 from tlc_probe import LocalAvgPool2d, convert, global_sites
 from tlc_probe.models.ffanet import PRESETS, TRAIN_SIZE, FFANet
@@ -31,13 +32,9 @@ def tiny():
     return FFANet(**PRESETS["tiny"]).eval()
 
 
-@pytest.mark.parametrize("size", [(1, 1), (17, 23), (64, 64), (37, 100)])
+@pytest.mark.parametrize("size", ANY_SIZES)
 def test_any_size(tiny, size):
-    x = torch.rand(2, 3, *size)
-    with torch.no_grad():
-        y = tiny(x)
-        assert y.shape == x.shape
-        assert torch.equal(tiny.forward_all(x)[0], y)
+    assert_any_size(tiny, size)
 
 
 def test_fusion_weights_one_per_group_and_channel(tiny):
@@ -68,13 +65,7 @@ def test_tlc_converts_every_pool_including_the_fusion_attention(tiny):
     assert names == expected | {"ca.0"}
     tlc = convert(tiny, train_size=TRAIN_SIZE["tiny"])  # no skip needed
     assert isinstance(tlc.ca[0], LocalAvgPool2d)
-    x = torch.rand(1, 3, 64, 64)
-    big = torch.rand(1, 3, 96, 160)
-    big[..., 80:] = 0.7 + 0.3 * big[..., 80:]  # a hazier right half
-    with torch.no_grad():
-        assert torch.allclose(tlc(x), tiny(x), atol=1e-5)
-        out = tlc(big)
-        assert out.shape == big.shape and (out - tiny(big)).abs().max() > 1e-4
+    assert_tlc_invariants(tiny, tlc, TRAIN_SIZE["tiny"])
 
 
 def test_bad_config():

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from zoo_checks import ANY_SIZES, assert_any_size, assert_tlc_invariants
 
 from tlc_probe import LocalAvgPool2d, convert, global_sites
 from tlc_probe.models.nafnet import PRESETS, TRAIN_SIZE, LayerNorm2d, NAFNet, pad_multiple
@@ -41,13 +42,9 @@ def tiny():
     return model
 
 
-@pytest.mark.parametrize("size", [(1, 1), (17, 23), (64, 64), (37, 100)])
+@pytest.mark.parametrize("size", ANY_SIZES)
 def test_any_size(tiny, size):
-    x = torch.rand(2, 3, *size)
-    with torch.no_grad():
-        y = tiny(x)
-        assert y.shape == x.shape
-        assert torch.equal(tiny.forward_all(x)[0], y)
+    assert_any_size(tiny, size)
 
 
 def test_zero_padding_to_the_multiple_as_the_official_code(tiny):
@@ -76,14 +73,7 @@ def test_tlc_conversion(tiny):
     )
     tlc = convert(tiny, train_size=TRAIN_SIZE["tiny"])
     assert isinstance(tlc.encoders[0][0].sca[0], LocalAvgPool2d)
-    x = torch.rand(1, 3, 64, 64)
-    big = torch.rand(1, 3, 96, 160)
-    big[..., 80:] *= 0.2
-    with torch.no_grad():
-        assert torch.allclose(tlc(x), tiny(x), atol=1e-5)
-        out = tlc(big)
-        assert out.shape == big.shape
-        assert (out - tiny(big)).abs().max() > 1e-4
+    assert_tlc_invariants(tiny, tlc, TRAIN_SIZE["tiny"])
 
 
 def test_tiny_forward_backward_runs():
