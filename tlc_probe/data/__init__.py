@@ -1,5 +1,17 @@
-"""Input data: the photographs bundled with scikit-image (more with the datasets issue)."""
+"""Input data: the photographs bundled with scikit-image and their synthetic degradations."""
 
-from .photos import BUNDLED_PHOTOS, load_photo
+from .photos import BUNDLED_PHOTOS, SPLITS, load_depth, load_photo, photo_names
+from .synth import TASKS, degrade, haze, motion_blur, rain_streaks
 
-__all__ = ["BUNDLED_PHOTOS", "load_photo"]
+__all__ = [
+    "BUNDLED_PHOTOS",
+    "SPLITS",
+    "TASKS",
+    "degrade",
+    "haze",
+    "load_depth",
+    "load_photo",
+    "motion_blur",
+    "photo_names",
+    "rain_streaks",
+]

@@ -16,6 +16,41 @@ _SOURCES: dict[str, tuple[str, int | None]] = {
 }
 BUNDLED_PHOTOS: tuple[str, ...] = tuple(_SOURCES)
 
+#: Fixed split by photo: no crop of a test photo is ever seen in training. The two
+#: motorcycle views show one scene, so both are test photos (with rocket's sky gradient,
+#: the largest and most non-uniform frames: where whole-image statistics differ most).
+SPLITS: dict[str, tuple[str, ...]] = {
+    "train": ("astronaut", "coffee", "chelsea"),
+    "test": ("rocket", "motorcycle_left", "motorcycle_right"),
+}
+
+
+def photo_names(split: str) -> tuple[str, ...]:
+    """Bundled photo names of ``split`` ('train' or 'test')."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; splits: {sorted(SPLITS)}")
+    return SPLITS[split]
+
+
+def load_depth(name: str) -> torch.Tensor | None:
+    """Normalised depth (H, W) in [0, 1] (far = 1) for photos with measured depth — the
+    motorcycle views, from the Middlebury disparity (depth ~ 1 / disparity; pixels
+    without disparity take the farthest depth) — else ``None``. The disparity is given for
+    the left view; the right view uses it too (same scene, a few pixels' shift)."""
+    if not name.startswith("motorcycle"):
+        if name not in _SOURCES:
+            raise ValueError(f"unknown photo {name!r}; bundled photos are {list(BUNDLED_PHOTOS)}")
+        return None
+    import skimage.data
+
+    disp = np.asarray(skimage.data.stereo_motorcycle()[2], dtype=np.float64)
+    valid = np.isfinite(disp) & (disp > 0)
+    depth = np.full(disp.shape, np.nan)
+    depth[valid] = 1.0 / disp[valid]
+    lo, hi = np.nanmin(depth), np.nanmax(depth)
+    depth = np.where(valid, (depth - lo) / (hi - lo), 1.0)
+    return torch.from_numpy(depth.astype(np.float32))
+
 
 def load_photo(name: str) -> torch.Tensor:
     """One bundled photo as a (3, H, W) float32 tensor in [0, 1].
