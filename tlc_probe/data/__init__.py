@@ -1,9 +1,15 @@
 """Input data: the photographs bundled with scikit-image and their synthetic degradations."""
 
+from .datasets import PairedFolder, SyntheticPairs, random_patches, read_image, whole_images
 from .photos import BUNDLED_PHOTOS, SPLITS, load_depth, load_photo, photo_names
 from .synth import TASKS, degrade, haze, motion_blur, rain_streaks
 
 __all__ = [
+    "PairedFolder",
+    "SyntheticPairs",
+    "random_patches",
+    "read_image",
+    "whole_images",
     "BUNDLED_PHOTOS",
     "SPLITS",
     "TASKS",

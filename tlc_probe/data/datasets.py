@@ -1,0 +1,201 @@
+"""Paired datasets: published folder layouts, the synthetic pairs, and patch sampling.
+
+Every item is a dict ``{"input": (3, H, W), "target": (3, H, W), "id": str}`` of float32
+tensors in [0, 1]. Images are read with scikit-image: 8- and 16-bit PNG/JPEG; grayscale
+is converted to RGB (the channel repeated); RGBA is accepted only when the alpha channel
+is fully opaque (it is dropped), otherwise refused — compositing on an arbitrary
+background would invent content.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .photos import load_depth, load_photo, photo_names
+from .synth import TASKS, degrade
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+LAYOUTS = ("gopro", "sots", "pairs")
+
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """An image file as a (3, H, W) float32 tensor in [0, 1] (see the module doc for
+    grayscale / RGBA / bit depth); ``ValueError`` naming the file if it cannot be read."""
+    import skimage.io
+
+    try:
+        a = np.asarray(skimage.io.imread(str(path)))
+    except Exception as e:
+        raise ValueError(f"cannot read image {path}: {e}") from e
+    if a.dtype == np.uint8:
+        a = a.astype(np.float32) / 255.0
+    elif a.dtype == np.uint16:
+        a = a.astype(np.float32) / 65535.0
+    elif np.issubdtype(a.dtype, np.floating):
+        a = a.astype(np.float32)
+    else:
+        raise ValueError(f"{path}: unsupported pixel type {a.dtype}")
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ValueError(f"{path}: expected an RGB image, got array of shape {a.shape}")
+    if a.shape[2] == 4:
+        if not np.all(a[..., 3] >= 1.0):
+            raise ValueError(f"{path}: RGBA with transparent pixels is refused")
+        a = a[..., :3]
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).contiguous()
+
+
+def _images(folder: Path) -> dict[str, Path]:
+    return {p.name: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def _pairs_by_name(inp: Path, tgt: Path, where: str) -> list[tuple[Path, Path, str]]:
+    a, b = _images(inp), _images(tgt)
+    unpaired = sorted(set(a) ^ set(b))
+    if unpaired:
+        raise ValueError(
+            f"{len(unpaired)} unpaired file(s) in {where}: {unpaired[:5]} "
+            f"(each {inp.name}/X needs {tgt.name}/X)"
+        )
+    return [(a[n], b[n], n) for n in sorted(a)]
+
+
+def _sots_pairs(root: Path) -> list[tuple[Path, Path, str]]:
+    hazy, clear = _images(root / "hazy"), _images(root / "clear")
+    by_id = {Path(n).stem: p for n, p in clear.items()}
+    pairs, bad = [], []
+    for name, path in hazy.items():
+        m = re.fullmatch(r"(\d+)_(\d+)_([0-9.]+)", Path(name).stem)
+        if not m:
+            bad.append(f"{name} (not <id>_<k>_<beta>)")
+        elif m.group(1) not in by_id:
+            bad.append(f"{name} (no clear/{m.group(1)}.*)")
+        else:
+            pairs.append((path, by_id[m.group(1)], Path(name).stem))
+    if bad:
+        raise ValueError(f"{len(bad)} unpaired hazy image(s) in {root}: {bad[:5]}")
+    return pairs
+
+
+class PairedFolder(torch.utils.data.Dataset):
+    """Degraded/clean pairs from a folder in one of :data:`LAYOUTS`.
+
+    * ``gopro``: ``root/<split>/<sequence>/{blur,sharp}/<frame>.png`` (``split`` 'train'
+      or 'test'); ids ``<sequence>/<frame>``.
+    * ``sots``: ``root/hazy/<id>_<k>_<beta>.png`` with ``root/clear/<id>.png``.
+    * ``pairs``: ``root/input/X`` with ``root/target/X``.
+
+    Missing folders, unpaired files (first five listed) and mismatched sizes raise
+    ``ValueError``.
+    """
+
+    def __init__(self, root: str | Path, layout: str = "pairs", split: str = "test") -> None:
+        root = Path(root)
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; layouts: {LAYOUTS}")
+        need = {
+            "gopro": [root / split],
+            "sots": [root / "hazy", root / "clear"],
+            "pairs": [root / "input", root / "target"],
+        }[layout]
+        if missing := [str(p) for p in need if not p.is_dir()]:
+            raise ValueError(f"{layout} layout needs folder(s) {missing}")
+        if layout == "gopro":
+            self.items = []
+            for seq in sorted(p for p in (root / split).iterdir() if p.is_dir()):
+                for a, b, n in _pairs_by_name(seq / "blur", seq / "sharp", str(seq)):
+                    self.items.append((a, b, f"{seq.name}/{Path(n).stem}"))
+        elif layout == "sots":
+            self.items = _sots_pairs(root)
+        else:
+            self.items = [
+                (a, b, Path(n).stem)
+                for a, b, n in _pairs_by_name(root / "input", root / "target", str(root))
+            ]
+        if not self.items:
+            raise ValueError(f"no image pairs under {root} ({layout} layout)")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        a, b, name = self.items[i]
+        x, y = read_image(a), read_image(b)
+        if x.shape != y.shape:
+            raise ValueError(
+                f"size mismatch for {name}: {a} {tuple(x.shape)} vs {b} {tuple(y.shape)}"
+            )
+        return {"input": x, "target": y, "id": name}
+
+
+class SyntheticPairs(torch.utils.data.Dataset):
+    """Bundled photos degraded for ``task`` ('deblur' | 'derain' | 'dehaze').
+
+    ``photos``: names (default: those of ``split``); ``n_per_photo`` differently seeded
+    degradations of each; item ``i`` uses seed ``seed * 100003 + i`` and the photo's
+    measured depth when it has one. Ids ``<photo>#<k>``. Images are made on access.
+    """
+
+    def __init__(
+        self,
+        task: str,
+        photos: Sequence[str] | None = None,
+        split: str = "train",
+        n_per_photo: int = 1,
+        seed: int = 0,
+    ) -> None:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; tasks: {TASKS}")
+        self.task, self.seed = task, seed
+        names = tuple(photos) if photos is not None else photo_names(split)
+        self.items = [(n, k) for n in names for k in range(n_per_photo)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        name, k = self.items[i]
+        clean = load_photo(name)
+        x = degrade(self.task, clean, self.seed * 100003 + i, depth=load_depth(name))
+        return {"input": x, "target": clean, "id": f"{name}#{k}"}
+
+
+def random_patches(
+    dataset: torch.utils.data.Dataset,
+    size: int,
+    n: int,
+    seed: int = 0,
+    augment: bool = True,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``n`` random aligned (input, target) ``size`` x ``size`` crops, each (3, size, size),
+    from random items of ``dataset``; with ``augment`` a random flip and 90-degree
+    rotation, the same for both. Items are loaded once and cached."""
+    rng = np.random.default_rng(seed)
+    cache: dict[int, dict] = {}
+    for _ in range(n):
+        i = int(rng.integers(len(dataset)))
+        item = cache.setdefault(i, dataset[i])
+        _, h, w = item["input"].shape
+        if h < size or w < size:
+            raise ValueError(f"{item['id']} is {h}x{w}, smaller than the {size}-px patch")
+        y, x = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
+        a = item["input"][:, y : y + size, x : x + size]
+        b = item["target"][:, y : y + size, x : x + size]
+        if augment:
+            k, flip = int(rng.integers(4)), bool(rng.integers(2))
+            a, b = torch.rot90(a, k, (1, 2)), torch.rot90(b, k, (1, 2))
+            if flip:
+                a, b = a.flip(-1), b.flip(-1)
+        yield a.contiguous(), b.contiguous()
+
+
+def whole_images(dataset: torch.utils.data.Dataset) -> Iterator[dict]:
+    """The items of ``dataset`` in order, whole (for evaluation)."""
+    for i in range(len(dataset)):
+        yield dataset[i]
