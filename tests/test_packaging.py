@@ -87,7 +87,7 @@ def test_makefile_pins_the_cpu_torch_and_targets_exist():
 
 
 def test_console_script_help():
-    for args in ([], ["reproduce"]):
+    for args in ([], ["reproduce"], ["train"]):
         out = subprocess.run(
             [sys.executable, "-m", "tlc_probe.cli", *args, "--help"],
             capture_output=True,

@@ -146,17 +146,23 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **meta: Any) -> P
     info = {**getattr(model, "zoo", {}), **meta}
     if isinstance(info.get("train_size"), tuple):
         info["train_size"] = list(info["train_size"])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "meta": info,
         "params": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
+    return atomic_save(payload, path)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to a temporary file beside ``path``, then rename it over ``path``:
+    a killed process never leaves a half-written file. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(payload, tmp)
+        torch.save(obj, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -1,0 +1,141 @@
+"""Patch training: the tiny zoo models on random crops of degraded bundled photos.
+
+AdamW with a cosine learning-rate schedule, L1 loss summed over every supervised output
+(all stages of HINet / MPRNet), validation PSNR on the whole held-out test photos.
+Deterministic for a seed on CPU, and resumable: ``<out>`` holds the weights and the
+metadata (``train_size`` = the patch size), ``<out>.resume.pt`` the optimizer and
+schedule state, so the shipped checkpoint stays small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .data.datasets import SyntheticPairs, random_patches
+from .metrics import psnr
+from .models import build, read_checkpoint, save_checkpoint
+from .models.checkpoint import atomic_save
+
+
+@dataclass
+class TrainConfig:
+    """What to train and how. ``patch`` is the training size (pixels); ``iters`` the
+    number of optimizer steps of ``batch`` patches; ``n_per_photo`` degraded versions of
+    each training photo to crop from."""
+
+    model: str
+    task: str
+    out: str
+    preset: str = "tiny"
+    patch: int = 64
+    iters: int = 2000
+    batch: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    n_per_photo: int = 4
+    seed: int = 0
+    val_every: int = 250
+
+
+def _batches(cfg: TrainConfig, start: int):
+    data = SyntheticPairs(cfg.task, split="train", n_per_photo=cfg.n_per_photo, seed=cfg.seed)
+    stream = random_patches(data, cfg.patch, cfg.iters * cfg.batch, seed=cfg.seed)
+    for _ in range(start * cfg.batch):  # a resumed run continues the same patch stream
+        next(stream)
+    for _ in range(start, cfg.iters):
+        pairs = [next(stream) for _ in range(cfg.batch)]
+        yield torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs])
+
+
+def evaluate(model: torch.nn.Module, task: str, seed: int = 0) -> dict[str, float]:
+    """Mean PSNR (dB) of the degraded inputs and of ``model``'s whole-image outputs on
+    the test photos degraded for ``task``: {"input_psnr", "output_psnr"}."""
+    data = SyntheticPairs(task, split="test", n_per_photo=1, seed=seed)
+    was = model.training
+    model.eval()
+    ins, outs = [], []
+    with torch.no_grad():
+        for i in range(len(data)):
+            item = data[i]
+            out = model(item["input"][None]).clamp(0, 1)[0]
+            ins.append(psnr(item["input"], item["target"]))
+            outs.append(psnr(out, item["target"]))
+    model.train(was)
+    return {"input_psnr": sum(ins) / len(ins), "output_psnr": sum(outs) / len(outs)}
+
+
+def train(
+    cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_after: int | None = None
+) -> dict:
+    """Train per ``cfg``; write ``cfg.out`` (weights + metadata) at every validation and at
+    the end. With ``resume`` continue from ``cfg.out`` and its ``.resume.pt``;
+    ``stop_after`` ends this call after that many steps (checkpointing first), as an
+    interrupted run would. Returns {"iterations", "losses" (this call's, per step),
+    "loss" (mean of the last 50), "input_psnr", "output_psnr"} (PSNR in dB)."""
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    state_path = out.with_name(out.name + ".resume.pt")
+    model = build(cfg.model, cfg.preset)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iters, eta_min=cfg.lr / 100)
+    start = 0
+    if resume:
+        if not out.exists() or not state_path.exists():
+            raise ValueError(f"nothing to resume: need {out} and {state_path}")
+        sd, meta = read_checkpoint(out)
+        model.load_state_dict(sd)
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = int(meta["iterations"])
+    model.train()
+    losses: list[float] = []
+    bar = tqdm(total=cfg.iters, initial=start, desc=f"{cfg.model}/{cfg.task}", disable=not progress)
+    metrics: dict[str, float] = {}
+
+    def checkpoint(it: int) -> None:
+        nonlocal metrics
+        metrics = evaluate(model, cfg.task, cfg.seed)
+        save_checkpoint(
+            model,
+            out,
+            train_size=cfg.patch,
+            iterations=it,
+            seed=cfg.seed,
+            task=cfg.task,
+            train_config=asdict(cfg),
+            **metrics,
+        )
+        atomic_save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, state_path)
+        bar.set_postfix(
+            loss=f"{sum(losses[-50:]) / max(1, len(losses[-50:])):.4f}",
+            val_psnr=f"{metrics['output_psnr']:.2f}",
+        )
+
+    it = start
+    for x, y in _batches(cfg, start):
+        loss = sum((o - y).abs().mean() for o in model.forward_all(x))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        it += 1
+        bar.update(1)
+        if it % 10 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
+        stop = stop_after is not None and it - start >= stop_after
+        if it % cfg.val_every == 0 or it == cfg.iters or stop:
+            checkpoint(it)
+        if stop:
+            break
+    bar.close()
+    if not metrics:  # resumed at the end already
+        metrics = evaluate(model, cfg.task, cfg.seed)
+    tail = losses[-50:]
+    loss = sum(tail) / len(tail) if tail else float("nan")
+    return {"iterations": it, "losses": losses, "loss": loss, **metrics}
