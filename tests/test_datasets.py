@@ -118,3 +118,18 @@ def test_random_patches_are_aligned_and_augmented():
     with pytest.raises(ValueError, match="smaller than the 64-px patch"):
         next(random_patches(Fixed(), 64, 1))
     assert [it["id"] for it in whole_images(Fixed())] == ["a"]
+
+
+def test_random_patches_load_each_item_once():
+    calls = []
+
+    class Counting(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            calls.append(i)
+            return {"input": torch.rand(3, 16, 16), "target": torch.rand(3, 16, 16), "id": str(i)}
+
+    list(random_patches(Counting(), 8, 50, seed=0))
+    assert sorted(calls) == [0, 1]

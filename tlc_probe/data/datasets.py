@@ -180,7 +180,9 @@ def random_patches(
     cache: dict[int, dict] = {}
     for _ in range(n):
         i = int(rng.integers(len(dataset)))
-        item = cache.setdefault(i, dataset[i])
+        if i not in cache:
+            cache[i] = dataset[i]
+        item = cache[i]
         _, h, w = item["input"].shape
         if h < size or w < size:
             raise ValueError(f"{item['id']} is {h}x{w}, smaller than the {size}-px patch")
