@@ -54,6 +54,14 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import markdown, psnr_table
+
+    table = psnr_table(args.checkpoints, seed=args.seed).round(2)
+    print(markdown(table) if args.markdown else table.to_string(index=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``tlc-probe`` with one sub-command per job."""
     parser = argparse.ArgumentParser(
@@ -99,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     tr.add_argument("--resume", action="store_true", help="continue from OUT and OUT.resume.pt")
     tr.set_defaults(func=_train)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="PSNR of checkpoints on the test photos: input, whole, TLC, tiles",
+        description="Mean PSNR (dB) on the held-out test photos degraded for each "
+        "checkpoint's task: the input, whole-image inference, TLC (the checkpoint's "
+        "train_size) and tiles of train_size with overlap 16.",
+    )
+    ev.add_argument("checkpoints", nargs="+", help="tlc-probe checkpoints")
+    ev.add_argument("--markdown", action="store_true", help="print a markdown table")
+    ev.add_argument("--seed", type=int, default=0, help="degradation seed (default: 0)")
+    ev.set_defaults(func=_evaluate)
     return parser
 
 
