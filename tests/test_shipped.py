@@ -1,0 +1,33 @@
+"""The checkpoints shipped in data/checkpoints: loadable, with metadata, and restoring."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tlc_probe.data.datasets import SyntheticPairs
+from tlc_probe.metrics import psnr
+from tlc_probe.models import build_from_checkpoint
+
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "data" / "checkpoints").glob("*.pt"))
+
+
+def test_the_deblurring_nafnet_is_shipped():
+    assert "nafnet-tiny-deblur.pt" in [p.name for p in SHIPPED]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_checkpoint_restores_held_out_photos(path):
+    assert path.stat().st_size <= 5 * 2**20
+    model, meta = build_from_checkpoint(path)
+    assert meta["train_size"] == 64 and meta["iterations"] > 0
+    assert path.name == f"{meta['name']}-{meta['preset']}-{meta['task']}.pt"
+    data = SyntheticPairs(meta["task"], split="test", n_per_photo=1, seed=0)
+    gains = []
+    with torch.no_grad():
+        for i in range(len(data)):
+            item = data[i]
+            out = model(item["input"][None]).clamp(0, 1)[0]
+            gains.append(psnr(out, item["target"]) - psnr(item["input"], item["target"]))
+    print(f"{path.name}: PSNR gain per test photo {[round(g, 2) for g in gains]} dB")
+    assert sum(gains) / len(gains) > 0.5
