@@ -58,6 +58,24 @@ def test_fusion_weights_one_per_group_and_channel(tiny):
     assert torch.allclose(got["palayer"][0], fused, atol=1e-6)
 
 
+def test_block_group_and_global_residuals(tiny):
+    # Spelled out from the submodules: Block = x + pa(ca(conv2(relu(conv1 x) + x))) with
+    # ca(y) = y * sigmoid-MLP(mean_hw y); Group = x + gp(x); FFANet = x + post(...).
+    x = torch.rand(2, 16, 11, 13)
+    block = tiny.g2.gp[1]
+    with torch.no_grad():
+        y = block.conv2(torch.relu(block.conv1(x)) + x)
+        y = y * block.calayer.ca(y.mean(dim=(2, 3), keepdim=True))
+        y = y * block.palayer.pa(y)
+        assert torch.allclose(block(x), y + x, atol=1e-6)
+        assert torch.allclose(tiny.g1(x), tiny.g1.gp(x) + x, atol=1e-6)
+        model = FFANet(**PRESETS["tiny"]).eval()
+        model.post[-1].weight.zero_()
+        model.post[-1].bias.zero_()
+        img = torch.rand(1, 3, 9, 7)
+        assert torch.equal(model(img), img)
+
+
 def test_tlc_converts_every_pool_including_the_fusion_attention(tiny):
     names = {s.name for s in global_sites(tiny)}
     blocks = PRESETS["tiny"]["blocks"]
