@@ -12,8 +12,9 @@ from tlc_probe.models import build_from_checkpoint
 SHIPPED = sorted((Path(__file__).resolve().parents[1] / "data" / "checkpoints").glob("*.pt"))
 
 
-def test_the_deblurring_nafnet_is_shipped():
-    assert "nafnet-tiny-deblur.pt" in [p.name for p in SHIPPED]
+def test_the_trained_checkpoints_are_shipped():
+    names = [p.name for p in SHIPPED]
+    assert "nafnet-tiny-deblur.pt" in names and "hinet-tiny-derain.pt" in names
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
