@@ -35,7 +35,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "enc_blk_nums": [1, 1, 1, 28],
         "dec_blk_nums": [1, 1, 1, 1],
     },
-    # Three levels, one block each: 9 SCA sites at 64, 32, 16 and 8 px of a 64-px patch.
+    # Three levels (two blocks at the deepest): 8 SCA sites at 64, 32, 16 and 8 px of a 64-px patch.
     "tiny": {
         "img_channel": 3,
         "width": 16,
@@ -90,7 +90,7 @@ class NAFBlock(nn.Module):
     nonlinearity. (N, c, H, W) -> (N, c, H, W).
     """
 
-    def __init__(self, c: int, DW_Expand: int = 2, FFN_Expand: int = 2, drop_out_rate: float = 0.0):  # noqa: N803
+    def __init__(self, c: int, DW_Expand: int = 2, FFN_Expand: int = 2, drop_out_rate: float = 0.0):
         super().__init__()
         dw = c * DW_Expand
         ffn = c * FFN_Expand
