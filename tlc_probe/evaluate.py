@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +17,22 @@ from .tlc import convert
 SCHEMES = ("whole", "tlc", "tiles-16")
 
 
+def held_out_psnr(runs: dict[str, Callable], task: str, seed: int = 0) -> dict[str, float]:
+    """Mean PSNR (dB) over the test photos degraded for ``task`` (seed ``seed``): of the
+    degraded input (key "input") and of each run's output, clamped to [0, 1] (one key per
+    run name); "n" is the number of photos. Each run maps (1, 3, H, W) -> (1, 3, H, W)."""
+    data = SyntheticPairs(task, split="test", n_per_photo=1, seed=seed)
+    scores: dict[str, list[float]] = {k: [] for k in ("input", *runs)}
+    with torch.no_grad():
+        for i in range(len(data)):
+            item = data[i]
+            x, y = item["input"][None], item["target"]
+            scores["input"].append(psnr(item["input"], y))
+            for name, run in runs.items():
+                scores[name].append(psnr(run(x).clamp(0, 1)[0], y))
+    return {**{k: sum(v) / len(v) for k, v in scores.items()}, "n": len(data)}
+
+
 def scheme_psnr(checkpoint: str | Path, seed: int = 0) -> dict:
     """Mean PSNR (dB) over the test photos degraded for the checkpoint's task: of the
     input, and of the output with whole-image inference, TLC (``convert`` with the
@@ -25,26 +41,18 @@ def scheme_psnr(checkpoint: str | Path, seed: int = 0) -> dict:
     model, meta = build_from_checkpoint(checkpoint)
     ts = int(meta["train_size"])
     tlc = convert(model)  # train_size from the checkpoint metadata
-    data = SyntheticPairs(meta["task"], split="test", n_per_photo=1, seed=seed)
     runs = {
         "whole": model,
         "tlc": tlc,
         "tiles-16": lambda x: tiled_inference(model, x, tile=ts, overlap=16),
     }
-    scores: dict[str, list[float]] = {k: [] for k in ("input", *SCHEMES)}
-    with torch.no_grad():
-        for i in range(len(data)):
-            item = data[i]
-            x, y = item["input"][None], item["target"]
-            scores["input"].append(psnr(item["input"], y))
-            for name, run in runs.items():
-                scores[name].append(psnr(run(x).clamp(0, 1)[0], y))
+    scores = held_out_psnr(runs, meta["task"], seed)
     return {
         "model": f"{meta['name']}-{meta.get('preset', 'tiny')}",
         "task": meta["task"],
         "train_size": ts,
-        **{k: sum(v) / len(v) for k, v in scores.items()},
-        "n": len(data),
+        **{k: scores[k] for k in ("input", *SCHEMES)},
+        "n": scores["n"],
     }
 
 

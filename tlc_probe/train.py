@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data.datasets import SyntheticPairs, random_patches
-from .metrics import psnr
+from .evaluate import held_out_psnr
 from .models import build, read_checkpoint, save_checkpoint
 from .models.checkpoint import atomic_save
 
@@ -54,18 +54,11 @@ def _batches(cfg: TrainConfig, start: int):
 def evaluate(model: torch.nn.Module, task: str, seed: int = 0) -> dict[str, float]:
     """Mean PSNR (dB) of the degraded inputs and of ``model``'s whole-image outputs on
     the test photos degraded for ``task``: {"input_psnr", "output_psnr"}."""
-    data = SyntheticPairs(task, split="test", n_per_photo=1, seed=seed)
     was = model.training
     model.eval()
-    ins, outs = [], []
-    with torch.no_grad():
-        for i in range(len(data)):
-            item = data[i]
-            out = model(item["input"][None]).clamp(0, 1)[0]
-            ins.append(psnr(item["input"], item["target"]))
-            outs.append(psnr(out, item["target"]))
+    scores = held_out_psnr({"output": model}, task, seed)
     model.train(was)
-    return {"input_psnr": sum(ins) / len(ins), "output_psnr": sum(outs) / len(outs)}
+    return {"input_psnr": scores["input"], "output_psnr": scores["output"]}
 
 
 def train(
