@@ -1,0 +1,199 @@
+"""collect / store: regimes, Parquet layout, atomic parts, resume after a kill, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import skimage.io
+import torch
+from torch import nn
+
+from tlc_probe.models import build, save_checkpoint
+from tlc_probe.probe.regimes import CollectConfig, collect, collect_checkpoint, image_tiles
+from tlc_probe.store import COLUMNS, parts, read_meta, read_stats
+from tlc_probe.tiling import tile_starts
+
+TS = 32
+
+
+def _images(n, h=48, w=80, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [{"input": torch.rand(3, h, w, generator=g), "id": f"im{i}"} for i in range(n)]
+
+
+def _model():
+    torch.manual_seed(0)
+    return build("nafnet", "tiny").eval()
+
+
+def _pairs_folder(root: Path, n: int, h: int, w: int) -> Path:
+    rng = np.random.default_rng(0)
+    for sub in ("input", "target"):
+        (root / sub).mkdir(parents=True)
+    for i in range(n):
+        a = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+        for sub in ("input", "target"):
+            skimage.io.imsave(str(root / sub / f"{i:03d}.png"), a, check_contrast=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ck") / "nafnet-tiny-deblur.pt"
+    save_checkpoint(_model(), path, train_size=TS, task="deblur")
+    return path
+
+
+def test_collect_all_regimes_layout_counts_and_readers(tmp_path):
+    model, test, train = _model(), _images(2), _images(2, 64, 64, seed=1)
+    cfg = CollectConfig(n_crops=5, crop_batch=2, positions=3, tile_overlap=8, tile_batch=4)
+    r = collect(
+        model,
+        tmp_path / "s",
+        model_name="nafnet-tiny",
+        task="deblur",
+        train_size=TS,
+        test_data=test,
+        train_data=train,
+        config=cfg,
+        progress=False,
+    )
+    assert dict(r.written) == {"train": 3, "whole": 2, "tlc": 2, "tiles": 2}
+    files = parts(tmp_path / "s")
+    assert [f.parent.name for f in files].count("regime=train") == 3
+    df = read_stats(tmp_path / "s")
+    assert tuple(df.columns) == COLUMNS
+    assert set(df["regime"]) == {"train", "whole", "tlc", "tiles"}
+    n_tiles = len(tile_starts(48, TS, 8)) * len(tile_starts(80, TS, 8))
+    samples = df.groupby("regime")["sample"].nunique().to_dict()
+    assert samples == {"train": 5, "whole": 2, "tlc": 2, "tiles": 2 * n_tiles}
+    sizes = df[df.regime == "whole"].groupby("site")["channel"].nunique()
+    assert len(df[df.regime == "whole"]) == 2 * sizes.sum()  # nafnet: se sites, mean only
+    assert len(df[df.regime == "tiles"]) == 2 * n_tiles * sizes.sum()
+    assert df.loc[df.regime == "tlc", "y"].notna().any()
+    assert df.loc[df.regime != "tlc", "y"].isna().all()
+    assert len(df) == sum(r.rows.values())
+    assert len(pd.read_parquet(tmp_path / "s")) == len(df)  # plain pandas reads the folder
+    # DuckDB reads the Hive layout with the regime column
+    q = f"select regime, count(*) n from read_parquet('{tmp_path}/s/**/*.parquet', "
+    q += "hive_partitioning=true) group by regime"
+    counts = dict(duckdb.sql(q).fetchall())
+    assert counts == df["regime"].value_counts().to_dict()
+    meta = read_meta(files[0])
+    assert meta["train_size"] == TS and meta["config"]["positions"] == 3
+    assert json.loads((tmp_path / "s" / "_run.json").read_text())["model"] == "nafnet-tiny"
+
+
+def test_tiles_are_the_tiles_of_tiled_inference():
+    x = torch.arange(3 * 50 * 70, dtype=torch.float32).reshape(3, 50, 70)
+    boxes, tiles = image_tiles(x, 32, 8)
+    assert tiles.shape == (len(boxes), 3, 32, 32)
+    for (y, x0), t in zip(boxes, tiles, strict=True):
+        assert torch.equal(t, x[:, y : y + 32, x0 : x0 + 32])
+    assert {b[0] for b in boxes} == set(tile_starts(50, 32, 8))
+
+
+def test_refuse_overwrite_and_resume_setting_check(tmp_path):
+    kw = dict(model_name="m", task="deblur", train_size=TS, test_data=_images(1), progress=False)
+    cfg = CollectConfig(regimes=("whole",))
+    collect(_model(), tmp_path, config=cfg, **kw)
+    with pytest.raises(FileExistsError, match="--resume"):
+        collect(_model(), tmp_path, config=cfg, **kw)
+    r = collect(_model(), tmp_path, config=cfg, mode="resume", **kw)
+    assert r.skipped["whole"] == 1 and not r.written
+    with pytest.raises(ValueError, match="other settings.*positions"):
+        collect(
+            _model(), tmp_path, config=CollectConfig(("whole",), positions=5), mode="resume", **kw
+        )
+    r = collect(_model(), tmp_path, config=cfg, mode="overwrite", **kw)
+    assert r.written["whole"] == 1 and len(parts(tmp_path)) == 1
+
+
+class NaNSite(nn.Module):
+    """Channel 0 of the pooled map is NaN."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        y = torch.cat([y[:, :1] * float("nan"), y[:, 1:]], 1)
+        return self.pool(y).mean() + x
+
+
+def test_nonfinite_counted_and_dropped_unless_kept(tmp_path):
+    kw = dict(model_name="m", task="t", train_size=8, test_data=_images(2), progress=False)
+    r = collect(NaNSite(), tmp_path / "a", config=CollectConfig(regimes=("whole",)), **kw)
+    assert dict(r.nonfinite) == {"pool": 2}
+    df = read_stats(tmp_path / "a")
+    assert len(df) == 2 * 3 and np.isfinite(df["value"]).all()
+    cfg = CollectConfig(regimes=("whole",), keep_nonfinite=True)
+    collect(NaNSite(), tmp_path / "b", config=cfg, **kw)
+    assert read_stats(tmp_path / "b")["value"].isna().sum() == 2
+
+
+def test_small_image_and_missing_metadata_errors(tmp_path, ckpt):
+    with pytest.raises(ValueError, match="smaller than train_size 32"):
+        collect(
+            _model(),
+            tmp_path / "a",
+            model_name="m",
+            task="t",
+            train_size=TS,
+            test_data=_images(1),
+            train_data=_images(1, 20, 40),
+            config=CollectConfig(regimes=("train",)),
+            progress=False,
+        )
+    raw = tmp_path / "raw.pth"
+    torch.save(_model().state_dict(), raw)
+    with pytest.raises(ValueError, match="--model"):
+        collect_checkpoint(raw, tmp_path / "b")
+    with pytest.raises(ValueError, match="--train-size"):
+        collect_checkpoint(raw, tmp_path / "b", model_name="nafnet", preset="tiny", task="deblur")
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "tlc_probe.cli", "collect", *map(str, args)]
+
+
+def test_kill_half_way_then_resume_equals_uninterrupted(tmp_path, ckpt):
+    data = _pairs_folder(tmp_path / "data", 2, 48, 64)
+    common = ["--checkpoint", ckpt, "--data", data, "--train-data", data, "--crops", 120]
+    common += ["--batch", 1, "--positions", 3, "--overlap", 8]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    full = tmp_path / "full"
+    subprocess.run(_cli(*common, "--out", full), check=True, env=env, capture_output=True)
+    part = tmp_path / "part"
+    proc = subprocess.Popen(
+        _cli(*common, "--out", part), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    while len(parts(part)) < 5 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = parts(part)
+    assert 5 <= len(done) < len(parts(full)), "the kill must land half way"
+    for f in done:  # only complete files are visible
+        assert pq.read_table(f).num_rows > 0
+    r = subprocess.run(_cli(*common, "--out", part), env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "--resume" in r.stderr
+    subprocess.run(_cli(*common, "--out", part, "--resume"), check=True, env=env)
+    key = ["regime", "site", "sample", "channel", "stat", "y", "x"]
+    a = read_stats(full).sort_values(key, ignore_index=True)
+    b = read_stats(part).sort_values(key, ignore_index=True)
+    assert len(b) == len(a) and len(b.drop_duplicates(key)) == len(b)
+    pd.testing.assert_frame_equal(a, b)
+    assert not list(part.rglob(".*.tmp"))

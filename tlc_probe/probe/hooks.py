@@ -1,0 +1,279 @@
+"""``Probe``: forward hooks that record the statistics each global-aggregation site uses.
+
+What is recorded, per site, per sample, per channel (``stat``):
+
+* a global site (``nn.InstanceNorm2d``, ``nn.AdaptiveAvgPool2d(1)``, or a TLC site whose
+  window covers the map): ``mean``, the spatial mean of the site's input; for kind 'in'
+  also ``std``, the biased standard deviation (what instance norm divides by, before
+  its eps). ``y`` and ``x`` are null.
+* a TLC site on a map larger than its window: the same statistics over local windows,
+  computed as the module computes them (exact or ``fast_imp``), at a regular grid of
+  window positions: ``positions`` rows and columns spread evenly over the distinct
+  windows (every window lying inside the map; border pixels reuse the nearest one by
+  replicate padding, so they add no new values). ``y, x`` is the centre pixel of the
+  window in feature-map coordinates: the window covers rows
+  ``y - (k_h - 1) // 2 .. y - (k_h - 1) // 2 + k_h - 1`` and likewise columns.
+
+Hooks keep the gathered tensors on the model's device; :meth:`Probe.take` moves them to
+the host once per batch (no per-site synchronisation inside the forward pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..tlc.box import box_mean_fast_valid, box_mean_valid
+from ..tlc.convert import SITE_KINDS
+from .sites import ProbeSite, find_sites, select_sites
+
+#: Columns of :meth:`Probe.take` (the store adds model, task, regime).
+COLUMNS = ("site", "kind", "depth", "sample", "channel", "y", "x", "stat", "value")
+
+
+def grid_starts(n_valid: int, positions: int) -> torch.Tensor:
+    """Up to ``positions`` distinct indices spread evenly over 0 .. n_valid - 1 (both
+    ends included), as a 1-D int64 tensor."""
+    n = max(1, min(positions, n_valid))
+    return torch.unique(torch.linspace(0, n_valid - 1, n).round().long())
+
+
+@dataclass
+class _Record:
+    stat: str
+    values: torch.Tensor  # (N, C) or (N, C, P)
+    ys: torch.Tensor | None = None  # (P,) feature-map rows, local records only
+    xs: torch.Tensor | None = None
+
+
+@dataclass
+class _SiteLog:
+    site: ProbeSite
+    records: list[_Record] = field(default_factory=list)
+
+
+def _local_stats(
+    module: nn.Module, kind: str, x: torch.Tensor, positions: int
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Local means (and stds for instance norm) at a grid of window positions:
+    ({stat: (N, C, P)}, ys (P,), xs (P,))."""
+    h, w = x.shape[-2:]
+    kh, kw = min(module.kernel_size[0], h), min(module.kernel_size[1], w)
+    xf = x.detach().float() if x.dtype != torch.float64 else x.detach()
+    offset = xf.mean(dim=(-2, -1), keepdim=True)
+    xc = xf - offset
+    if module.fast_imp:
+        strides = module.strides((h, w))
+        mu = box_mean_fast_valid(xc, (kh, kw), strides)
+    else:
+        mu = box_mean_valid(xc, (kh, kw), centre=False)
+    iy, ix = grid_starts(h - kh + 1, positions), grid_starts(w - kw + 1, positions)
+    iy, ix = iy.to(x.device), ix.to(x.device)
+
+    def pick(m: torch.Tensor) -> torch.Tensor:
+        return m.index_select(-2, iy).index_select(-1, ix).flatten(-2)
+
+    out = {"mean": pick(mu) + offset.flatten(-2)}
+    if kind == "in":
+        if module.fast_imp:
+            sq = box_mean_fast_valid(xc * xc, (kh, kw), strides)
+        else:
+            sq = box_mean_valid(xc * xc, (kh, kw), centre=False)
+        out["std"] = (pick(sq) - pick(mu) ** 2).clamp_min(0).sqrt()
+    ys = (iy + (kh - 1) // 2).repeat_interleave(len(ix))
+    xs = (ix + (kw - 1) // 2).repeat(len(iy))
+    return out, ys, xs
+
+
+class Probe:
+    """Record the statistics the global-aggregation sites of ``model`` aggregate.
+
+    A context manager: on entry it registers one forward pre-hook per selected site (and
+    removes them all on exit, also when the block raises). Every forward pass inside the
+    block appends, per site, the statistics of that call; :meth:`take` returns them as a
+    tidy DataFrame and clears them.
+
+    Args:
+        model: the network (global or TLC-converted by :func:`tlc_probe.convert`).
+        kinds: site kinds to record, 'in' and/or 'se'.
+        names: fnmatch patterns of site names (default: all).
+        depths: inclusive (lo, hi) range of execution order (either end ``None``).
+        positions: grid positions per axis for local (TLC) sites (16 -> up to 256 per map).
+        example: input for the pass that numbers the sites (default: random 64 x 64).
+
+    Example::
+
+        with Probe(model) as probe:
+            model(x)                       # x: (2, 3, H, W)
+        df = probe.take(["a", "b"])        # one row per site, sample, channel, stat
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        kinds: Iterable[str] = SITE_KINDS,
+        names: Sequence[str] | None = None,
+        depths: tuple[int | None, int | None] | None = None,
+        positions: int = 16,
+        example: torch.Tensor | None = None,
+    ) -> None:
+        if positions < 1:
+            raise ValueError(f"positions must be >= 1, got {positions}")
+        self.model = model
+        self.positions = positions
+        self.all_sites = find_sites(model, example)
+        self.sites = select_sites(self.all_sites, kinds, names, depths)
+        self.never_run = [s.name for s in self.all_sites if not s.executed]
+        self._logs = [_SiteLog(s) for s in self.sites]
+        self._handles: list = []
+
+    # -- context manager -------------------------------------------------------------
+    def __enter__(self) -> Probe:
+        if self._handles:
+            raise RuntimeError("this Probe is already active")
+        try:
+            for log in self._logs:
+                self._handles.append(log.site.module.register_forward_pre_hook(self._hook(log)))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        """Remove every hook this probe registered (idempotent)."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    @property
+    def active(self) -> bool:
+        """Whether hooks are registered now."""
+        return bool(self._handles)
+
+    def _hook(self, log: _SiteLog):
+        kind, local = log.site.kind, log.site.local
+
+        def hook(module, args):
+            x = args[0]
+            size = (x.shape[-2], x.shape[-1])
+            with torch.no_grad():
+                if local and not module.covers(size):
+                    stats, ys, xs = _local_stats(module, kind, x, self.positions)
+                    for stat, v in stats.items():
+                        log.records.append(_Record(stat, v, ys, xs))
+                    return
+                xf = x.detach().float() if x.dtype != torch.float64 else x.detach()
+                if kind == "in":
+                    var, mean = torch.var_mean(xf, dim=(-2, -1), correction=0)
+                    log.records.append(_Record("mean", mean))
+                    log.records.append(_Record("std", var.sqrt()))
+                else:
+                    log.records.append(_Record("mean", xf.mean(dim=(-2, -1))))
+
+        return hook
+
+    # -- results ---------------------------------------------------------------------
+    def pending(self) -> int:
+        """Number of samples recorded since the last :meth:`take` (per site; the first
+        selected site's count)."""
+        recs = [r for r in self._logs[0].records if r.stat == "mean"]
+        return sum(int(r.values.shape[0]) for r in recs)
+
+    def clear(self) -> None:
+        """Drop everything recorded so far."""
+        for log in self._logs:
+            log.records.clear()
+
+    def take(self, samples: Sequence[str]) -> pd.DataFrame:
+        """Everything recorded since the last call, as a tidy DataFrame, then clear.
+
+        Args:
+            samples: one id per sample, in the order the samples went through the model
+                (over all forward passes since the last call).
+
+        Returns:
+            Columns :data:`COLUMNS`: site (str), kind, depth (int32), sample, channel
+            (int32), y, x (Int32, null for global statistics), stat ('mean' | 'std'),
+            value (float32); one row per site x sample x channel x stat (x position for
+            local sites). Non-finite values are kept; the store counts them.
+
+        Raises:
+            ValueError: a site saw a different number of samples than ``samples`` (it
+                did not run, or ran more than once per forward pass).
+        """
+        samples = np.asarray(list(samples), dtype=object)
+        frames = []
+        for log in self._logs:
+            by_stat: dict[str, list[_Record]] = {}
+            for r in log.records:
+                by_stat.setdefault(r.stat, []).append(r)
+            for stat, recs in by_stat.items():
+                n = sum(int(r.values.shape[0]) for r in recs)
+                if n != len(samples):
+                    self.clear()
+                    raise ValueError(
+                        f"site {log.site.name} recorded {n} samples, expected {len(samples)} "
+                        "(a site that runs more than once per forward pass cannot be probed "
+                        "per sample; exclude it with names=...)"
+                    )
+                frames.extend(_rows(log.site, stat, recs, samples))
+        self.clear()
+        if not frames:
+            return _empty()
+        return pd.concat(frames, ignore_index=True)
+
+
+def _rows(site: ProbeSite, stat: str, recs: list[_Record], samples: np.ndarray):
+    """Tidy frames for one site and stat. Global records, (n, C) each, are concatenated
+    on the device and moved to the host once."""
+    if all(r.ys is None for r in recs) and len(recs) > 1:
+        recs = [_Record(stat, torch.cat([r.values for r in recs]))]
+    start = 0
+    for r in recs:
+        v = r.values.float().cpu().numpy()
+        nb, c = v.shape[:2]
+        p = v.shape[2] if v.ndim == 3 else 1
+        ids = samples[start : start + nb]
+        start += nb
+        if r.ys is None:
+            y = x = pd.array(np.full(nb * c * p, pd.NA), dtype="Int32")
+        else:
+            y = pd.array(np.tile(r.ys.cpu().numpy(), nb * c).astype(np.int32), dtype="Int32")
+            x = pd.array(np.tile(r.xs.cpu().numpy(), nb * c).astype(np.int32), dtype="Int32")
+        yield pd.DataFrame(
+            {
+                "site": site.name,
+                "kind": site.kind,
+                "depth": np.int32(site.depth),
+                "sample": np.repeat(ids, c * p),
+                "channel": np.tile(np.repeat(np.arange(c, dtype=np.int32), p), nb),
+                "y": y,
+                "x": x,
+                "stat": stat,
+                "value": v.reshape(-1).astype(np.float32),
+            }
+        )
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "site": pd.Series(dtype=str),
+            "kind": pd.Series(dtype=str),
+            "depth": pd.Series(dtype=np.int32),
+            "sample": pd.Series(dtype=str),
+            "channel": pd.Series(dtype=np.int32),
+            "y": pd.Series(dtype="Int32"),
+            "x": pd.Series(dtype="Int32"),
+            "stat": pd.Series(dtype=str),
+            "value": pd.Series(dtype=np.float32),
+        }
+    )

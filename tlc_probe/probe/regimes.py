@@ -1,0 +1,436 @@
+"""The four regimes of the paper's Fig. A3 argument, and ``collect`` that runs them into
+a Parquet statistics directory.
+
+* ``train`` (green): the global model on random ``train_size`` crops of the degraded
+  *training* images, with the training flips / rotations, drawn afresh from ``seed``.
+* ``whole`` (blue): the global model on the whole degraded *test* images.
+* ``tlc`` (red): ``convert(model, train_size)`` on the same whole test images.
+* ``tiles``: the global model on overlapping ``train_size`` tiles of the test images
+  (the statistics overlapping-patch inference feeds its global layers).
+
+Work is cut into chunks (``crop_batch`` crops, or one test image for the image
+regimes), each written as one part file the moment it is complete; nothing accumulates
+across chunks, so peak memory does not grow with the number of images, and a resumed
+run skips the chunks whose files exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..store import clear as clear_store
+from ..store import clear_tmp, has_data, part_path, read_run_json, write_part, write_run_json
+from ..tiling import tile_starts
+from ..tlc import convert
+from ..tlc.convert import SITE_KINDS
+from .hooks import Probe
+
+REGIMES: tuple[str, ...] = ("train", "whole", "tlc", "tiles")
+MODES = ("refuse", "resume", "overwrite")
+
+
+@dataclass
+class CollectConfig:
+    """How to collect. ``positions``: grid positions per axis for TLC local means;
+    ``n_crops`` training crops in chunks of ``crop_batch``; tiles of train_size with
+    ``tile_overlap`` pixels, ``tile_batch`` per forward pass; ``base_size`` / ``fast_imp``
+    as in :func:`tlc_probe.convert`; ``keep_nonfinite`` writes NaN/Inf rows instead of
+    dropping (and counting) them; ``writer`` names this process's part files."""
+
+    regimes: tuple[str, ...] = REGIMES
+    kinds: tuple[str, ...] = SITE_KINDS
+    names: tuple[str, ...] | None = None
+    depths: tuple[int | None, int | None] | None = None
+    positions: int = 16
+    n_crops: int = 64
+    crop_batch: int = 16
+    tile_overlap: int = 16
+    tile_batch: int = 16
+    base_size: int | None = None
+    fast_imp: bool = False
+    seed: int = 0
+    keep_nonfinite: bool = False
+    writer: str = "0"
+
+    def __post_init__(self) -> None:
+        self.regimes = tuple(self.regimes)
+        if bad := [r for r in self.regimes if r not in REGIMES]:
+            raise ValueError(f"unknown regime(s) {bad}; regimes: {REGIMES}")
+        if not self.regimes:
+            raise ValueError("no regime to collect")
+        for name in ("positions", "n_crops", "crop_batch", "tile_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self.kinds = tuple(self.kinds)
+        self.names = tuple(self.names) if self.names is not None else None
+
+
+@dataclass
+class CollectResult:
+    """What a collection did: rows written and chunks written / skipped per regime,
+    non-finite values dropped (or kept) per site, seconds, and the output folder."""
+
+    out: Path
+    rows: Counter = field(default_factory=Counter)
+    written: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    nonfinite: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+
+def _sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def train_crops(
+    dataset: torch.utils.data.Dataset,
+    size: int,
+    chunk: int,
+    batch: int,
+    seed: int,
+    cache: dict[int, dict] | None = None,
+) -> tuple[list[str], torch.Tensor]:
+    """Chunk ``chunk`` of the train regime: ``batch`` random ``size`` x ``size`` crops of
+    the inputs of ``dataset`` with a random 90-degree rotation and flip, drawn from
+    ``numpy.random.default_rng([seed, chunk])`` (so any chunk can be redrawn alone).
+    Returns (ids ``<item id>/c<index>@<y>,<x>``, (batch, C, size, size) tensor)."""
+    rng = np.random.default_rng([seed, chunk])
+    cache = {} if cache is None else cache
+    ids, crops = [], []
+    for t in range(batch):
+        i = int(rng.integers(len(dataset)))
+        if i not in cache:
+            cache[i] = dataset[i]
+        item = cache[i]
+        _, h, w = item["input"].shape
+        if h < size or w < size:
+            raise ValueError(
+                f"train regime: image {item['id']} is {h}x{w}, smaller than train_size {size}"
+            )
+        y, x = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
+        a = torch.rot90(item["input"][:, y : y + size, x : x + size], int(rng.integers(4)), (1, 2))
+        if rng.integers(2):
+            a = a.flip(-1)
+        crops.append(a)
+        ids.append(f"{item['id']}/c{chunk * batch + t:05d}@{y},{x}")
+    return ids, torch.stack(crops)
+
+
+def image_tiles(
+    x: torch.Tensor, tile: int, overlap: int
+) -> tuple[list[tuple[int, int]], torch.Tensor]:
+    """The overlapping tiles :func:`tlc_probe.tiled_inference` runs on a (C, H, W) image:
+    (top-left corners, (n_tiles, C, min(tile, H), min(tile, W)) tensor)."""
+    _, h, w = x.shape
+    th, tw = min(tile, h), min(tile, w)
+    boxes = [(y, x0) for y in tile_starts(h, tile, overlap) for x0 in tile_starts(w, tile, overlap)]
+    return boxes, torch.stack([x[:, y : y + th, x0 : x0 + tw] for y, x0 in boxes])
+
+
+def _finite(frame: pd.DataFrame, result: CollectResult, keep: bool) -> pd.DataFrame:
+    bad = ~np.isfinite(frame["value"].to_numpy())
+    if not bad.any():
+        return frame
+    result.nonfinite.update(frame.loc[bad, "site"].value_counts().to_dict())
+    return frame if keep else frame.loc[~bad]
+
+
+def collect(
+    model: nn.Module,
+    out: str | Path,
+    *,
+    model_name: str,
+    task: str,
+    train_size: int,
+    test_data: torch.utils.data.Dataset,
+    train_data: torch.utils.data.Dataset | None = None,
+    config: CollectConfig | None = None,
+    mode: str = "refuse",
+    meta: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> CollectResult:
+    """Run the regimes of ``config`` and write their statistics under ``out``.
+
+    Args:
+        model: the trained global model (eval mode is set here; not modified).
+        out: statistics directory (see :mod:`tlc_probe.store`).
+        model_name, task: values of the ``model`` and ``task`` columns.
+        train_size: the training patch size in pixels (crops, tiles, TLC calibration).
+        test_data: items ``{"input": (C, H, W), "id": str}`` for whole / tlc / tiles.
+        train_data: the same for the train regime (required if it is collected).
+        config: see :class:`CollectConfig`.
+        mode: 'refuse' (default: error if ``out`` holds a run), 'resume' (skip chunks
+            already written; the configuration must match the existing _run.json) or
+            'overwrite' (delete the existing run first).
+        meta: extra run metadata (checkpoint, data source ...) for _run.json / schema.
+        progress: tqdm bars per regime / per image.
+
+    Returns:
+        A :class:`CollectResult`. Non-finite statistics are dropped and counted per site
+        unless ``config.keep_nonfinite``; a warning line is printed when any occur.
+    """
+    cfg = config or CollectConfig()
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if "train" in cfg.regimes and train_data is None:
+        raise ValueError("the train regime needs train_data (the training images)")
+    out = Path(out)
+    run = {
+        "model": model_name,
+        "task": task,
+        "train_size": int(train_size),
+        "base_size": cfg.base_size if cfg.base_size is not None else int(1.5 * train_size),
+        "config": asdict(cfg),
+        **(meta or {}),
+    }
+    if has_data(out):
+        if mode == "refuse":
+            raise FileExistsError(
+                f"{out} already holds statistics; pass --resume to complete it or "
+                "--overwrite to replace it"
+            )
+        if mode == "overwrite":
+            clear_store(out)
+        else:
+            clear_tmp(out)  # a killed writer's unfinished part files
+            old = read_run_json(out) or {}
+            mine = json.loads(json.dumps(_comparable(run), default=str))
+            if _comparable(old) != mine:
+                raise ValueError(
+                    f"cannot resume {out}: its _run.json was made with other settings "
+                    f"({_diff(_comparable(old), mine)}); use --overwrite or another --out"
+                )
+    run["versions"] = {
+        "tlc_probe": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    run["command"] = " ".join(sys.argv)
+    write_run_json(out, run)
+
+    model = model.eval()
+    result = CollectResult(out=out)
+    t0 = time.perf_counter()
+    base = {"model": model_name, "task": task}
+    probe_kw = {"kinds": cfg.kinds, "names": cfg.names, "depths": cfg.depths}
+    probe = Probe(model, positions=cfg.positions, **probe_kw)
+
+    def emit(regime: str, chunk: int, ids: Sequence[str], net: nn.Module, batches, p: Probe):
+        with torch.no_grad(), p:
+            for x in batches:
+                net(_to(model, x))
+        frame = _finite(p.take(ids).assign(**base), result, cfg.keep_nonfinite)
+        write_part(frame, part_path(out, regime, chunk, cfg.writer), run)
+        result.rows[regime] += len(frame)
+        result.written[regime] += 1
+
+    if "train" in cfg.regimes:
+        n_chunks = math.ceil(cfg.n_crops / cfg.crop_batch)
+        cache: dict[int, dict] = {}
+        for j in tqdm(range(n_chunks), desc="train crops", disable=not progress):
+            if part_path(out, "train", j, cfg.writer).exists():
+                result.skipped["train"] += 1
+                continue
+            size = min(cfg.crop_batch, cfg.n_crops - j * cfg.crop_batch)
+            ids, x = train_crops(train_data, train_size, j, size, cfg.seed, cache)
+            emit("train", j, ids, model, [x], probe)
+        cache.clear()
+
+    image_regimes = [r for r in ("whole", "tlc", "tiles") if r in cfg.regimes]
+    if image_regimes:
+        tlc_model = tlc_probe = None
+        if "tlc" in image_regimes:
+            tlc_model = convert(
+                model, train_size=train_size, base_size=cfg.base_size, fast_imp=cfg.fast_imp
+            )
+            tlc_probe = Probe(tlc_model, positions=cfg.positions, **probe_kw)
+        bar = tqdm(range(len(test_data)), desc="test images", disable=not progress)
+        for j in bar:
+            todo = [r for r in image_regimes if not part_path(out, r, j, cfg.writer).exists()]
+            result.skipped.update({r: 1 for r in image_regimes if r not in todo})
+            if not todo:
+                continue
+            item = test_data[j]
+            img = item["input"]
+            for regime in todo:
+                bar.set_postfix(image=item["id"], regime=regime)
+                if regime == "whole":
+                    emit(regime, j, [item["id"]], model, [img[None]], probe)
+                elif regime == "tlc":
+                    emit(regime, j, [item["id"]], tlc_model, [img[None]], tlc_probe)
+                else:
+                    boxes, tiles = image_tiles(img, train_size, cfg.tile_overlap)
+                    ids = [f"{item['id']}/t{k:03d}@{y},{x}" for k, (y, x) in enumerate(boxes)]
+                    batches = tiles.split(cfg.tile_batch)
+                    emit(regime, j, ids, model, batches, probe)
+    result.seconds = time.perf_counter() - t0
+    if result.nonfinite:
+        what = "kept" if cfg.keep_nonfinite else "dropped"
+        print(f"warning: non-finite statistics {what}, per site: {dict(result.nonfinite)}")
+    return result
+
+
+def _to(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    p = next(iter(model.parameters()), None)
+    return x.to(p.device, p.dtype) if p is not None else x
+
+
+_VOLATILE = ("versions", "command")
+
+
+def _comparable(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in run.items() if k not in _VOLATILE}
+
+
+def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    keys = sorted(set(a) | set(b))
+    return ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k))
+
+
+def datasets_for(
+    task: str,
+    *,
+    data: str | Path | None = None,
+    layout: str = "pairs",
+    train_data: str | Path | None = None,
+    n_per_photo: int = 1,
+    seed: int = 0,
+    train_config: dict[str, Any] | None = None,
+) -> tuple[torch.utils.data.Dataset | None, torch.utils.data.Dataset, str]:
+    """The (train, test) datasets of a collection and a description of them.
+
+    Without ``data``: the bundled photos degraded for ``task`` — test photos with
+    ``n_per_photo`` degradations each (seed ``seed``), and the training photos exactly
+    as training made them (``n_per_photo`` and ``seed`` of the checkpoint's
+    ``train_config`` when known, else 4 and 0). With ``data``: a paired folder of
+    ``layout`` (its test split for GoPro); the train regime reads ``train_data`` (same
+    layout), or the GoPro train split of ``data``, and is unavailable otherwise (None).
+    """
+    from ..data import PairedFolder, SyntheticPairs
+
+    if data is None:
+        tc = train_config or {}
+        train = SyntheticPairs(
+            task, split="train", n_per_photo=int(tc.get("n_per_photo", 4)), seed=tc.get("seed", 0)
+        )
+        test = SyntheticPairs(task, split="test", n_per_photo=n_per_photo, seed=seed)
+        return train, test, f"bundled photos, {task} (seed {seed}, {n_per_photo} per photo)"
+    test = PairedFolder(data, layout, split="test")
+    if train_data is not None:
+        train = PairedFolder(train_data, layout, split="train")
+    elif layout == "gopro" and (Path(data) / "train").is_dir():
+        train = PairedFolder(data, layout, split="train")
+    else:
+        train = None
+    return train, test, f"{layout} folder {data}" + (f", train {train_data}" if train_data else "")
+
+
+def collect_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    task: str | None = None,
+    train_size: int | None = None,
+    model_name: str | None = None,
+    preset: str = "official",
+    data: str | Path | None = None,
+    layout: str = "pairs",
+    train_data: str | Path | None = None,
+    n_per_photo: int = 1,
+    n_images: int | None = None,
+    config: CollectConfig | None = None,
+    mode: str = "refuse",
+    progress: bool = True,
+) -> CollectResult:
+    """:func:`collect` for a checkpoint file.
+
+    A tlc-probe checkpoint rebuilds its own model and knows its task and train_size.
+    Any other checkpoint :func:`tlc_probe.models.load_checkpoint` accepts (official
+    state dicts) needs ``model_name`` (zoo name, built with ``preset``), ``task`` and
+    ``train_size``. The model name in the statistics is ``<name>-<preset>``;
+    ``n_images`` keeps only the first test images.
+    """
+    from ..models import build, build_from_checkpoint, load_checkpoint, read_checkpoint
+
+    _, meta = read_checkpoint(checkpoint)
+    if "name" in meta:
+        model, meta = build_from_checkpoint(checkpoint)
+        preset = meta.get("preset", "tiny")
+        name = f"{meta['name']}-{preset}"
+    else:
+        if model_name is None:
+            raise ValueError(
+                f"{checkpoint} carries no tlc-probe metadata: name its architecture with "
+                "--model (and --preset), and give --task and --train-size"
+            )
+        model = build(model_name, preset)
+        load_checkpoint(model, checkpoint)
+        model.eval()
+        name = f"{model_name}-{preset}"
+    ts = train_size if train_size is not None else meta.get("train_size")
+    if ts is None:
+        raise ValueError(f"{checkpoint} records no train_size: pass --train-size")
+    task = task or meta.get("task")
+    if task is None:
+        raise ValueError(f"{checkpoint} records no task: pass --task")
+    cfg = config or CollectConfig()
+    train_set, test_set, source = datasets_for(
+        task,
+        data=data,
+        layout=layout,
+        train_data=train_data,
+        n_per_photo=n_per_photo,
+        seed=cfg.seed,
+        train_config=meta.get("train_config"),
+    )
+    if n_images is not None:
+        test_set = torch.utils.data.Subset(test_set, range(min(n_images, len(test_set))))
+        source += f", first {n_images} image(s)"
+    if "train" in cfg.regimes and train_set is None:
+        raise ValueError(
+            "the train regime needs training images: pass --train-data DIR (same layout) "
+            "or leave 'train' out of --regimes"
+        )
+    run_meta = {
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": _sha256(checkpoint),
+        "preset": preset,
+        "data": source,
+        "fast_imp": cfg.fast_imp,
+        "tile_overlap": cfg.tile_overlap,
+        "seed": cfg.seed,
+    }
+    return collect(
+        model,
+        out,
+        model_name=name,
+        task=task,
+        train_size=int(ts),
+        test_data=test_set,
+        train_data=train_set,
+        config=cfg,
+        mode=mode,
+        meta=run_meta,
+        progress=progress,
+    )
