@@ -1,0 +1,529 @@
+"""Distribution-shift metrics between regimes of the tidy statistics: KL, JS and W1.
+
+A comparison is written ``"cmp~ref"``: ``"tlc~train"`` compares the statistics gathered with
+the TLC-converted model on whole images (cmp) with those of the training patches (ref). For
+every (model, task, site, kind, depth, stat) and every channel (plus ``"all"``: all channels
+pooled) the values of the two regimes are two empirical samples; in the ``tlc`` regime each
+local mean (every (y, x) position) is one value. Non-finite values are dropped first.
+
+Rules (one set, used by :func:`w1`, :func:`kl_js` and :func:`shift_table` alike):
+
+``w1``
+    Exact 1-D Wasserstein-1 distance between the two unweighted empirical distributions,
+    ``integral |F_ref(v) - F_cmp(v)| dv`` over the merged sorted values; the semantics of
+    ``scipy.stats.wasserstein_distance``. Units of the statistic.
+``w1_norm``
+    ``w1 / std(ref)`` (population std, ddof=0); dimensionless. If the reference is constant,
+    the std of ref and cmp pooled is used instead; if that is 0 too, both samples are the same
+    constant, ``w1`` is 0 and so is ``w1_norm``. Never NaN for non-empty samples.
+``kl``, ``js``
+    Histograms on bins fixed from the reference alone, shared by both samples:
+
+    * Freedman–Diaconis width ``h = 2 IQR n^(-1/3)`` on the reference, ``nb = ceil(range / h)``;
+      if the IQR is 0 but the range is not, Sturges' ``nb = ceil(log2 n) + 1``; if the
+      reference is constant, one bin holding exactly that value;
+    * ``nb`` clipped to ``[1, MAX_BINS]`` (512), then ``nb`` equal bins spanning the
+      reference's ``[min, max]`` (half-open, the last one closed);
+    * two overflow bins, ``(-inf, min)`` and ``(max, +inf)``, catch the cmp values outside the
+      reference range (the reference has none there), so ``K = nb + 2`` bins in all;
+    * both histograms are normalised to probabilities and smoothed with one epsilon,
+      ``p <- (p + EPS) / (1 + K * EPS)`` with ``EPS = 1e-6`` (the same for cmp), so every
+      bin is strictly positive and nothing is inf or NaN.
+
+    ``kl = sum p ln(p / q)`` = KL(ref ‖ cmp) in nats; at most about ``ln(1 / EPS)`` ≈ 13.8
+    for disjoint samples. ``js = (KL(p ‖ m) + KL(q ‖ m)) / 2`` with ``m = (p + q) / 2``, in
+    ``[0, ln 2]``. The histogram estimate of KL is biased upward by about ``(K - 1) / (2 n_cmp)``
+    and converges to the continuous KL as both samples grow.
+
+All of it is vectorised over groups: values are sorted once per granularity (per channel,
+pooled) and every comparison reuses that order (other regimes' values only add breakpoints of
+zero weight to the W1 integral).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .store import read_stats  # noqa: F401  (re-exported: shift.read_stats)
+
+EPS = 1e-6
+MAX_BINS = 512
+COMPARISONS: tuple[str, ...] = ("whole~train", "tlc~train", "tiles~train")
+KEYS: tuple[str, ...] = ("model", "task", "site", "kind", "depth", "stat")
+SHIFT_COLUMNS: tuple[str, ...] = (
+    "model",
+    "task",
+    "site",
+    "kind",
+    "depth",
+    "stat",
+    "channel",
+    "comparison",
+    "kl",
+    "js",
+    "w1",
+    "w1_norm",
+    "n_ref",
+    "n_cmp",
+)
+
+
+def parse_comparison(comparison: str) -> tuple[str, str]:
+    """Split ``"cmp~ref"`` into ``(cmp, ref)`` regime names."""
+    cmp, sep, ref = comparison.partition("~")
+    if not sep or not cmp or not ref or "~" in ref:
+        raise ValueError(f"comparison must look like 'cmp~ref', got {comparison!r}")
+    return cmp, ref
+
+
+# --------------------------------------------------------------------------------------------
+# grouped kernels: arrays sorted by (group, value); g = group code, v = float64 value,
+# r = regime code of each row
+
+
+def _sort_within_groups(g: np.ndarray, value_order: np.ndarray, n_groups: int) -> np.ndarray:
+    """Permutation sorting rows by (group, value), given an order sorting them by value."""
+    gv = g[value_order]
+    # a stable integer sort keeps the value order inside each group; numpy radix-sorts
+    # 16-bit integers, which is ~2x faster than its 64-bit merge sort
+    if n_groups <= np.iinfo(np.uint16).max + 1:
+        gv = gv.astype(np.uint16)
+    elif n_groups <= np.iinfo(np.int32).max:
+        gv = gv.astype(np.int32)
+    return value_order[np.argsort(gv, kind="stable")]
+
+
+def _exclusive_cumsum(n: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(n)
+    np.cumsum(n[:-1], out=out[1:])
+    return out
+
+
+class _RefBins:
+    """Per-group reference statistics and shared histogram bins for one reference regime."""
+
+    def __init__(self, g: np.ndarray, v: np.ndarray, is_ref: np.ndarray, n_groups: int):
+        gt, vt = g[is_ref], v[is_ref]  # still sorted by (group, value)
+        n = np.bincount(gt, minlength=n_groups)
+        self.n = n
+        ok = n > 0
+        nn = np.maximum(n, 1)
+        start = _exclusive_cumsum(n)
+        # groups without reference values read a dummy value; their results are dropped
+        padded = vt if vt.size else np.zeros(1)
+
+        def at(i: np.ndarray) -> np.ndarray:
+            return np.where(ok, padded[np.minimum(start + i, padded.size - 1)], 0.0)
+
+        def quantile(p: float) -> np.ndarray:  # numpy's default ('linear') rule
+            pos = p * (nn - 1)
+            i = np.floor(pos).astype(np.int64)
+            a, b = at(i), at(np.minimum(i + 1, nn - 1))
+            return a + (pos - i) * (b - a)
+
+        lo, hi = at(np.zeros_like(nn)), at(nn - 1)
+        iqr = quantile(0.75) - quantile(0.25)
+        self.sum = np.bincount(gt, weights=vt, minlength=n_groups)
+        mean = self.sum / nn
+        dev = vt - mean[gt]
+        self.std = np.sqrt(np.bincount(gt, weights=dev * dev, minlength=n_groups) / nn)
+
+        rng = hi - lo
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            h = 2.0 * iqr * np.power(nn, -1.0 / 3.0)
+            nb_fd = np.ceil(rng / h)
+        nb_sturges = np.ceil(np.log2(nn)) + 1.0
+        nb = np.where(rng > 0, np.where(h > 0, nb_fd, nb_sturges), 1.0)
+        nb = np.clip(np.nan_to_num(nb, nan=1.0, posinf=MAX_BINS), 1, MAX_BINS).astype(np.int64)
+        self.lo, self.hi, self.nb = lo, hi, nb
+        self.width = np.where(rng > 0, rng / nb, 1.0)
+        self.k = nb + 2  # with the two overflow bins
+        self.offset = _exclusive_cumsum(self.k)
+        self.n_bins = int(self.k.sum())
+        self.bin_group = np.repeat(np.arange(n_groups), self.k)
+        self.counts = self.histogram(gt, vt)
+
+    def codes(self, g: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Global bin code (group offset + bin index) of each value of group ``g``."""
+        lo, hi, nb = self.lo[g], self.hi[g], self.nb[g]
+        with np.errstate(invalid="ignore", over="ignore"):
+            b = np.floor((v - lo) / self.width[g])
+        b = np.clip(np.nan_to_num(b, nan=0.0), 0, nb - 1).astype(np.int64) + 1
+        b[v < lo] = 0
+        over = v > hi
+        b[over] = nb[over] + 1
+        return self.offset[g] + b
+
+    def histogram(self, g: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Counts of values ``v`` (of groups ``g``) in every bin of every group."""
+        return np.bincount(self.codes(g, v), minlength=self.n_bins)
+
+
+def _smoothed(counts: np.ndarray, n: np.ndarray, bins: _RefBins) -> np.ndarray:
+    p = counts / np.maximum(n, 1)[bins.bin_group]
+    return (p + EPS) / (1.0 + bins.k[bins.bin_group] * EPS)
+
+
+def _kl_js_from_counts(
+    counts_ref: np.ndarray,
+    n_ref: np.ndarray,
+    counts_cmp: np.ndarray,
+    n_cmp: np.ndarray,
+    bins: _RefBins,
+) -> tuple[np.ndarray, np.ndarray]:
+    n_groups = bins.n.size
+    p = _smoothed(counts_ref, n_ref, bins)
+    q = _smoothed(counts_cmp, n_cmp, bins)
+    m = 0.5 * (p + q)
+    kl = np.bincount(bins.bin_group, weights=p * np.log(p / q), minlength=n_groups)
+    js_terms = p * np.log(p / m) + q * np.log(q / m)
+    js = 0.5 * np.bincount(bins.bin_group, weights=js_terms, minlength=n_groups)
+    # rounding can leave -1e-17 for identical histograms
+    return np.maximum(kl, 0.0), np.clip(js, 0.0, math.log(2.0))
+
+
+def _group_metrics(
+    g: np.ndarray,
+    v: np.ndarray,
+    r: np.ndarray,
+    n_groups: int,
+    pairs: Sequence[tuple[int, int]],
+) -> list[dict[str, np.ndarray]]:
+    """Metrics of every (cmp, ref) regime-code pair for every group.
+
+    ``g, v, r`` must be sorted by (group, value). Returns one dict of per-group arrays
+    (kl, js, w1, w1_norm, n_ref, n_cmp) per pair; groups where a side is empty have n == 0.
+    """
+    # both CDFs reach 1 at a group's last row, so masking the jump to the next group is
+    # only a guard against rounding
+    same = g[1:] == g[:-1]
+    dv = np.where(same, np.diff(v), 0.0)
+    g_head = g[:-1]
+
+    cdf_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def cdf(code: int) -> tuple[np.ndarray, np.ndarray]:
+        """Within-group empirical CDF of regime ``code`` after each sorted row, and its n."""
+        if code not in cdf_cache:
+            is_k = r == code
+            n = np.bincount(g[is_k], minlength=n_groups)
+            within = np.cumsum(is_k) - _exclusive_cumsum(n)[g]
+            cdf_cache[code] = (within / np.maximum(n, 1)[g], n)
+        return cdf_cache[code]
+
+    bins_cache: dict[int, _RefBins] = {}
+    out = []
+    for cmp_code, ref_code in pairs:
+        if ref_code not in bins_cache:
+            bins_cache[ref_code] = _RefBins(g, v, r == ref_code, n_groups)
+        bins = bins_cache[ref_code]
+        f_ref, n_ref = cdf(ref_code)
+        f_cmp, n_cmp = cdf(cmp_code)
+        w1 = np.bincount(g_head, weights=np.abs(f_ref - f_cmp)[:-1] * dv, minlength=n_groups)
+
+        is_cmp = r == cmp_code
+        g_cmp, v_cmp = g[is_cmp], v[is_cmp]
+        kl, js = _kl_js_from_counts(bins.counts, n_ref, bins.histogram(g_cmp, v_cmp), n_cmp, bins)
+
+        scale = bins.std.copy()
+        flat = (scale <= 0) & (n_ref > 0)
+        if flat.any():  # constant reference: fall back to the pooled std of ref and cmp
+            n_u = np.maximum(n_ref + n_cmp, 1)
+            sum_cmp = np.bincount(g_cmp, weights=v_cmp, minlength=n_groups)
+            mean_u = (bins.sum + sum_cmp) / n_u
+            both = is_cmp | (r == ref_code)
+            dev = v[both] - mean_u[g[both]]
+            var_u = np.bincount(g[both], weights=dev * dev, minlength=n_groups) / n_u
+            scale[flat] = np.sqrt(var_u[flat])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w1_norm = np.where(scale > 0, w1 / scale, 0.0)
+        out.append(
+            {"kl": kl, "js": js, "w1": w1, "w1_norm": w1_norm, "n_ref": n_ref, "n_cmp": n_cmp}
+        )
+    return out
+
+
+def _finite(x: np.ndarray | Sequence[float]) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64).ravel()
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        raise ValueError("every sample needs at least one finite value")
+    return a
+
+
+# --------------------------------------------------------------------------------------------
+# public scalar API
+
+
+def w1(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -> float:
+    """Wasserstein-1 distance between the empirical distributions of samples ``a`` and ``b``.
+
+    Same value as ``scipy.stats.wasserstein_distance(a, b)`` (unweighted): the integral of
+    ``|F_a - F_b|`` over the merged sorted values, in the units of the values. Non-finite
+    values are dropped; both samples need at least one finite value.
+    """
+    a, b = np.sort(_finite(a)), np.sort(_finite(b))
+    merged = np.sort(np.concatenate([a, b]))
+    f_a = np.searchsorted(a, merged[:-1], side="right") / a.size
+    f_b = np.searchsorted(b, merged[:-1], side="right") / b.size
+    return float(np.sum(np.abs(f_a - f_b) * np.diff(merged)))
+
+
+def kl_js(
+    ref: np.ndarray | Sequence[float],
+    cmp: np.ndarray | Sequence[float],
+    bins_from: np.ndarray | Sequence[float] | None = None,
+) -> tuple[float, float]:
+    """``(KL(ref ‖ cmp), JS(ref, cmp))`` in nats, on histogram bins fixed from ``ref``.
+
+    Binning, overflow bins and the ``EPS`` smoothing are those of the module docstring (the
+    rule :func:`shift_table` uses). ``bins_from`` fixes the bins from another sample instead
+    (then JS is symmetric in ``ref`` and ``cmp``). KL >= 0 (at most about ln(1/EPS) ≈ 13.8),
+    JS in ``[0, ln 2]``; both 0 for identical samples. Non-finite values are dropped; every
+    sample needs at least one finite value.
+    """
+    ref, cmp = _finite(ref), _finite(cmp)
+    edges = np.sort(ref if bins_from is None else _finite(bins_from))
+    bins = _RefBins(np.zeros(edges.size, np.int64), edges, np.ones(edges.size, bool), 1)
+
+    def hist(x: np.ndarray) -> np.ndarray:
+        return bins.histogram(np.zeros(x.size, np.int64), x)
+
+    kl, js = _kl_js_from_counts(
+        hist(ref), np.array([ref.size]), hist(cmp), np.array([cmp.size]), bins
+    )
+    return float(kl[0]), float(js[0])
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+
+
+def _factorize(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    codes, uniques = pd.factorize(values, sort=False, use_na_sentinel=False)
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def _combine(code_cols: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Dense codes of the row-wise combination of several factor codes, and the first row
+    of each combination (to recover its key values)."""
+    key = np.zeros(code_cols[0][0].size, dtype=np.int64)
+    for codes, card in code_cols:
+        key = key * card + codes
+    dense = pd.factorize(key, sort=False)[0].astype(np.int64)
+    # factorize numbers combinations in order of first appearance: a row starts a new code
+    # exactly when its code exceeds every earlier one
+    seen = np.maximum.accumulate(dense)
+    is_first = np.empty(dense.size, dtype=bool)
+    is_first[:1] = True
+    is_first[1:] = dense[1:] > seen[:-1]
+    return dense, np.flatnonzero(is_first)
+
+
+def shift_table(
+    stats: pd.DataFrame,
+    comparisons: Sequence[str] = COMPARISONS,
+    per_channel: bool = True,
+) -> pd.DataFrame:
+    """KL, JS and W1 between regimes for every site, statistic and channel.
+
+    ``stats`` is the tidy statistics frame (columns model, task, regime, site, kind, depth,
+    channel, stat, value are used; see DESIGN.md). ``comparisons`` are ``"cmp~ref"`` strings;
+    a comparison whose regimes are absent (e.g. no ``tiles``) yields no rows, as does any
+    group where one side has no finite value.
+
+    Returns one row per (model, task, site, kind, depth, stat, channel, comparison) with
+    columns :data:`SHIFT_COLUMNS`: ``channel`` is the channel index as a string, or ``"all"``
+    for all channels pooled (the only rows when ``per_channel`` is False); ``kl``/``js`` in
+    nats, ``w1`` in the units of the statistic, ``w1_norm`` dimensionless, ``n_ref``/``n_cmp``
+    the numbers of values compared. Rows are ordered by model, task, depth, site, kind, stat,
+    channel (numeric, then "all") and comparison (in the order given).
+    """
+    comparisons = list(dict.fromkeys(comparisons))
+    parsed = [parse_comparison(c) for c in comparisons]
+    regimes = sorted({x for pair in parsed for x in pair})
+    missing = [c for c in (*KEYS, "regime", "channel", "value") if c not in stats.columns]
+    if missing:
+        raise KeyError(f"statistics frame lacks columns {missing}")
+    empty = pd.DataFrame({c: pd.Series(dtype=_out_dtype(c)) for c in SHIFT_COLUMNS})
+
+    reg_codes, reg_uniques = _factorize(stats["regime"])
+    lookup = np.array([regimes.index(str(u)) if str(u) in regimes else -1 for u in reg_uniques])
+    r_codes = lookup[reg_codes].astype(np.int8) if lookup.size else reg_codes.astype(np.int8)
+    values = stats["value"].to_numpy(dtype=np.float64, na_value=np.nan)
+    keep = (r_codes >= 0) & np.isfinite(values)
+    if not keep.any():
+        return empty
+    # rows of regimes no comparison uses are dropped (they would only add breakpoints)
+    subset = (lambda a: a[keep]) if not keep.all() else (lambda a: a)
+    values, r_codes = subset(values), subset(r_codes)
+    pairs = [(regimes.index(c), regimes.index(rf)) for c, rf in parsed]
+
+    factors = {}
+    for k in (*KEYS, "channel"):
+        codes, uniques = _factorize(stats[k])
+        factors[k] = (subset(codes), uniques)
+    base, base_first = _combine([(factors[k][0], len(factors[k][1])) for k in KEYS])
+    value_order = np.argsort(values, kind="stable")
+
+    granularities: list[tuple[np.ndarray, np.ndarray, bool]] = []
+    if per_channel:
+        ch_codes, ch_uniques = factors["channel"]
+        group, first = _combine([(base, base_first.size), (ch_codes, len(ch_uniques))])
+        granularities.append((group, first, True))
+    granularities.append((base, base_first, False))
+
+    frames = []
+    for group, first, by_channel in granularities:
+        n_groups = first.size
+        order = _sort_within_groups(group, value_order, n_groups)
+        metrics = _group_metrics(group[order], values[order], r_codes[order], n_groups, pairs)
+        del order
+        keys = {k: factors[k][1][factors[k][0][first]] for k in KEYS}
+        if by_channel:
+            ch_codes, ch_uniques = factors["channel"]
+            channel = np.array([str(int(c)) for c in ch_uniques], dtype=object)[ch_codes[first]]
+        else:
+            channel = np.full(n_groups, "all", dtype=object)
+        for comparison, m in zip(comparisons, metrics, strict=True):
+            ok = (m["n_ref"] > 0) & (m["n_cmp"] > 0)
+            if not ok.any():
+                continue
+            part = {k: keys[k][ok] for k in KEYS}
+            part["channel"] = channel[ok]
+            part["comparison"] = np.full(int(ok.sum()), comparison, dtype=object)
+            part.update({k: m[k][ok] for k in ("kl", "js", "w1", "w1_norm", "n_ref", "n_cmp")})
+            frames.append(pd.DataFrame(part))
+    if not frames:
+        return empty
+    return _tidy_table(pd.concat(frames, ignore_index=True), comparisons)
+
+
+def _out_dtype(column: str) -> str:
+    if column in ("kl", "js", "w1", "w1_norm"):
+        return "float64"
+    if column in ("n_ref", "n_cmp"):
+        return "int64"
+    if column == "depth":
+        return "int32"
+    return "object"
+
+
+def _tidy_table(table: pd.DataFrame, comparisons: Sequence[str]) -> pd.DataFrame:
+    for c in SHIFT_COLUMNS:
+        if c in ("model", "task", "site", "kind", "stat", "channel", "comparison"):
+            table[c] = table[c].astype(str)
+        else:
+            table[c] = table[c].astype(_out_dtype(c))
+    channel_num = pd.to_numeric(table["channel"].where(table["channel"] != "all"))
+    comp_rank = table["comparison"].map({c: i for i, c in enumerate(comparisons)})
+    order = np.lexsort(
+        (
+            comp_rank.to_numpy(),
+            channel_num.fillna(np.inf).to_numpy(),
+            table["stat"].to_numpy(),
+            table["kind"].to_numpy(),
+            table["site"].to_numpy(),
+            table["depth"].to_numpy(),
+            table["task"].to_numpy(),
+            table["model"].to_numpy(),
+        )
+    )
+    return table.iloc[order].reset_index(drop=True)[list(SHIFT_COLUMNS)]
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The paper's claim, measured: does TLC pull the statistics back towards training?
+
+    Uses the pooled (``channel == "all"``) rows of a :func:`shift_table`. Per (model, task,
+    stat), over the sites that have both ``whole~train`` and ``tlc~train`` rows:
+
+    * ``n_sites``;
+    * ``frac_w1_improved`` / ``frac_kl_improved``: fraction of sites where
+      ``w1(tlc~train) < w1(whole~train)`` (resp. ``kl``);
+    * ``median_w1_ratio``: median over sites of ``w1(tlc~train) / w1(whole~train)`` (sites
+      with ``w1(whole~train) == 0`` are left out of the median; NaN if none is left).
+
+    If the table has ``tiles~train`` rows, ``frac_w1_improved_tiles`` and
+    ``median_w1_ratio_tiles`` are added: the same with tiles in place of tlc (over the sites
+    having tiles and whole rows).
+    """
+    pooled = table[table["channel"].astype(str) == "all"]
+    index = ["model", "task", "stat", "site", "kind", "depth"]
+    wide = pooled.pivot_table(
+        index=index, columns="comparison", values=["w1", "kl"], aggfunc="first"
+    )
+    has_tiles = ("w1", "tiles~train") in wide.columns
+    rows = []
+    for (model, task, stat), grp in wide.groupby(level=["model", "task", "stat"], sort=True):
+        row: dict[str, object] = {"model": model, "task": task, "stat": stat}
+        row.update(_improvement(grp, "tlc~train", ""))
+        if has_tiles:
+            tiles = _improvement(grp, "tiles~train", "_tiles")
+            row.update({k: tiles[k] for k in ("frac_w1_improved_tiles", "median_w1_ratio_tiles")})
+        rows.append(row)
+    columns = [
+        "model",
+        "task",
+        "stat",
+        "n_sites",
+        "frac_w1_improved",
+        "frac_kl_improved",
+        "median_w1_ratio",
+    ]
+    if has_tiles:
+        columns += ["frac_w1_improved_tiles", "median_w1_ratio_tiles"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _improvement(wide: pd.DataFrame, comparison: str, suffix: str) -> dict[str, float]:
+    def col(metric: str, comp: str) -> pd.Series:
+        if (metric, comp) in wide.columns:
+            return wide[(metric, comp)]
+        return pd.Series(np.nan, index=wide.index)
+
+    both = col("w1", comparison).notna() & col("w1", "whole~train").notna()
+    w_new, w_old = col("w1", comparison)[both], col("w1", "whole~train")[both]
+    k_new, k_old = col("kl", comparison)[both], col("kl", "whole~train")[both]
+    n = int(both.sum())
+    ratio = (w_new / w_old)[w_old > 0]
+    return {
+        f"n_sites{suffix}": n,
+        f"frac_w1_improved{suffix}": float((w_new < w_old).mean()) if n else np.nan,
+        f"frac_kl_improved{suffix}": float((k_new < k_old).mean()) if n else np.nan,
+        f"median_w1_ratio{suffix}": float(ratio.median()) if ratio.size else np.nan,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# I/O
+
+
+def _atomic(path: Path, write) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_shift(table: pd.DataFrame, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write ``shift.csv``, ``shift.parquet`` and ``summary.csv`` (:func:`summary` of the
+    table) into ``out_dir`` (created if needed), each atomically: written under a temporary
+    name, then renamed. Returns ``{"shift_csv", "shift_parquet", "summary_csv"}`` → paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summ = summary(table)
+    return {
+        "shift_csv": _atomic(out / "shift.csv", lambda p: table.to_csv(p, index=False)),
+        "shift_parquet": _atomic(out / "shift.parquet", lambda p: table.to_parquet(p, index=False)),
+        "summary_csv": _atomic(out / "summary.csv", lambda p: summ.to_csv(p, index=False)),
+    }

@@ -1,0 +1,290 @@
+"""Figures from the tidy statistics and the shift table (seaborn, returned as Figures).
+
+Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot state) and
+returns it; :func:`save_figure` writes it as PNG and PDF with reproducible bytes. Colours follow
+the paper's Fig. A3: green = training patches, blue = whole images, red = whole images with TLC;
+overlapping tiles get a fourth colour (purple).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from .shift import COMPARISONS, parse_comparison
+from .shift import shift_table as _shift_table
+
+REGIME_COLOURS: dict[str, str] = {
+    "train": "#2ca02c",  # green
+    "whole": "#1f77b4",  # blue
+    "tlc": "#d62728",  # red
+    "tiles": "#9467bd",  # purple
+}
+REGIME_LABELS: dict[str, str] = {
+    "train": "train patches",
+    "whole": "whole image",
+    "tlc": "whole image + TLC",
+    "tiles": "tiles",
+}
+KIND_MARKERS: dict[str, str] = {"in": "o", "se": "s"}
+_MAX_HIST_BINS = 80
+_FONT = {"font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7, "legend.fontsize": 6}
+
+
+def _comparison_colour(comparison: str) -> str:
+    cmp, _ = parse_comparison(comparison)
+    return REGIME_COLOURS.get(cmp, "#7f7f7f")
+
+
+def _only(df: pd.DataFrame, column: str, value: str | None, what: str) -> tuple[pd.DataFrame, str]:
+    """Rows of ``df`` with ``column == value``; ``value=None`` is allowed if there is one."""
+    present = sorted(df[column].astype(str).unique())
+    if value is None:
+        if len(present) != 1:
+            raise ValueError(f"{what}: several {column}s {present}; pass {column}=...")
+        value = present[0]
+    elif value not in present:
+        raise ValueError(f"{what}: {column} {value!r} not in {present}")
+    return df[df[column].astype(str) == value], value
+
+
+def fig_a3(
+    stats: pd.DataFrame,
+    site: str,
+    stat: str = "mean",
+    shift: pd.DataFrame | None = None,
+    model: str | None = None,
+    task: str | None = None,
+) -> Figure:
+    """Paper Fig. A3 for one site: the distribution of a statistic, training vs inference.
+
+    Panel (a) train (green) vs whole images (blue); (b) train vs whole images with TLC (red);
+    (c), if the ``tiles`` regime is present, train vs overlapping tiles (purple). Values are
+    pooled over channels (each local mean of the tlc regime is one value) and drawn as
+    density step histograms on bins common to all panels; panels share both axes. Legend
+    entries carry W1 and KL of the pooled (``channel == "all"``) rows of ``shift`` (computed
+    from ``stats`` when not given). ``model``/``task`` may be omitted when ``stats`` holds
+    only one. Returns a Figure 7 × 2.6 in (10 × 2.6 in with three panels).
+    """
+    df, model = _only(stats, "model", model, "fig_a3")
+    df, task = _only(df, "task", task, "fig_a3")
+    df = df[(df["site"].astype(str) == site) & (df["stat"].astype(str) == stat)]
+    if df.empty:
+        raise ValueError(f"no {stat!r} statistics for site {site!r} of {model}/{task}")
+    regimes = set(df["regime"].astype(str))
+    if "train" not in regimes:
+        raise ValueError(f"site {site!r} has no train statistics")
+    others = [r for r in ("whole", "tlc", "tiles") if r in regimes]
+    if not others:
+        raise ValueError(f"site {site!r} has no whole/tlc/tiles statistics to compare with")
+    kind, depth = str(df["kind"].iloc[0]), int(df["depth"].iloc[0])
+
+    if shift is None:
+        shift = _shift_table(df, comparisons=[f"{r}~train" for r in others], per_channel=False)
+    rows = shift[
+        (shift["model"].astype(str) == model)
+        & (shift["task"].astype(str) == task)
+        & (shift["site"].astype(str) == site)
+        & (shift["stat"].astype(str) == stat)
+        & (shift["channel"].astype(str) == "all")
+    ].set_index("comparison")
+
+    values = {r: g["value"].to_numpy(np.float64) for r, g in df.groupby("regime", observed=True)}
+    values = {str(r): v[np.isfinite(v)] for r, v in values.items()}
+    pooled = np.concatenate(list(values.values()))
+    edges = np.histogram_bin_edges(values["train"], bins="fd", range=(pooled.min(), pooled.max()))
+    if edges.size - 1 > _MAX_HIST_BINS or edges.size < 3:
+        edges = np.linspace(pooled.min(), pooled.max() + (pooled.min() == pooled.max()), 41)
+
+    letters = "abc"
+    with _rc():
+        width = 10.0 if len(others) > 2 else 7.0
+        fig = Figure(figsize=(width, 2.6), layout="constrained")
+        axes = fig.subplots(1, len(others), sharex=True, sharey=True, squeeze=False)[0]
+        for ax, letter, regime in zip(axes, letters, others, strict=False):
+            comparison = f"{regime}~train"
+            label = REGIME_LABELS.get(regime, regime)
+            if comparison in rows.index:
+                row = rows.loc[comparison]
+                label += f"  W1={row['w1']:.3g} KL={row['kl']:.3g}"
+            for name, lab in (("train", REGIME_LABELS["train"]), (regime, label)):
+                sns.histplot(
+                    x=values[name],
+                    bins=edges,
+                    stat="density",
+                    element="step",
+                    fill=True,
+                    alpha=0.25,
+                    color=REGIME_COLOURS.get(name, "#7f7f7f"),
+                    label=lab,
+                    ax=ax,
+                )
+            ax.set_title(f"({letter}) train vs {REGIME_LABELS.get(regime, regime)}")
+            ax.set_xlabel(f"{stat} of channel")
+        # head-room above the tallest bar so the legends do not hide the histograms
+        axes[0].set_ylim(0, 1.4 * max(ax.get_ylim()[1] for ax in axes))
+        for ax in axes:
+            ax.legend(loc="upper left", frameon=False)
+        axes[0].set_ylabel("density")
+        fig.suptitle(f"{model} · {task} · {site} ({kind}, depth {depth})")
+    return fig
+
+
+def choose_site(shift_table: pd.DataFrame, kind: str, model: str | None = None) -> str:
+    """The site to show for ``kind`` (``"in"`` or ``"se"``): the one with the largest
+    normalised W1 (``w1_norm``) between whole images and training (``whole~train``, stat
+    ``mean``, channels pooled), i.e. where the shift the paper describes is most visible.
+    Ties go to the shallower site. Restricted to ``model`` if given."""
+    t = shift_table
+    sel = (
+        (t["kind"].astype(str) == kind)
+        & (t["comparison"] == "whole~train")
+        & (t["stat"].astype(str) == "mean")
+        & (t["channel"].astype(str) == "all")
+        & t["w1_norm"].notna()
+    )
+    if model is not None:
+        sel &= t["model"].astype(str) == model
+    rows = t[sel].sort_values(["w1_norm", "depth"], ascending=[False, True], kind="stable")
+    if rows.empty:
+        raise ValueError(f"no whole~train rows of kind {kind!r} to choose a site from")
+    return str(rows["site"].iloc[0])
+
+
+def _tasks(table: pd.DataFrame, task: str | None) -> list[str]:
+    present = sorted(table["task"].astype(str).unique())
+    if task is None:
+        return present
+    if task not in present:
+        raise ValueError(f"task {task!r} not in {present}")
+    return [task]
+
+
+def _pooled(
+    table: pd.DataFrame, model: str | None, stat: str, what: str
+) -> tuple[pd.DataFrame, str]:
+    t = table[(table["channel"].astype(str) == "all") & (table["stat"].astype(str) == stat)]
+    t, model = _only(t, "model", model, what)
+    if t.empty:
+        raise ValueError(f"{what}: no pooled {stat!r} rows for {model}")
+    return t, model
+
+
+def _comparisons(table: pd.DataFrame) -> list[str]:
+    present = set(table["comparison"])
+    return [c for c in COMPARISONS if c in present] + sorted(present - set(COMPARISONS))
+
+
+def depth_profile(
+    shift_table: pd.DataFrame, stat: str = "mean", model: str | None = None, task: str | None = None
+) -> Figure:
+    """Normalised W1 against site depth: one line per comparison (whole blue, tlc red, tiles
+    purple), one marker per site shaped by its kind (circle ``in``, square ``se``). Uses the
+    pooled rows of ``stat``; one panel per task (or only ``task``). Returns the Figure."""
+    t, model = _pooled(shift_table, model, stat, "depth_profile")
+    tasks = _tasks(t, task)
+    comps = _comparisons(t)
+    with _rc():
+        fig = Figure(figsize=(7.0, 2.6 * len(tasks)), layout="constrained")
+        axes = fig.subplots(len(tasks), 1, squeeze=False, sharex=True)[:, 0]
+        for ax, tk in zip(axes, tasks, strict=True):
+            tt = t[t["task"].astype(str) == tk]
+            for comp in comps:
+                c = tt[tt["comparison"] == comp].sort_values(["depth", "site"])
+                if c.empty:
+                    continue
+                colour = _comparison_colour(comp)
+                ax.plot(c["depth"], c["w1_norm"], color=colour, lw=1.2, label=comp)
+                for kind, marker in KIND_MARKERS.items():
+                    k = c[c["kind"].astype(str) == kind]
+                    ax.scatter(
+                        k["depth"], k["w1_norm"], color=colour, marker=marker, s=14, zorder=3
+                    )
+            handles = [Line2D([], [], color=_comparison_colour(c), label=c) for c in comps]
+            kinds = sorted(set(tt["kind"].astype(str)))
+            handles += [
+                Line2D(
+                    [], [], ls="", marker=KIND_MARKERS.get(k, "^"), color="k", label=f"{k} sites"
+                )
+                for k in kinds
+            ]
+            ax.legend(handles=handles, frameon=False, ncols=2)
+            ax.set_ylabel(f"W1 / std(train) of {stat}")
+            ax.set_title(f"{model} · {tk}")
+            ax.set_ylim(bottom=0)
+        axes[-1].set_xlabel("site depth (execution order)")
+        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
+
+
+def heatmap(
+    shift_table: pd.DataFrame,
+    model: str,
+    stat: str = "mean",
+    metric: str = "w1_norm",
+    task: str | None = None,
+) -> Figure:
+    """``metric`` (a column of the shift table) for every site (rows, ordered by depth,
+    labelled ``site (kind)``) and comparison (columns), annotated with its value; pooled
+    rows of ``stat``; one panel per task (or only ``task``). Returns the Figure."""
+    t, model = _pooled(shift_table, model, stat, "heatmap")
+    tasks = _tasks(t, task)
+    comps = _comparisons(t)
+    n_sites = t.groupby("task")["site"].nunique().max()
+    with _rc():
+        fig = Figure(
+            figsize=(1.6 + 1.1 * len(comps) * len(tasks), 1.0 + 0.22 * n_sites),
+            layout="constrained",
+        )
+        axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+        for ax, tk in zip(axes, tasks, strict=True):
+            tt = t[t["task"].astype(str) == tk].copy()
+            tt["row"] = tt["site"].astype(str) + " (" + tt["kind"].astype(str) + ")"
+            order = tt.sort_values(["depth", "site"]).drop_duplicates("row")["row"]
+            grid = tt.pivot_table(index="row", columns="comparison", values=metric, aggfunc="first")
+            grid = grid.reindex(index=list(order), columns=comps)
+            sns.heatmap(
+                grid,
+                annot=True,
+                fmt=".2g",
+                cmap="viridis",
+                cbar_kws={"label": metric},
+                annot_kws={"fontsize": 6},
+                ax=ax,
+            )
+            ax.set_title(f"{model} · {tk} · {stat}")
+            ax.set_xlabel("")
+            ax.set_ylabel("site (kind), by depth")
+    return fig
+
+
+def save_figure(fig: Figure, out_dir: str | os.PathLike[str], name: str) -> list[Path]:
+    """Write ``fig`` as ``out_dir/name.png`` (200 dpi) and ``out_dir/name.pdf``; returns the
+    two paths. Files are written under a temporary name and renamed; timestamps and software
+    tags are left out, so the same figure gives the same bytes."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext, metadata in (("png", {"Software": None}), ("pdf", {"CreationDate": None})):
+        path = out / f"{name}.{ext}"
+        tmp = out / f".{name}.{os.getpid()}.tmp.{ext}"
+        try:
+            fig.savefig(tmp, format=ext, dpi=200, metadata=metadata)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        paths.append(path)
+    return paths
+
+
+def _rc():
+    import matplotlib as mpl
+
+    return mpl.rc_context(_FONT)
