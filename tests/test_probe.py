@@ -195,7 +195,7 @@ def test_hooks_removed_on_exit_and_on_exception():
     probe = Probe(model)
     with pytest.raises(RuntimeError, match="boom"):
         with probe:
-            assert n_hooks() == before + len(probe.sites)
+            assert n_hooks() == before + len(probe.sites) + 1  # + the pass counter
             model(torch.rand(1, 3, 32, 32))
             raise RuntimeError("boom")
     assert n_hooks() == before and not probe.active
@@ -204,14 +204,44 @@ def test_hooks_removed_on_exit_and_on_exception():
     assert n_hooks() == before
 
 
-def test_take_checks_sample_count_and_twice_called_sites():
+def test_take_checks_sample_count():
     model = _toy()
     with Probe(model) as probe, torch.no_grad():
         model(torch.rand(2, 3, 32, 32))
-    with pytest.raises(ValueError, match="recorded 2 samples, expected 3"):
+    with pytest.raises(ValueError, match="2 samples went through the model, 3 ids given"):
         probe.take(["a", "b", "c"])
+    assert probe.pending() == 0  # cleared after the error
+
+
+def test_site_called_twice_gives_one_row_block_per_call():
     twice = Twice()
+    x = torch.rand(2, 3, 8, 8)
     with Probe(twice) as p, torch.no_grad():
-        twice(torch.rand(1, 3, 8, 8))
-    with pytest.raises(ValueError, match="more than once"):
-        p.take(["a"])
+        twice(x)
+    df = p.take(["a", "b"]).sort_values(["sample", "channel"])
+    assert sorted(set(df["sample"])) == ["a/part0", "a/part1", "b/part0", "b/part1"]
+    want = {"a/part0": x[0], "b/part0": x[1], "a/part1": 2 * x[0], "b/part1": 2 * x[1]}
+    for sample, inp in want.items():
+        got = df[df["sample"] == sample]["value"].to_numpy()
+        np.testing.assert_allclose(got, inp.mean((1, 2)).numpy(), rtol=1e-6)
+
+
+def test_mprnet_stage1_quarter_patches_are_parts():
+    model = build("mprnet", "tiny").eval()
+    x = torch.rand(2, 3, 64, 64)
+    with Probe(model, kinds="se") as probe, torch.no_grad():
+        model(x)
+    df = probe.take(["a", "b"])
+    ref = _inputs_by_hand(model, [s.name for s in probe.sites], x)
+    for s in probe.sites:
+        inp = ref[s.name]  # every call's input, in call order
+        k = inp.shape[0] // 2
+        rows = df[df.site == s.name]
+        assert rows["sample"].nunique() == 2 * k
+        for j in range(k):
+            for i, name in enumerate(["a", "b"]):
+                sample = name if k == 1 else f"{name}/part{j}"
+                got = rows[rows["sample"] == sample].sort_values("channel")["value"].to_numpy()
+                want = inp[j * 2 + i].mean((1, 2)).numpy()
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert {int(inp.shape[0]) // 2 for inp in ref.values()} >= {1, 4}  # stage 1 runs 4 times

@@ -49,6 +49,7 @@ class _Record:
     values: torch.Tensor  # (N, C) or (N, C, P)
     ys: torch.Tensor | None = None  # (P,) feature-map rows, local records only
     xs: torch.Tensor | None = None
+    forward: int = 0  # index of the model forward pass it came from
 
 
 @dataclass
@@ -131,12 +132,14 @@ class Probe:
         self.never_run = [s.name for s in self.all_sites if not s.executed]
         self._logs = [_SiteLog(s) for s in self.sites]
         self._handles: list = []
+        self._batches: list[int] = []  # batch size of each model forward pass since take()
 
     # -- context manager -------------------------------------------------------------
     def __enter__(self) -> Probe:
         if self._handles:
             raise RuntimeError("this Probe is already active")
         try:
+            self._handles.append(self.model.register_forward_pre_hook(self._count))
             for log in self._logs:
                 self._handles.append(log.site.module.register_forward_pre_hook(self._hook(log)))
         except BaseException:
@@ -158,37 +161,41 @@ class Probe:
         """Whether hooks are registered now."""
         return bool(self._handles)
 
+    def _count(self, _module, args) -> None:
+        x = args[0] if args else None
+        self._batches.append(int(x.shape[0]) if isinstance(x, torch.Tensor) else 1)
+
     def _hook(self, log: _SiteLog):
         kind, local = log.site.kind, log.site.local
 
         def hook(module, args):
             x = args[0]
+            f = max(0, len(self._batches) - 1)
             size = (x.shape[-2], x.shape[-1])
             with torch.no_grad():
                 if local and not module.covers(size):
                     stats, ys, xs = _local_stats(module, kind, x, self.positions)
                     for stat, v in stats.items():
-                        log.records.append(_Record(stat, v, ys, xs))
+                        log.records.append(_Record(stat, v, ys, xs, f))
                     return
                 xf = x.detach().float() if x.dtype != torch.float64 else x.detach()
                 if kind == "in":
                     var, mean = torch.var_mean(xf, dim=(-2, -1), correction=0)
-                    log.records.append(_Record("mean", mean))
-                    log.records.append(_Record("std", var.sqrt()))
+                    log.records.append(_Record("mean", mean, forward=f))
+                    log.records.append(_Record("std", var.sqrt(), forward=f))
                 else:
-                    log.records.append(_Record("mean", xf.mean(dim=(-2, -1))))
+                    log.records.append(_Record("mean", xf.mean(dim=(-2, -1)), forward=f))
 
         return hook
 
     # -- results ---------------------------------------------------------------------
     def pending(self) -> int:
-        """Number of samples recorded since the last :meth:`take` (per site; the first
-        selected site's count)."""
-        recs = [r for r in self._logs[0].records if r.stat == "mean"]
-        return sum(int(r.values.shape[0]) for r in recs)
+        """Number of samples that went through the model since the last :meth:`take`."""
+        return sum(self._batches)
 
     def clear(self) -> None:
         """Drop everything recorded so far."""
+        self._batches.clear()
         for log in self._logs:
             log.records.clear()
 
@@ -205,35 +212,62 @@ class Probe:
             value (float32); one row per site x sample x channel x stat (x position for
             local sites). Non-finite values are kept; the store counts them.
 
+        A site that runs k times in one forward pass (MPRNet's stage 1 runs on four
+        quarter patches) records k rows per sample and channel, with sample ids
+        ``<id>/part<j>`` (j = 0 .. k - 1): the statistic of each part.
+
         Raises:
-            ValueError: a site saw a different number of samples than ``samples`` (it
-                did not run, or ran more than once per forward pass).
+            ValueError: ``samples`` does not match the samples that went through the
+                model, a site did not run in a pass, or its count is no multiple of them.
         """
         samples = np.asarray(list(samples), dtype=object)
+        batches = self._batches or [len(samples)]  # hooks fired outside model.forward
+        if sum(batches) != len(samples):
+            n = sum(batches)
+            self.clear()
+            raise ValueError(f"{n} samples went through the model, {len(samples)} ids given")
+        starts = np.concatenate([[0], np.cumsum(batches)])
         frames = []
-        for log in self._logs:
-            by_stat: dict[str, list[_Record]] = {}
-            for r in log.records:
-                by_stat.setdefault(r.stat, []).append(r)
-            for stat, recs in by_stat.items():
-                n = sum(int(r.values.shape[0]) for r in recs)
-                if n != len(samples):
-                    self.clear()
-                    raise ValueError(
-                        f"site {log.site.name} recorded {n} samples, expected {len(samples)} "
-                        "(a site that runs more than once per forward pass cannot be probed "
-                        "per sample; exclude it with names=...)"
-                    )
-                frames.extend(_rows(log.site, stat, recs, samples))
-        self.clear()
+        try:
+            for log in self._logs:
+                for f, b in enumerate(batches):
+                    recs = [r for r in log.records if r.forward == f]
+                    by_stat: dict[str, list[_Record]] = {}
+                    for r in recs:
+                        by_stat.setdefault(r.stat, []).append(r)
+                    ids = samples[starts[f] : starts[f] + b]
+                    for stat, rs in by_stat.items():
+                        frames.extend(_rows(log.site, stat, rs, _call_ids(log.site, rs, ids)))
+                    if not by_stat:
+                        raise ValueError(f"site {log.site.name} did not run in forward pass {f}")
+        finally:
+            self.clear()
         if not frames:
             return _empty()
         return pd.concat(frames, ignore_index=True)
 
 
-def _rows(site: ProbeSite, stat: str, recs: list[_Record], samples: np.ndarray):
-    """Tidy frames for one site and stat. Global records, (n, C) each, are concatenated
-    on the device and moved to the host once."""
+def _call_ids(site: ProbeSite, recs: list[_Record], ids: np.ndarray) -> np.ndarray:
+    """Sample ids for the rows of one site's records in one forward pass of ``len(ids)``
+    samples. A site that runs k times per pass (MPRNet's stage 1 on four quarter
+    patches, or one call on a batch k times larger) gets ``<id>/part<j>`` for its j-th
+    block of ``len(ids)`` rows."""
+    n = sum(int(r.values.shape[0]) for r in recs)
+    if n == len(ids):
+        return ids
+    if n % len(ids):
+        raise ValueError(
+            f"site {site.name} recorded {n} samples in a forward pass of {len(ids)}; cannot "
+            "assign them to samples (exclude it with names=...)"
+        )
+    k = n // len(ids)
+    return np.array([f"{s}/part{j}" for j in range(k) for s in ids], dtype=object)
+
+
+def _rows(site: ProbeSite, stat: str, recs: list[_Record], ids: np.ndarray):
+    """Tidy frames for one site and stat in one forward pass; ``ids`` names every row
+    block of the concatenated records. Global records, (n, C) each, are concatenated on
+    the device and moved to the host once."""
     if all(r.ys is None for r in recs) and len(recs) > 1:
         recs = [_Record(stat, torch.cat([r.values for r in recs]))]
     start = 0
@@ -241,7 +275,7 @@ def _rows(site: ProbeSite, stat: str, recs: list[_Record], samples: np.ndarray):
         v = r.values.float().cpu().numpy()
         nb, c = v.shape[:2]
         p = v.shape[2] if v.ndim == 3 else 1
-        ids = samples[start : start + nb]
+        block = ids[start : start + nb]
         start += nb
         if r.ys is None:
             y = x = pd.array(np.full(nb * c * p, pd.NA), dtype="Int32")
@@ -253,7 +287,7 @@ def _rows(site: ProbeSite, stat: str, recs: list[_Record], samples: np.ndarray):
                 "site": site.name,
                 "kind": site.kind,
                 "depth": np.int32(site.depth),
-                "sample": np.repeat(ids, c * p),
+                "sample": np.repeat(block, c * p),
                 "channel": np.tile(np.repeat(np.arange(c, dtype=np.int32), p), nb),
                 "y": y,
                 "x": x,
