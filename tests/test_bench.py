@@ -1,0 +1,110 @@
+"""Inference-scheme benchmark: seam index on constructed images, tiles, table contents."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tlc_probe import tiled_inference
+from tlc_probe.bench import (
+    CSV_COLUMNS,
+    bench,
+    default_overlaps,
+    seam_index,
+    table_a1,
+    tile_edges,
+    window_sweep,
+)
+from tlc_probe.models import build, save_checkpoint
+
+
+def _smooth(h, w, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    base = torch.stack([torch.sin(3 * yy + c) * torch.cos(2 * xx - c) for c in range(3)])
+    return 0.5 + 0.3 * base + 0.02 * torch.rand(3, h, w, generator=g)
+
+
+def test_tile_edges_are_the_tile_borders():
+    # 100 px, tile 32, overlap 8: starts 0, 24, 48, 68 -> edges 24, 32, 48, 56, 68, 80
+    assert tile_edges(100, 32, 8) == [24, 32, 48, 56, 68, 80]
+    assert tile_edges(32, 32, 0) == []
+
+
+def test_seam_index_about_one_without_seam_and_large_with_one():
+    h, w, tile, overlap = 160, 224, 32, 8
+    target = _smooth(h, w)
+    g = torch.Generator().manual_seed(1)
+    clean = target + 0.03 * torch.randn(3, h, w, generator=g)  # residual without structure
+    assert abs(seam_index(clean, target, tile, overlap) - 1) < 0.1
+    # a random offset per cell between tile edges, as per-tile statistics would give
+    ey, ex = [0, *tile_edges(h, tile, overlap), h], [0, *tile_edges(w, tile, overlap), w]
+    offsets = 0.04 * torch.randn(len(ey) - 1, len(ex) - 1, generator=g)
+
+    def with_cells(img, shift):
+        out = img.clone()
+        for i in range(len(ey) - 1):
+            for j in range(len(ex) - 1):
+                out[:, ey[i] + shift : ey[i + 1] + shift, ex[j] + shift : ex[j + 1] + shift] += (
+                    offsets[i, j]
+                )
+        return out
+
+    on_edges = seam_index(with_cells(clean, 0), target, tile, overlap)
+    assert on_edges > 1.5
+    # the same jumps half a tile away from the edges are not seams of these tiles
+    off_edges = seam_index(with_cells(clean, 4), target, tile, overlap)
+    assert off_edges < 1.3 < on_edges
+
+
+def test_seam_index_nan_when_no_edges():
+    x = _smooth(32, 32)
+    assert math.isnan(seam_index(x, x * 0.9, 32, 8))
+
+
+def test_identity_model_tiles_overlap_zero_is_exact_and_seamless():
+    x = _smooth(96, 160, seed=3)[None]
+    target = _smooth(96, 160, seed=4)
+    out = tiled_inference(lambda t: t, x, tile=32, overlap=0)
+    assert torch.equal(out, x)
+    assert abs(seam_index(out[0], target, 32, 0) - 1) < 0.15
+
+
+def test_default_overlaps_are_the_paper_fractions():
+    assert default_overlaps(256) == [16, 128]
+    assert default_overlaps(64) == [4, 32]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("b") / "nafnet-tiny-deblur.pt"
+    save_checkpoint(build("nafnet", "tiny"), path, train_size=64, task="deblur")
+    return path
+
+
+def test_bench_table_has_every_scheme_and_size(ckpt):
+    df = bench(ckpt, sizes=[(72, 96)], repeats=1, n_photos=1, progress=False)
+    assert tuple(df.columns) == CSV_COLUMNS
+    schemes = ["whole", "tlc", "tlc-fast", "tiles-4", "tiles-32"]
+    for size in ("test", "72x96"):
+        assert df[df.image_size == size]["scheme"].tolist() == schemes
+    test = df[df.image_size == "test"]
+    assert np.isfinite(test["psnr"]).all() and (test["ssim"] <= 1).all()
+    assert np.isfinite(test["seam_index"]).all()
+    assert df[df.image_size == "72x96"]["psnr"].isna().all()
+    whole = df[df.scheme == "whole"]
+    assert np.allclose(whole["time_ratio"], 1.0) and np.allclose(whole["tile_pixel_ratio"], 1.0)
+    tiles = df[(df.image_size == "72x96") & (df.scheme == "tiles-32")].iloc[0]
+    # 72 x 96, tile 64, overlap 32: starts (0, 8) x (0, 32), 4 tiles of 64 x 64
+    assert tiles["tile_pixel_ratio"] == pytest.approx(4 * 64 * 64 / (72 * 96))
+    md = table_a1(df)
+    assert md.count("\n") == 1 + len(df) and "| patches (test) | 32 |" in md
+
+
+def test_window_sweep_rows_and_global_limit(ckpt):
+    df = window_sweep(ckpt, ratios=(1.0, 1.5), n_photos=1, progress=False)
+    assert df["ratio"].tolist() == [1.0, 1.5, math.inf]
+    assert df["base_size"].tolist()[:2] == [64, 96]
+    assert np.isfinite(df["psnr"]).all()
