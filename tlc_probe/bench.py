@@ -21,8 +21,9 @@ Timing: all schemes interleaved within each repeat (machine drift hits them equa
 median over ``repeats`` after a warm-up; ``time_ratio`` is against ``whole`` on the
 same images. Peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on Linux CPUs the
 rise of the process's peak resident set (VmHWM, reset through /proc/self/clear_refs)
-over its resident set before the run, an approximate figure (the allocator may reuse
-pages freed earlier); NaN where neither is available.
+over its resident set before the run, after ``malloc_trim`` has returned freed heap
+pages — an approximate figure; NaN where neither is available. It is taken in the
+first timed run on the largest image (no extra pass).
 """
 
 from __future__ import annotations
@@ -154,6 +155,15 @@ def _rss_kb(field: str) -> float:
     return float("nan")
 
 
+def _malloc_trim() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the figure is only less tight
+        pass
+
+
 def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
     """Peak extra memory (MB) of calling ``fn``: CUDA peak allocation on a GPU, on a
     Linux CPU the rise of the peak resident set over the resident set before the call
@@ -166,6 +176,7 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - base) / 2**20
     try:
+        _malloc_trim()  # give freed heap pages back, so the scheme's own peak must fault in
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset VmHWM to the current resident set
         base = _rss_kb("VmRSS")
@@ -234,12 +245,23 @@ def bench(
             s.run(warm)
         steps = repeats * len(cases) * len(schemes)
         bar = tqdm(total=steps, desc=f"bench {name}", disable=not progress)
+        # memory once per scheme, in the first timed run on the largest image
+        mem_case = max(range(len(cases)), key=lambda i: cases[i][1].shape[-2:].numel())
         for rep in range(repeats):
             for ci, (size, x, y) in enumerate(cases):
                 x = x.to(device)
                 for s in schemes:
                     bar.set_postfix(size=size, scheme=s.name)
-                    out, dt = _timed(lambda s=s, x=x: s.run(x), device)
+                    got: dict[str, object] = {}
+
+                    def call(s=s, x=x, got=got):
+                        got["out"], got["dt"] = _timed(lambda: s.run(x), device)
+
+                    if rep == 0 and ci == mem_case:
+                        memory[(size, s.name)] = peak_memory_mb(call, device)
+                    else:
+                        call()
+                    out, dt = got["out"], got["dt"]
                     times.setdefault((ci, s.name), []).append(dt)
                     if rep == 0 and y is not None:
                         o = out[0].clamp(0, 1).cpu()
@@ -247,11 +269,6 @@ def bench(
                         quality[(ci, s.name)] = (psnr(o, y), ssim(o, y), seam_index(o, y, ts, ov))
                     bar.update(1)
         bar.close()
-        # Memory once per scheme on the largest image (a timing size when there is one).
-        mem_case = max(range(len(cases)), key=lambda i: cases[i][1].shape[-2:].numel())
-        size, x, _ = cases[mem_case]
-        for s in schemes:
-            memory[(size, s.name)] = peak_memory_mb(lambda s=s, x=x: s.run(x.to(device)), device)
     rows = []
     sizes_seen = list(dict.fromkeys(c[0] for c in cases))
     for size in sizes_seen:
