@@ -1,16 +1,16 @@
-"""`tlc-probe reproduce --quick` end to end (the current main job)."""
+"""The converter demo (untrained ToyNet; notebook 00) end to end, quick settings."""
 
 import json
 
 import pytest
 
-from tlc_probe.cli import main
+from tlc_probe.demo import run_demo
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
-    assert main(["reproduce", "--quick", "--out", str(out)]) == 0
+    run_demo(out, quick=True)
     return out
 
 

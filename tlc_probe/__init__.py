@@ -5,6 +5,9 @@ Public API (re-exports only).
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .probe import Probe, find_sites
+from .shift import shift_table, summary
+from .store import read_stats
 from .tiling import tile_starts, tiled_inference
 from .tlc import (
     LocalAvgPool2d,
@@ -23,10 +26,15 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 __all__ = [
     "LocalAvgPool2d",
     "LocalInstanceNorm2d",
+    "Probe",
     "__version__",
     "convert",
+    "find_sites",
     "global_sites",
+    "read_stats",
+    "shift_table",
     "site_kind",
+    "summary",
     "tile_starts",
     "tiled_inference",
     "tlc_sites",
