@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tlc-probe-installed
 
-.PHONY: env reproduce test lint lab bench clean
+.PHONY: env reproduce test lint lab bench docs clean
 
 env: $(STAMP)
 
@@ -33,6 +33,10 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/local_pool.py
+
+# README figures and tables from a real run of the main job.
+docs: reproduce
+	$(BIN)/python scripts/update_docs.py results
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

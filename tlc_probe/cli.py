@@ -137,6 +137,8 @@ def _bench(args: argparse.Namespace) -> int:
     from .report import bench_outputs
 
     t0 = time.perf_counter()
+    if args.sizes is None:  # --quick times a quarter of the paper's 720 x 1280 pixels
+        args.sizes = ["360x640"] if args.quick else ["720x1280"]
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes]
     res = bench_outputs(
         args.checkpoint,
@@ -306,8 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     be.add_argument("--checkpoint", required=True, help="tlc-probe checkpoint")
     be.add_argument("--out", default="results/bench", help="output folder")
-    be.add_argument("--quick", action="store_true", help="one repeat, one photo, short sweep")
-    be.add_argument("--sizes", nargs="*", default=["720x1280"], help="timing sizes HxW")
+    be.add_argument(
+        "--quick",
+        action="store_true",
+        help="one repeat, one photo, short sweep, timing at 360x640 unless --sizes (< 2 min)",
+    )
+    be.add_argument(
+        "--sizes", nargs="*", help="timing sizes HxW (default: 720x1280; --quick: 360x640)"
+    )
     be.add_argument("--overlaps", type=int, nargs="+", help="tile overlaps in px")
     be.add_argument("--repeats", type=int, default=3, help="timed repeats (default: 3)")
     be.add_argument("--no-sweep", action="store_true", help="skip the window sweep")
