@@ -65,6 +65,12 @@ def test_shift_then_plot(stats_dir, tmp_path, capsys):
     assert len(list((tmp_path / "fig").glob("*.pdf"))) == len(pngs)
 
 
+def test_shift_and_plot_report_missing_statistics(tmp_path, capsys):
+    assert main(["shift", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "no Parquet statistics" in capsys.readouterr().err
+
+
 def test_bench_quick(tmp_path, capsys):
     torch.manual_seed(0)
     ck = save_checkpoint(build("nafnet", "tiny"), tmp_path / "n.pt", train_size=64, task="deblur")

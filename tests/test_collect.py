@@ -116,6 +116,10 @@ def test_refuse_overwrite_and_resume_setting_check(tmp_path):
         )
     r = collect(_model(), tmp_path, config=cfg, mode="overwrite", **kw)
     assert r.written["whole"] == 1 and len(parts(tmp_path)) == 1
+    bad = CollectConfig(("whole",), names=("nope*",))
+    with pytest.raises(ValueError, match="matches no site"):
+        collect(_model(), tmp_path, config=bad, mode="overwrite", **kw)
+    assert len(parts(tmp_path)) == 1  # a bad pattern fails before the old run is deleted
 
 
 class NaNSite(nn.Module):

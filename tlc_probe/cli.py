@@ -113,7 +113,12 @@ def _shift(args: argparse.Namespace) -> int:
     from .shift import read_stats, shift_table, summary, write_shift
 
     t0 = time.perf_counter()
-    table = shift_table(read_stats(args.stats), per_channel=not args.pooled_only)
+    try:
+        stats = read_stats(args.stats)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"tlc-probe shift: error: {e}", file=sys.stderr)
+        return 2
+    table = shift_table(stats, per_channel=not args.pooled_only)
     paths = write_shift(table, args.out)
     summ = summary(table)
     print(markdown(summ.round(3)))
@@ -128,7 +133,11 @@ def _plot(args: argparse.Namespace) -> int:
     from .report import stats_figures
 
     t0 = time.perf_counter()
-    paths = stats_figures(args.stats, args.out, sites=args.sites, stat=args.stat)
+    try:
+        paths = stats_figures(args.stats, args.out, sites=args.sites, stat=args.stat)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"tlc-probe plot: error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {len(paths)} files to {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0
 

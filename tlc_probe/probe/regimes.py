@@ -196,6 +196,10 @@ def collect(
     if "train" in cfg.regimes and train_data is None:
         raise ValueError("the train regime needs train_data (the training images)")
     out = Path(out)
+    # Sites are checked (and bad patterns reported) before anything under `out` changes.
+    model = model.eval()
+    probe_kw = {"kinds": cfg.kinds, "names": cfg.names, "depths": cfg.depths}
+    probe = Probe(model, positions=cfg.positions, **probe_kw)
     run = {
         "model": model_name,
         "task": task,
@@ -229,12 +233,9 @@ def collect(
     run["command"] = " ".join(sys.argv)
     write_run_json(out, run)
 
-    model = model.eval()
     result = CollectResult(out=out)
     t0 = time.perf_counter()
     base = {"model": model_name, "task": task}
-    probe_kw = {"kinds": cfg.kinds, "names": cfg.names, "depths": cfg.depths}
-    probe = Probe(model, positions=cfg.positions, **probe_kw)
 
     def emit(regime: str, chunk: int, ids: Sequence[str], net: nn.Module, batches, p: Probe):
         with torch.no_grad(), p:
