@@ -53,7 +53,7 @@ def test_seam_index_about_one_without_seam_and_large_with_one():
 
     on_edges = seam_index(with_cells(clean, 0), target, tile, overlap)
     assert on_edges > 1.5
-    # the same jumps half a tile away from the edges are not seams of these tiles
+    # the same jumps 4 px off the tile edges are not seams of these tiles
     off_edges = seam_index(with_cells(clean, 4), target, tile, overlap)
     assert off_edges < 1.3 < on_edges
 

@@ -76,6 +76,8 @@ def test_collect_all_regimes_layout_counts_and_readers(tmp_path):
     n_tiles = len(tile_starts(48, TS, 8)) * len(tile_starts(80, TS, 8))
     samples = df.groupby("regime")["sample"].nunique().to_dict()
     assert samples == {"train": 5, "whole": 2, "tlc": 2, "tiles": 2 * n_tiles}
+    crops = df.loc[df.regime == "train", "sample"].str.extract(r"/c(\d+)@")[0].astype(int)
+    assert sorted(set(crops)) == list(range(5))  # 5 crops in chunks of 2, 2, 1
     sizes = df[df.regime == "whole"].groupby("site")["channel"].nunique()
     assert len(df[df.regime == "whole"]) == 2 * sizes.sum()  # nafnet: se sites, mean only
     assert len(df[df.regime == "tiles"]) == 2 * n_tiles * sizes.sum()

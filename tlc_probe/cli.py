@@ -64,22 +64,26 @@ def _collect(args: argparse.Namespace) -> int:
 
     if args.resume and args.overwrite:
         raise SystemExit("tlc-probe collect: --resume and --overwrite exclude each other")
-    cfg = CollectConfig(
-        regimes=tuple(r.strip() for r in args.regimes.split(",") if r.strip()),
-        kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
-        names=tuple(args.sites) if args.sites else None,
-        depths=parse_depths(args.depths),
-        positions=args.positions,
-        n_crops=args.crops,
-        crop_batch=args.batch,
-        tile_overlap=args.overlap,
-        tile_batch=args.batch,
-        base_size=args.base_size,
-        fast_imp=args.fast,
-        seed=args.seed,
-        keep_nonfinite=args.keep_nonfinite,
-        writer=args.writer,
-    )
+    try:
+        cfg = CollectConfig(
+            regimes=tuple(r.strip() for r in args.regimes.split(",") if r.strip()),
+            kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
+            names=tuple(args.sites) if args.sites else None,
+            depths=parse_depths(args.depths),
+            positions=args.positions,
+            n_crops=args.crops,
+            crop_batch=args.batch,
+            tile_overlap=args.overlap,
+            tile_batch=args.batch,
+            base_size=args.base_size,
+            fast_imp=args.fast,
+            seed=args.seed,
+            keep_nonfinite=args.keep_nonfinite,
+            writer=args.writer,
+        )
+    except ValueError as e:
+        print(f"tlc-probe collect: error: {e}", file=sys.stderr)
+        return 2
     mode = "resume" if args.resume else "overwrite" if args.overwrite else "refuse"
     try:
         r = collect_checkpoint(
@@ -118,9 +122,13 @@ def _shift(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"tlc-probe shift: error: {e}", file=sys.stderr)
         return 2
-    table = shift_table(stats, per_channel=not args.pooled_only)
+    try:
+        table = shift_table(stats, per_channel=not args.pooled_only)
+        summ = summary(table)
+    except (KeyError, ValueError) as e:
+        print(f"tlc-probe shift: error: not a statistics table ({e})", file=sys.stderr)
+        return 2
     paths = write_shift(table, args.out)
-    summ = summary(table)
     print(markdown(summ.round(3)))
     print(
         f"wrote {', '.join(str(p) for p in paths.values())} ({len(table)} rows) in "
@@ -148,7 +156,14 @@ def _bench(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.sizes is None:  # --quick times a quarter of the paper's 720 x 1280 pixels
         args.sizes = ["360x640"] if args.quick else ["720x1280"]
-    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes]
+    try:
+        sizes = [tuple(int(v) for v in s.lower().split("x", 1)) for s in args.sizes]
+    except ValueError:
+        print(
+            f"tlc-probe bench: error: --sizes takes HxW, e.g. 720x1280, got {args.sizes}",
+            file=sys.stderr,
+        )
+        return 2
     res = bench_outputs(
         args.checkpoint,
         args.out,
@@ -183,7 +198,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--out", default="results", help="output folder (default: results)")
     rep.add_argument("--quick", action="store_true", help="one photo, reduced settings (< 2 min)")
-    rep.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     rep.set_defaults(func=_reproduce)
 
     tr = sub.add_parser(

@@ -10,9 +10,10 @@ DuckDB ``read_parquet('DIR/**/*.parquet', hive_partitioning=true)`` both return 
 column; the files hold the other columns of :data:`SCHEMA`. A part file is written under
 a hidden temporary name and renamed when complete, so a killed run leaves only whole
 files, and readers (which skip names starting with '.') never see half of one. The file
-name encodes the writer id and the chunk number, so several writers (e.g. the ranks of a
-distributed job) can fill one directory without coordination and a resumed run knows
-which chunks are done.
+name encodes the writer id and the chunk number: a resumed run knows which chunks are
+done, and writers with different ids that process disjoint samples (e.g. the ranks of a
+sharded job) cannot collide on a name. ``collect`` itself does not shard: one collection
+is one writer, and resuming with another writer id is refused.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ def write_part(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb+") as f:  # on disk before the rename makes it visible
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -130,9 +133,10 @@ def clear(root: str | Path) -> None:
     (root / RUN_JSON).unlink(missing_ok=True)
 
 
-def clear_tmp(root: str | Path) -> int:
-    """Delete temporary part files a killed writer left under ``root``; returns how many."""
-    stale = list(Path(root).glob("regime=*/.part-*.tmp"))
+def clear_tmp(root: str | Path, writer: str = "*") -> int:
+    """Delete the temporary part files a killed ``writer`` (default: any) left under
+    ``root``; returns how many."""
+    stale = list(Path(root).glob(f"regime=*/.part-{writer}-*.tmp"))
     for f in stale:
         f.unlink(missing_ok=True)
     return len(stale)

@@ -221,6 +221,10 @@ class Probe:
                 model, a site did not run in a pass, or its count is no multiple of them.
         """
         samples = np.asarray(list(samples), dtype=object)
+        if not self._batches and not any(log.records for log in self._logs):
+            if len(samples):
+                raise ValueError(f"nothing was recorded, {len(samples)} ids given")
+            return _empty()
         batches = self._batches or [len(samples)]  # hooks fired outside model.forward
         if sum(batches) != len(samples):
             n = sum(batches)

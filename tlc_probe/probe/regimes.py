@@ -9,9 +9,10 @@ a Parquet statistics directory.
   (the statistics overlapping-patch inference feeds its global layers).
 
 Work is cut into chunks (``crop_batch`` crops, or one test image for the image
-regimes), each written as one part file the moment it is complete; nothing accumulates
-across chunks, so peak memory does not grow with the number of images, and a resumed
-run skips the chunks whose files exist.
+regimes), each written as one part file the moment it is complete; no statistics
+accumulate across chunks, so peak memory does not grow with the number of test images
+(the train regime keeps the decoded training images it has cropped from, at most the
+training set), and a resumed run skips the chunks whose files exist.
 """
 
 from __future__ import annotations
@@ -110,11 +111,13 @@ def train_crops(
     batch: int,
     seed: int,
     cache: dict[int, dict] | None = None,
+    first: int | None = None,
 ) -> tuple[list[str], torch.Tensor]:
     """Chunk ``chunk`` of the train regime: ``batch`` random ``size`` x ``size`` crops of
     the inputs of ``dataset`` with a random 90-degree rotation and flip, drawn from
     ``numpy.random.default_rng([seed, chunk])`` (so any chunk can be redrawn alone).
-    Returns (ids ``<item id>/c<index>@<y>,<x>``, (batch, C, size, size) tensor)."""
+    Returns (ids ``<item id>/c<index>@<y>,<x>``, (batch, C, size, size) tensor); crop
+    indices start at ``first`` (default ``chunk * batch``)."""
     rng = np.random.default_rng([seed, chunk])
     cache = {} if cache is None else cache
     ids, crops = [], []
@@ -133,7 +136,8 @@ def train_crops(
         if rng.integers(2):
             a = a.flip(-1)
         crops.append(a)
-        ids.append(f"{item['id']}/c{chunk * batch + t:05d}@{y},{x}")
+        start = chunk * batch if first is None else first
+        ids.append(f"{item['id']}/c{start + t:05d}@{y},{x}")
     return ids, torch.stack(crops)
 
 
@@ -195,6 +199,8 @@ def collect(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if "train" in cfg.regimes and train_data is None:
         raise ValueError("the train regime needs train_data (the training images)")
+    if "tiles" in cfg.regimes and not 0 <= cfg.tile_overlap < train_size:
+        raise ValueError(f"tile overlap must be in [0, {train_size}), got {cfg.tile_overlap}")
     out = Path(out)
     # Sites are checked (and bad patterns reported) before anything under `out` changes.
     model = model.eval()
@@ -217,7 +223,6 @@ def collect(
         if mode == "overwrite":
             clear_store(out)
         else:
-            clear_tmp(out)  # a killed writer's unfinished part files
             old = read_run_json(out) or {}
             mine = json.loads(json.dumps(_comparable(run), default=str))
             if _comparable(old) != mine:
@@ -225,6 +230,7 @@ def collect(
                     f"cannot resume {out}: its _run.json was made with other settings "
                     f"({_diff(_comparable(old), mine)}); use --overwrite or another --out"
                 )
+            clear_tmp(out, cfg.writer)  # this writer's unfinished part files
     run["versions"] = {
         "tlc_probe": __version__,
         "torch": torch.__version__,
@@ -254,7 +260,8 @@ def collect(
                 result.skipped["train"] += 1
                 continue
             size = min(cfg.crop_batch, cfg.n_crops - j * cfg.crop_batch)
-            ids, x = train_crops(train_data, train_size, j, size, cfg.seed, cache)
+            first = j * cfg.crop_batch
+            ids, x = train_crops(train_data, train_size, j, size, cfg.seed, cache, first)
             emit("train", j, ids, model, [x], probe)
         cache.clear()
 
