@@ -10,7 +10,7 @@ background would invent content.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +166,37 @@ class SyntheticPairs(torch.utils.data.Dataset):
         return {"input": x, "target": clean, "id": f"{name}#{k}"}
 
 
+def draw_crop(
+    dataset: torch.utils.data.Dataset,
+    size: int,
+    rng: np.random.Generator,
+    cache: dict[int, dict],
+    augment: bool = True,
+    what: str | None = None,
+) -> tuple[dict, int, int, Callable[[torch.Tensor], torch.Tensor]]:
+    """Draw one random ``size`` x ``size`` crop of an item of ``dataset`` from ``rng`` (item,
+    row, column, then with ``augment`` a 90-degree rotation and a flip, in that order).
+    Items are loaded once into ``cache``. Returns (item, y, x, crop) where ``crop`` maps a
+    (C, H, W) tensor of the item to its (C, size, size) crop, augmented the same way.
+    Raises ``ValueError`` naming the item when it is smaller than the crop (``what``
+    describes the size, default "the <size>-px patch")."""
+    i = int(rng.integers(len(dataset)))
+    if i not in cache:
+        cache[i] = dataset[i]
+    item = cache[i]
+    _, h, w = item["input"].shape
+    if h < size or w < size:
+        raise ValueError(f"{item['id']} is {h}x{w}, smaller than {what or f'the {size}-px patch'}")
+    y, x = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
+    k, flip = (int(rng.integers(4)), bool(rng.integers(2))) if augment else (0, False)
+
+    def crop(t: torch.Tensor) -> torch.Tensor:
+        c = torch.rot90(t[:, y : y + size, x : x + size], k, (1, 2))
+        return (c.flip(-1) if flip else c).contiguous()
+
+    return item, y, x, crop
+
+
 def random_patches(
     dataset: torch.utils.data.Dataset,
     size: int,
@@ -174,27 +205,13 @@ def random_patches(
     augment: bool = True,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """``n`` random aligned (input, target) ``size`` x ``size`` crops, each (3, size, size),
-    from random items of ``dataset``; with ``augment`` a random flip and 90-degree
-    rotation, the same for both. Items are loaded once and cached."""
+    from random items of ``dataset`` (:func:`draw_crop`); with ``augment`` a random flip
+    and 90-degree rotation, the same for both. Items are loaded once and cached."""
     rng = np.random.default_rng(seed)
     cache: dict[int, dict] = {}
     for _ in range(n):
-        i = int(rng.integers(len(dataset)))
-        if i not in cache:
-            cache[i] = dataset[i]
-        item = cache[i]
-        _, h, w = item["input"].shape
-        if h < size or w < size:
-            raise ValueError(f"{item['id']} is {h}x{w}, smaller than the {size}-px patch")
-        y, x = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
-        a = item["input"][:, y : y + size, x : x + size]
-        b = item["target"][:, y : y + size, x : x + size]
-        if augment:
-            k, flip = int(rng.integers(4)), bool(rng.integers(2))
-            a, b = torch.rot90(a, k, (1, 2)), torch.rot90(b, k, (1, 2))
-            if flip:
-                a, b = a.flip(-1), b.flip(-1)
-        yield a.contiguous(), b.contiguous()
+        item, _, _, crop = draw_crop(dataset, size, rng, cache, augment)
+        yield crop(item["input"]), crop(item["target"])
 
 
 def whole_images(dataset: torch.utils.data.Dataset) -> Iterator[dict]:

@@ -36,6 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..data.datasets import draw_crop
 from ..store import clear as clear_store
 from ..store import clear_tmp, has_data, part_path, read_run_json, write_part, write_run_json
 from ..tiling import tile_starts
@@ -120,23 +121,11 @@ def train_crops(
     indices start at ``first`` (default ``chunk * batch``)."""
     rng = np.random.default_rng([seed, chunk])
     cache = {} if cache is None else cache
+    start = chunk * batch if first is None else first
     ids, crops = [], []
     for t in range(batch):
-        i = int(rng.integers(len(dataset)))
-        if i not in cache:
-            cache[i] = dataset[i]
-        item = cache[i]
-        _, h, w = item["input"].shape
-        if h < size or w < size:
-            raise ValueError(
-                f"train regime: image {item['id']} is {h}x{w}, smaller than train_size {size}"
-            )
-        y, x = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
-        a = torch.rot90(item["input"][:, y : y + size, x : x + size], int(rng.integers(4)), (1, 2))
-        if rng.integers(2):
-            a = a.flip(-1)
-        crops.append(a)
-        start = chunk * batch if first is None else first
+        item, y, x, crop = draw_crop(dataset, size, rng, cache, what=f"train_size {size}")
+        crops.append(crop(item["input"]))
         ids.append(f"{item['id']}/c{start + t:05d}@{y},{x}")
     return ids, torch.stack(crops)
 
