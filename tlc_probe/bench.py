@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from .data import SyntheticPairs
 from .metrics import psnr
-from .models import build_from_checkpoint
+from .models import build_from_checkpoint, model_label
 from .tiling import tile_starts, tiled_inference
 from .tlc import convert
 
@@ -83,6 +83,17 @@ class Scheme:
 def default_overlaps(tile: int) -> list[int]:
     """The paper's overlaps (16 and 128 px of a 256 tile) scaled to ``tile`` px."""
     return sorted({max(0, min(tile - 1, round(f * tile))) for f in PAPER_OVERLAP_FRACTIONS})
+
+
+def _checkpoint_and_photos(
+    checkpoint: str | Path, n_photos: int | None, seed: int
+) -> tuple[nn.Module, dict, int, str, list[dict]]:
+    """(model in eval mode, metadata, train_size, label, the first ``n_photos`` test items
+    (all if None) degraded for the checkpoint's task with ``seed``)."""
+    model, meta = build_from_checkpoint(checkpoint)
+    data = SyntheticPairs(meta["task"], split="test", n_per_photo=1, seed=seed)
+    n = len(data) if n_photos is None else min(n_photos, len(data))
+    return model, meta, int(meta["train_size"]), model_label(meta), [data[i] for i in range(n)]
 
 
 def make_schemes(
@@ -225,14 +236,10 @@ def bench(
     ``peak_mem_mb`` is measured once per scheme on the largest image (NaN elsewhere).
     """
     device = torch.device(device)
-    model, meta = build_from_checkpoint(checkpoint)
+    model, meta, ts, name, items = _checkpoint_and_photos(checkpoint, n_photos, seed)
     model = model.to(device)
-    ts = int(meta["train_size"])
-    name = f"{meta['name']}-{meta.get('preset', 'tiny')}"
     overlaps = list(overlaps) if overlaps is not None else default_overlaps(ts)
     schemes = make_schemes(model, ts, overlaps)
-    data = SyntheticPairs(meta["task"], split="test", n_per_photo=1, seed=seed)
-    items = [data[i] for i in range(len(data) if n_photos is None else min(n_photos, len(data)))]
     cases = [("test", it["input"][None], it["target"]) for it in items]
     cases += [(f"{h}x{w}", timing_image((h, w), items[0]["input"]), None) for h, w in sizes]
     times: dict[tuple[int, str], list[float]] = {}
@@ -316,11 +323,7 @@ def window_sweep(
     """PSNR / SSIM of TLC on the test photos as base_size / train_size goes over
     ``ratios``, plus a ``global`` row (whole-image inference, the limit of an infinite
     window). Columns: model, ratio (float, inf for global), base_size, psnr, ssim."""
-    model, meta = build_from_checkpoint(checkpoint)
-    ts = int(meta["train_size"])
-    name = f"{meta['name']}-{meta.get('preset', 'tiny')}"
-    data = SyntheticPairs(meta["task"], split="test", n_per_photo=1, seed=seed)
-    items = [data[i] for i in range(len(data) if n_photos is None else min(n_photos, len(data)))]
+    model, meta, ts, name, items = _checkpoint_and_photos(checkpoint, n_photos, seed)
     nets = [
         (float(r), round(r * ts), convert(model, train_size=ts, base_size=round(r * ts)))
         for r in ratios
@@ -405,10 +408,9 @@ def seam_crops_figure(
     """Fig. A1/A2 analogue: a crop around a tile corner of test photo ``photo``: the
     output of whole / TLC / each tiles scheme (top) and its |error| x ``gain`` (bottom)
     with the tile edges drawn, the seam index in each title. Returns the Figure."""
-    model, meta = build_from_checkpoint(checkpoint)
-    ts = int(meta["train_size"])
+    model, meta, ts, name, items = _checkpoint_and_photos(checkpoint, photo + 1, seed)
+    item = items[photo]
     overlaps = list(overlaps) if overlaps is not None else default_overlaps(ts)
-    item = SyntheticPairs(meta["task"], split="test", n_per_photo=1, seed=seed)[photo]
     x, y = item["input"][None], item["target"]
     schemes = [s for s in make_schemes(model, ts, overlaps) if s.name != "tlc-fast"]
     o0 = min(overlaps) if overlaps else 0
@@ -439,8 +441,6 @@ def seam_crops_figure(
                 ax.set_xticks([])
                 ax.set_yticks([])
     axes[1, 0].set_ylabel(f"|error| x {gain:g}", fontsize=8)
-    fig.suptitle(
-        f"{meta['name']}-{meta.get('preset', 'tiny')}: {item['id']}, tile {ts}", fontsize=9
-    )
+    fig.suptitle(f"{name}: {item['id']}, tile {ts}", fontsize=9)
     fig.tight_layout()
     return fig

@@ -10,7 +10,7 @@ import torch
 
 from .data.datasets import SyntheticPairs
 from .metrics import psnr
-from .models import build_from_checkpoint
+from .models import build_from_checkpoint, model_label
 from .tiling import tiled_inference
 from .tlc import convert
 
@@ -48,7 +48,7 @@ def scheme_psnr(checkpoint: str | Path, seed: int = 0) -> dict:
     }
     scores = held_out_psnr(runs, meta["task"], seed)
     return {
-        "model": f"{meta['name']}-{meta.get('preset', 'tiny')}",
+        "model": model_label(meta),
         "task": meta["task"],
         "train_size": ts,
         **{k: scores[k] for k in ("input", *SCHEMES)},

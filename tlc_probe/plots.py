@@ -47,7 +47,7 @@ def qualitative_figure(checkpoint: str, photo: int = 0, seed: int = 0, crop: int
     """
     from .data import SyntheticPairs
     from .metrics import psnr
-    from .models import build_from_checkpoint
+    from .models import build_from_checkpoint, model_label
     from .tlc import convert
 
     model, meta = build_from_checkpoint(checkpoint)
@@ -68,7 +68,7 @@ def qualitative_figure(checkpoint: str, photo: int = 0, seed: int = 0, crop: int
         axes[1, j].imshow(im[:, cy : cy + crop, cx : cx + crop].permute(1, 2, 0).numpy())
         for ax in axes[:, j]:
             ax.axis("off")
-    name = f"{meta['name']}-{meta.get('preset', 'tiny')}"
+    name = model_label(meta)
     fig.suptitle(f"{name} ({meta['task']}, trained on {meta['train_size']} px): {item['id']}")
     fig.tight_layout()
     return fig

@@ -1,7 +1,13 @@
 """The model zoo (HINet, MPRNet, NAFNet, FFA-Net), its registry and checkpoint I/O, and
 the toy network the converter demo runs on."""
 
-from .checkpoint import build_from_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoint import (
+    build_from_checkpoint,
+    load_checkpoint,
+    model_label,
+    read_checkpoint,
+    save_checkpoint,
+)
 from .registry import available, build
 from .toy import CALayer, HalfIN, ToyNet
 
@@ -13,6 +19,7 @@ __all__ = [
     "build",
     "build_from_checkpoint",
     "load_checkpoint",
+    "model_label",
     "read_checkpoint",
     "save_checkpoint",
 ]

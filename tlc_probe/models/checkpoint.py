@@ -171,6 +171,12 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
+def model_label(meta: dict[str, Any]) -> str:
+    """``<name>-<preset>`` of a tlc-probe checkpoint's metadata (e.g. ``hinet-tiny``), the
+    ``model`` value of statistics and tables."""
+    return f"{meta['name']}-{meta.get('preset', 'tiny')}"
+
+
 def build_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a zoo model from a tlc-probe checkpoint (its name and config are in the
     metadata) and load its weights. Returns (model in eval mode, metadata)."""

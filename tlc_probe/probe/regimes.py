@@ -368,13 +368,13 @@ def collect_checkpoint(
     ``train_size``. The model name in the statistics is ``<name>-<preset>``;
     ``n_images`` keeps only the first test images.
     """
-    from ..models import build, build_from_checkpoint, load_checkpoint, read_checkpoint
+    from ..models import build, build_from_checkpoint, load_checkpoint, model_label, read_checkpoint
 
     _, meta = read_checkpoint(checkpoint)
     if "name" in meta:
         model, meta = build_from_checkpoint(checkpoint)
         preset = meta.get("preset", "tiny")
-        name = f"{meta['name']}-{preset}"
+        name = model_label(meta)
     else:
         if model_name is None:
             raise ValueError(
