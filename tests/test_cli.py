@@ -95,6 +95,7 @@ def test_reproduce_quick_on_a_shipped_checkpoint(tmp_path):
     for line in report.splitlines():  # every embedded figure exists
         if line.startswith("!["):
             assert (tmp_path / line.split("(")[1].rstrip(")")).exists(), line
+    assert "![qualitative-nafnet-tiny-deblur](figures/qualitative-nafnet-tiny-deblur.png)" in report
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["summary"][0]["model"] == "nafnet-tiny" and s["summary"][0]["n_sites"] > 0
     assert set(r["bench"]) == {"nafnet-tiny-deblur"}
