@@ -2,9 +2,10 @@
 
 import random
 
+import numpy as np
 import pytest
 import torch
-from reference import brute_local_mean, scipy_local_mean
+from reference import brute_local_mean, replicate_valid, scipy_local_mean
 from torch import nn
 
 from tlc_probe import LocalAvgPool2d
@@ -170,3 +171,82 @@ def test_fast_is_exact_on_a_linear_ramp():
     got = box_mean_fast(x, (48, 60))
     assert LocalAvgPool2d((48, 60), fast_imp=True).strides((96, 120)) == (6, 6)
     assert _rel_err(got, brute_local_mean(x, (48, 60)), x) <= 1e-6
+
+
+def _fast_reference(x: torch.Tensor, kernel, strides) -> torch.Tensor:
+    """float64 fast-variant definition, by loops: window means (over the covered pixels)
+    at block-aligned starts g r, linearly interpolated at every valid start s (grid
+    coordinate s / r), replicate-padded."""
+    h, w = x.shape[-2:]
+    (kh, kw), (rh, rw) = kernel, strides
+    xd = x.double()
+
+    def axis_weights(n, k, r):
+        starts = range(0, n - k + r, r)  # block-aligned starts, the last may pass n - k
+        rows = []
+        for s in range(n - k + 1):
+            u = s / r
+            lo = int(np.floor(u))
+            row = np.zeros(len(starts))
+            row[lo] += 1 - (u - lo)
+            if u > lo:
+                row[lo + 1] += u - lo
+            rows.append(row)
+        return list(starts), np.array(rows)
+
+    sh, wh = axis_weights(h, kh, rh)
+    sw, ww = axis_weights(w, kw, rw)
+    grid = torch.zeros(*x.shape[:2], len(sh), len(sw), dtype=torch.float64)
+    for i, a in enumerate(sh):
+        for j, b in enumerate(sw):
+            grid[..., i, j] = xd[..., a : min(a + kh, h), b : min(b + kw, w)].mean(dim=(-2, -1))
+    valid = torch.from_numpy(wh) @ grid @ torch.from_numpy(ww).T
+    return replicate_valid(valid, h, w)
+
+
+@pytest.mark.parametrize("shape,kernel", _fast_cases())
+def test_fast_equals_its_definition(shape, kernel):
+    x = torch.randn(shape, dtype=torch.float64)
+    kh, kw = min(kernel[0], shape[2]), min(kernel[1], shape[3])
+    strides = (fast_stride(kh), fast_stride(kw))
+    got = box_mean_fast(x, kernel)
+    assert torch.allclose(got, _fast_reference(x, (kh, kw), strides), atol=1e-12)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "float16", "sliced"])
+def test_input_is_left_untouched(fast, layout):
+    x = torch.randn(2, 3, 40, 52) + 2
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "float16":
+        x = x.half()
+    elif layout == "sliced":
+        x = torch.randn(2, 3, 40, 60)[..., 4:56]
+    before = x.clone()
+    got = (box_mean_fast if fast else box_mean)(x, (16, 24))
+    assert torch.equal(x, before)
+    tol = 2e-3 if layout == "float16" else 1e-5
+    bound = fast_error_bound((16, 24), (fast_stride(16), fast_stride(24))) if fast else 0.0
+    rng = float(x.float().max() - x.float().min())
+    assert _rel_err(got, brute_local_mean(x, (16, 24)), x) <= tol + bound * rng
+
+
+def test_overwrite_reuses_the_scratch_map():
+    x = torch.randn(1, 4, 30, 33) * 2 + 5
+    ref = brute_local_mean(x, (9, 12))
+    scratch = x.clone()
+    got = box_mean(scratch, (9, 12), overwrite=True)
+    assert got.data_ptr() == scratch.data_ptr()
+    assert _rel_err(got, ref, x) <= 1e-5
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_gradients_are_those_of_the_window_mean(fast):
+    # Under autograd the out-of-place path runs; gradcheck compares with finite differences.
+    x = torch.randn(1, 2, 14, 17, dtype=torch.float64, requires_grad=True)
+    pool = LocalAvgPool2d((8, 8), fast_imp=fast)
+    assert not pool.covers((14, 17))
+    assert torch.autograd.gradcheck(pool, (x,))
+    with torch.no_grad():
+        assert torch.allclose(pool(x), pool(x.detach()), atol=1e-12)

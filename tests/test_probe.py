@@ -245,3 +245,27 @@ def test_mprnet_stage1_quarter_patches_are_parts():
                 want = inp[j * 2 + i].mean((1, 2)).numpy()
                 np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert {int(inp.shape[0]) // 2 for inp in ref.values()} >= {1, 4}  # stage 1 runs 4 times
+
+
+def test_local_std_where_the_mean_dwarfs_the_spread():
+    # Flat halves at -100 and +100 with noise 0.01: float32 E[x^2] - E[x]^2 would lose
+    # every digit of the variance; the probe repeats the module's float64 fallback.
+    model = convert(nn.Sequential(nn.InstanceNorm2d(3)).eval(), train_size=30)
+    x = torch.randn(1, 3, 60, 90, generator=torch.Generator().manual_seed(5)) * 0.01
+    x[..., 45:] += 100
+    x[..., :45] -= 100
+    with Probe(model, positions=6) as probe, torch.no_grad():
+        model(x)
+    rows = probe.take(["img"]).query("stat == 'std'")
+    (kh, kw), xd = model[0].kernel_size, x[0].double()
+    top, left = (kh - 1) // 2, (kw - 1) // 2
+    flat = 0
+    for r in rows.itertuples():
+        want = float(
+            xd[r.channel, r.y - top : r.y - top + kh, r.x - left : r.x - left + kw].std(
+                correction=0
+            )
+        )
+        flat += want < 0.1
+        assert abs(r.value - want) <= 1e-4 + 1e-3 * want, (r, want)
+    assert flat >= 18  # windows inside one half, where the cancellation bites

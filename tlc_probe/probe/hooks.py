@@ -30,6 +30,7 @@ from torch import nn
 
 from ..tlc.box import box_mean_fast_valid, box_mean_valid
 from ..tlc.convert import SITE_KINDS
+from ..tlc.norm import CANCELLATION_LIMIT
 from .sites import ProbeSite, find_sites, select_sites
 
 #: Columns of :meth:`Probe.take` (the store adds model, task, regime).
@@ -68,24 +69,37 @@ def _local_stats(
     xf = x.detach().float() if x.dtype != torch.float64 else x.detach()
     offset = xf.mean(dim=(-2, -1), keepdim=True)
     xc = xf - offset
-    if module.fast_imp:
-        strides = module.strides((h, w))
-        mu = box_mean_fast_valid(xc, (kh, kw), strides)
-    else:
-        mu = box_mean_valid(xc, (kh, kw), centre=False)
     iy, ix = grid_starts(h - kh + 1, positions), grid_starts(w - kw + 1, positions)
     iy, ix = iy.to(x.device), ix.to(x.device)
+    strides = module.strides((h, w)) if module.fast_imp else (1, 1)
 
-    def pick(m: torch.Tensor) -> torch.Tensor:
-        return m.index_select(-2, iy).index_select(-1, ix).flatten(-2)
+    def moments(t: torch.Tensor, second: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Window mean (and mean square) of centred maps t at the grid: (N, C, P) each."""
 
-    out = {"mean": pick(mu) + offset.flatten(-2)}
-    if kind == "in":
+        def at_grid(m: torch.Tensor) -> torch.Tensor:
+            return m.index_select(-2, iy).index_select(-1, ix).flatten(-2)
+
         if module.fast_imp:
-            sq = box_mean_fast_valid(xc * xc, (kh, kw), strides)
+            mu = at_grid(box_mean_fast_valid(t, (kh, kw), strides))
+            sq = at_grid(box_mean_fast_valid(t * t, (kh, kw), strides)) if second else None
         else:
-            sq = box_mean_valid(xc * xc, (kh, kw), centre=False)
-        out["std"] = (pick(sq) - pick(mu) ** 2).clamp_min(0).sqrt()
+            mu = at_grid(box_mean_valid(t, (kh, kw), centre=False))
+            sq = at_grid(box_mean_valid(t * t, (kh, kw), overwrite=True)) if second else None
+        return mu, sq
+
+    mu, sq = moments(xc, kind == "in")
+    out = {}
+    if kind == "in":
+        var = sq - mu * mu
+        if xc.dtype == torch.float32:
+            # The module's float64 fallback (see LocalInstanceNorm2d), on the same maps.
+            bad = (mu * mu > (var + module.eps) * CANCELLATION_LIMIT).any(-1)
+            if bad.any():
+                idx = bad.nonzero(as_tuple=True)
+                mu64, sq64 = moments(xc[idx].double()[None], True)
+                mu[idx], var[idx] = mu64[0].float(), (sq64 - mu64 * mu64)[0].float()
+        out["std"] = var.clamp_min(0).sqrt()
+    out["mean"] = mu + offset.flatten(-2)
     ys = (iy + (kh - 1) // 2).repeat_interleave(len(ix))
     xs = (ix + (kw - 1) // 2).repeat(len(iy))
     return out, ys, xs

@@ -5,13 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .box import (
-    FAST_MIN_CELLS,
-    box_mean_fast_valid,
-    box_mean_valid,
-    check_map,
-    replicate_to,
-)
+from .box import FAST_MIN_CELLS, box_mean, box_mean_fast, check_map, needs_grad
 from .window import LocalWindow
 
 #: Local mean^2 / (variance + eps) above which float32 moments lose too many digits and
@@ -95,35 +89,51 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
         if dt == torch.float32:
             # float32 loses the digits of var = E[xc^2] - mu^2 where the local mean
             # dwarfs the local spread; recompute those (sample, channel) maps in float64.
-            bad = (mu * mu).gt_((var + self.eps) * CANCELLATION_LIMIT).flatten(2).any(-1)
+            with torch.no_grad():
+                excess = torch.mul(mu, mu).sub_(var, alpha=CANCELLATION_LIMIT)
+                bad = excess.amax(dim=(-2, -1)) > self.eps * CANCELLATION_LIMIT
+                del excess
             if bad.any():
                 idx = bad.nonzero(as_tuple=True)
                 mu64, var64 = self._moments(xc[idx].double()[None])
                 mu[idx], var[idx] = mu64[0].float(), var64[0].float()
-        # out = xc * scale + shift with the affine folded in, on the valid windows; only
-        # scale and shift are padded to full size, then one fused multiply-add.
-        scale = var.add_(self.eps).rsqrt_()
-        shift = mu.mul_(scale).neg_()
+        # out = xc * scale + shift with the affine folded in; the moments are full
+        # (replicate-padded) maps, so without autograd no further map is allocated.
+        w = b = None
         if self.affine:
             w = self.weight.to(dt)[None, :, None, None]
-            scale = scale * w
-            shift = shift * w
             if self.bias is not None:  # torch >= 2.13 allows affine without bias
-                shift = shift + self.bias.to(dt)[None, :, None, None]
-        scale, shift = replicate_to(scale, size), replicate_to(shift, size)
-        return torch.addcmul(shift, xc, scale).to(x.dtype)
+                b = self.bias.to(dt)[None, :, None, None]
+        if needs_grad(xc, w, b):
+            scale = (var + self.eps).rsqrt()
+            shift = -mu * scale
+            if w is not None:
+                scale, shift = scale * w, shift * w
+            if b is not None:
+                shift = shift + b
+            return torch.addcmul(shift, xc, scale).to(x.dtype)
+        scale = var.add_(self.eps).rsqrt_()
+        shift = mu.mul_(scale).neg_()
+        if w is not None:
+            scale.mul_(w)
+            shift.mul_(w)
+        if b is not None:
+            shift.add_(b)
+        return torch.addcmul(shift, xc, scale, out=xc).to(x.dtype)
 
     def _moments(self, xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Local mean and biased variance (clamped >= 0) of a channel-centred map, on
-        the valid windows: two (N, C, H - k_h + 1, W - k_w + 1) tensors."""
+        """Local mean and biased variance (clamped >= 0) of a channel-centred map,
+        replicate-padded: two (N, C, H, W) tensors of ``xc``'s dtype."""
         if self.fast_imp:
             r = self.strides(xc.shape[-2:])
-            mu = box_mean_fast_valid(xc, self.kernel_size, r)
-            sq = box_mean_fast_valid(xc * xc, self.kernel_size, r)
+            mu = box_mean_fast(xc, self.kernel_size, r)
+            sq = box_mean_fast(xc * xc, self.kernel_size, r)
         else:
-            mu = box_mean_valid(xc, self.kernel_size, centre=False)
-            sq = box_mean_valid(xc * xc, self.kernel_size)
-        return mu, sq.sub_(mu * mu).clamp_(min=0.0)
+            mu = box_mean(xc, self.kernel_size, centre=False)
+            sq = box_mean(xc * xc, self.kernel_size, overwrite=True)
+        if needs_grad(xc):
+            return mu, (sq - mu * mu).clamp(min=0.0)
+        return mu, torch.addcmul(sq, mu, mu, value=-1.0, out=sq).clamp_(min=0.0)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + ", " + self.window_repr()
