@@ -1,69 +1,94 @@
-"""TLC's time overhead on MPRNet at two widths: is it a tiny-model artefact?
+"""TLC's time overhead per shipped model at 720x1280, and where it comes from.
 
-Run: ``python benchmarks/tlc_overhead.py [--size 360 640] [--repeats 2]``. Times whole-image
-inference, exact TLC and fast TLC (train_size 64) of MPRNet's tiny preset and of its
-official width (n_feat 96, untrained: the cost does not depend on the weights),
-interleaved, best of ``repeats``, and prints the ratios to whole-image inference. It also
-times the pieces on one (1, 96, H, W) map: an elementwise pass, ``box_mean`` (window 96)
-and a 3x3 convolution, which say where the overhead comes from.
+Run: ``python benchmarks/tlc_overhead.py [--size 720 1280] [--repeats 5] [--official]``.
+For each shipped checkpoint, interleaved within each repeat after a warm-up, medians
+reported as ratios to whole-image inference:
+
+* ``tlc`` (exact), ``fast`` (``fast_imp``), ``grid`` (``fast_imp`` + ``grid_head``: the
+  squeeze-excitation heads on the block grid);
+* ``floor``: exact TLC with every local pool replaced by the identity and every local
+  instance norm by the global one. The pooled map then costs nothing but the code after
+  it still runs at full resolution, so this is the least any pooling kernel could reach
+  without moving the head (the SE block's 1x1 convs and sigmoid) off the full map.
+
+``--official`` adds MPRNet at its official width (n_feat 96, untrained: the cost does not
+depend on the weights) at 360x640, to show the overhead is no tiny-width artefact.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
+from pathlib import Path
 
 import torch
+from torch import nn
 
 from tlc_probe import convert
-from tlc_probe.models import build
-from tlc_probe.tlc.box import box_mean
+from tlc_probe.models import build, build_from_checkpoint
+from tlc_probe.tlc.norm import LocalInstanceNorm2d
+from tlc_probe.tlc.pooling import LocalAvgPool2d
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def _best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+def free_pools(model: nn.Module) -> nn.Module:
+    """``model`` (TLC-converted) with local pools -> identity, local IN -> global IN."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, LocalAvgPool2d):
+                setattr(parent, name, nn.Identity())
+            elif isinstance(child, LocalInstanceNorm2d):
+                norm = nn.InstanceNorm2d(child.num_features, child.eps, affine=child.affine)
+                norm.load_state_dict(child.state_dict())
+                setattr(parent, name, norm)
+    return model
+
+
+def ratios(model: nn.Module, train_size: int, x: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Median time of each scheme on ``x`` divided by whole-image inference's; 'whole' in s."""
+    nets = {
+        "whole": model,
+        "tlc": convert(model, train_size=train_size),
+        "fast": convert(model, train_size=train_size, fast_imp=True),
+        "grid": convert(model, train_size=train_size, fast_imp=True, grid_head=True),
+        "floor": free_pools(convert(model, train_size=train_size)),
+    }
+    times: dict[str, list[float]] = {k: [] for k in nets}
+    with torch.no_grad():
+        for net in nets.values():
+            net(x)
+        for _ in range(repeats):
+            for k, net in nets.items():
+                t = time.perf_counter()
+                net(x)
+                times[k].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"whole": med["whole"]} | {k: med[k] / med["whole"] for k in nets if k != "whole"}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, nargs=2, default=[360, 640])
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--size", type=int, nargs=2, default=[720, 1280])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--official", action="store_true", help="add MPRNet at official width")
     args = ap.parse_args()
-    torch.manual_seed(0)
-    x = torch.rand(1, 3, *args.size)
-    print("| MPRNet | whole (s) | TLC / whole | fast TLC / whole |")
-    print("|---|---|---|---|")
-    with torch.no_grad():
-        for preset in ("tiny", "official"):
-            m = build("mprnet", preset).eval()
-            nets = {
-                "whole": m,
-                "tlc": convert(m, train_size=64),
-                "fast": convert(m, train_size=64, fast_imp=True),
-            }
-            for net in nets.values():  # warm-up at the timed size
-                net(x)
-            times: dict[str, list[float]] = {k: [] for k in nets}
-            for _ in range(args.repeats):
-                for k, net in nets.items():
-                    times[k].append(_best(lambda net=net: net(x), 1))
-            best = {k: min(v) for k, v in times.items()}
-            print(
-                f"| {preset} | {best['whole']:.2f} | {best['tlc'] / best['whole']:.2f} | "
-                f"{best['fast'] / best['whole']:.2f} |"
-            )
-        fmap = torch.randn(1, 96, *args.size)
-        conv = torch.nn.Conv2d(96, 96, 3, padding=1, bias=False)
-        print(f"\n(1, 96, {args.size[0]}, {args.size[1]}) map, best of 5:")
-        print(f"  elementwise pass (x - 1): {1000 * _best(lambda: fmap - 1, 5):.1f} ms")
-        box = _best(lambda: box_mean(fmap, (96, 96)), 5)
-        print(f"  box_mean, window 96:      {1000 * box:.1f} ms")
-        print(f"  3x3 convolution:          {1000 * _best(lambda: conv(fmap), 5):.1f} ms")
+    x = torch.rand(1, 3, *args.size, generator=torch.Generator().manual_seed(0))
+    print(f"{args.size[0]}x{args.size[1]}, median of {args.repeats}, ratios to whole")
+    print("| model | whole (s) | TLC | fast TLC | fast TLC, grid head | floor (free pool) |")
+    print("|---|---|---|---|---|---|")
+    rows = [(p.stem, *build_from_checkpoint(p)) for p in sorted(ROOT.glob("data/checkpoints/*.pt"))]
+    if args.official:
+        rows.append(("mprnet-official (360x640)", build("mprnet", "official").eval(), {}))
+    for label, model, meta in rows:
+        xi = x if meta else torch.nn.functional.interpolate(x, size=(360, 640))
+        r = ratios(model, int(meta.get("train_size", 64)), xi, args.repeats)
+        print(
+            f"| {label} | {r['whole']:.2f} | {r['tlc']:.2f} | {r['fast']:.2f} | "
+            f"{r['grid']:.2f} | {r['floor']:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -45,3 +45,37 @@ def brute_local_instance_norm(x, k, weight=None, bias=None, eps=1e-5):
     if weight is not None:
         out = out * weight.double()[None, :, None, None] + bias.double()[None, :, None, None]
     return out
+
+
+def fast_reference_factors(x: torch.Tensor, kernel, strides):
+    """The fast variant's definition, by loops, in float64: (grid, W_h, W_w) with grid
+    (N, C, G_h, G_w) the window means (over the covered pixels) at block-aligned starts
+    (g r_h, f r_w) and W the (valid starts, G) linear-interpolation weights of start s at
+    grid coordinate s / r; the valid map is W_h @ grid @ W_w^T."""
+    h, w = x.shape[-2:]
+    (kh, kw), (rh, rw) = kernel, strides
+    xd = x.double()
+
+    def axis(n, k, r):
+        starts = list(range(0, n - k + r, r))  # the last may pass n - k: a partial window
+        weights = np.zeros((n - k + 1, len(starts)))
+        for s in range(n - k + 1):
+            lo, frac = divmod(s, r)
+            weights[s, lo] += 1 - frac / r
+            if frac:
+                weights[s, lo + 1] += frac / r
+        return starts, torch.from_numpy(weights)
+
+    sh, wh = axis(h, kh, rh)
+    sw, ww = axis(w, kw, rw)
+    grid = torch.zeros(*x.shape[:2], len(sh), len(sw), dtype=torch.float64)
+    for i, a in enumerate(sh):
+        for j, b in enumerate(sw):
+            grid[..., i, j] = xd[..., a : min(a + kh, h), b : min(b + kw, w)].mean(dim=(-2, -1))
+    return grid, wh, ww
+
+
+def fast_reference(x: torch.Tensor, kernel, strides) -> torch.Tensor:
+    """The fast variant's replicate-padded (N, C, H, W) map, float64 (see above)."""
+    grid, wh, ww = fast_reference_factors(x, kernel, strides)
+    return replicate_valid(wh @ grid @ ww.T, *x.shape[-2:])

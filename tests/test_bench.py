@@ -87,7 +87,7 @@ def ckpt(tmp_path_factory):
 def test_bench_table_has_every_scheme_and_size(ckpt):
     df = bench(ckpt, sizes=[(72, 96)], repeats=1, n_photos=1, progress=False)
     assert tuple(df.columns) == CSV_COLUMNS
-    schemes = ["whole", "tlc", "tlc-fast", "tiles-4", "tiles-32"]
+    schemes = ["whole", "tlc", "tlc-fast", "tlc-grid", "tiles-4", "tiles-32"]
     for size in ("test", "72x96"):
         assert df[df.image_size == size]["scheme"].tolist() == schemes
     test = df[df.image_size == "test"]

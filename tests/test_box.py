@@ -2,10 +2,9 @@
 
 import random
 
-import numpy as np
 import pytest
 import torch
-from reference import brute_local_mean, replicate_valid, scipy_local_mean
+from reference import brute_local_mean, fast_reference, scipy_local_mean
 from torch import nn
 
 from tlc_probe import LocalAvgPool2d
@@ -173,44 +172,13 @@ def test_fast_is_exact_on_a_linear_ramp():
     assert _rel_err(got, brute_local_mean(x, (48, 60)), x) <= 1e-6
 
 
-def _fast_reference(x: torch.Tensor, kernel, strides) -> torch.Tensor:
-    """float64 fast-variant definition, by loops: window means (over the covered pixels)
-    at block-aligned starts g r, linearly interpolated at every valid start s (grid
-    coordinate s / r), replicate-padded."""
-    h, w = x.shape[-2:]
-    (kh, kw), (rh, rw) = kernel, strides
-    xd = x.double()
-
-    def axis_weights(n, k, r):
-        starts = range(0, n - k + r, r)  # block-aligned starts, the last may pass n - k
-        rows = []
-        for s in range(n - k + 1):
-            u = s / r
-            lo = int(np.floor(u))
-            row = np.zeros(len(starts))
-            row[lo] += 1 - (u - lo)
-            if u > lo:
-                row[lo + 1] += u - lo
-            rows.append(row)
-        return list(starts), np.array(rows)
-
-    sh, wh = axis_weights(h, kh, rh)
-    sw, ww = axis_weights(w, kw, rw)
-    grid = torch.zeros(*x.shape[:2], len(sh), len(sw), dtype=torch.float64)
-    for i, a in enumerate(sh):
-        for j, b in enumerate(sw):
-            grid[..., i, j] = xd[..., a : min(a + kh, h), b : min(b + kw, w)].mean(dim=(-2, -1))
-    valid = torch.from_numpy(wh) @ grid @ torch.from_numpy(ww).T
-    return replicate_valid(valid, h, w)
-
-
 @pytest.mark.parametrize("shape,kernel", _fast_cases())
 def test_fast_equals_its_definition(shape, kernel):
     x = torch.randn(shape, dtype=torch.float64)
     kh, kw = min(kernel[0], shape[2]), min(kernel[1], shape[3])
     strides = (fast_stride(kh), fast_stride(kw))
     got = box_mean_fast(x, kernel)
-    assert torch.allclose(got, _fast_reference(x, (kh, kw), strides), atol=1e-12)
+    assert torch.allclose(got, fast_reference(x, (kh, kw), strides), atol=1e-12)
 
 
 @pytest.mark.parametrize("fast", [False, True])

@@ -2,7 +2,9 @@
 a seam (boundary-artifact) index, and the TLC window sweep.
 
 Schemes: ``whole`` (the global model on the whole image), ``tlc`` (exact local
-statistics), ``tlc-fast`` (``fast_imp``), and ``tiles-<o>``: tiles of the checkpoint's
+statistics), ``tlc-fast`` (``fast_imp``), ``tlc-grid`` (``fast_imp`` with ``grid_head``:
+the heads of squeeze-excitation pools evaluated on the block grid; only for models with
+such pools), and ``tiles-<o>``: tiles of the checkpoint's
 train_size overlapping by ``o`` pixels, overlaps averaged (:func:`tlc_probe.tiled_inference`).
 The paper uses 256-tiles with overlaps 16 and 128 for a 256-trained model; the default
 overlaps here are the same fractions of the tile (1/16 and 1/2: 4 and 32 px for a
@@ -47,7 +49,7 @@ from .data import SyntheticPairs
 from .metrics import psnr
 from .models import build_from_checkpoint, model_label
 from .tiling import tile_starts, tiled_inference
-from .tlc import convert
+from .tlc import convert, tlc_sites
 
 #: Overlaps as fractions of the tile: the paper's 16 and 128 px of a 256-px tile.
 PAPER_OVERLAP_FRACTIONS = (16 / 256, 128 / 256)
@@ -72,7 +74,7 @@ CSV_COLUMNS = (
 @dataclass
 class Scheme:
     """One inference scheme: ``name``, tile ``overlap`` (px, None if untiled), ``tlc``
-    ('no' | 'exact' | 'fast') and ``run`` mapping (1, 3, H, W) -> (1, 3, H, W)."""
+    ('no' | 'exact' | 'fast' | 'grid') and ``run`` mapping (1, 3, H, W) -> (1, 3, H, W)."""
 
     name: str
     overlap: int | None
@@ -99,11 +101,17 @@ def _checkpoint_and_photos(
 def make_schemes(
     model: nn.Module, train_size: int, overlaps: Sequence[int], base_size: int | None = None
 ) -> list[Scheme]:
-    """whole, tlc, tlc-fast and one ``tiles-<o>`` per overlap (tiles of ``train_size``)."""
+    """whole, tlc, tlc-fast, tlc-grid (if the model has squeeze-excitation pools) and one
+    ``tiles-<o>`` per overlap (tiles of ``train_size``)."""
     exact = convert(model, train_size=train_size, base_size=base_size)
     fast = convert(model, train_size=train_size, base_size=base_size, fast_imp=True)
     out = [Scheme("whole", None, "no", model), Scheme("tlc", None, "exact", exact)]
     out.append(Scheme("tlc-fast", None, "fast", fast))
+    if any(s["kind"] == "se" for s in tlc_sites(fast)):
+        grid = convert(
+            model, train_size=train_size, base_size=base_size, fast_imp=True, grid_head=True
+        )
+        out.append(Scheme("tlc-grid", None, "grid", grid))
     for o in overlaps:
         run = lambda x, o=o: tiled_inference(model, x, tile=train_size, overlap=o)  # noqa: E731
         out.append(Scheme(f"tiles-{o}", o, "no", run))
@@ -359,7 +367,9 @@ def table_a1(df: pd.DataFrame) -> str:
     for r in df.itertuples(index=False):
         inp = "patches" if r.scheme.startswith("tiles") else "whole image"
         ov = str(r.overlap) if r.scheme.startswith("tiles") else "-"
-        tlc = {"no": "", "exact": "yes", "fast": "yes (fast)"}[r.tlc]
+        tlc = {"no": "", "exact": "yes", "fast": "yes (fast)", "grid": "yes (fast, grid head)"}[
+            r.tlc
+        ]
         lines.append(
             f"| {inp} ({r.image_size}) | {ov} | {tlc} | {_f(r.psnr, 2)} | {_f(r.ssim, 4)} | "
             f"{_f(r.time_s, 3)} | {_f(r.time_ratio, 2)} | {_f(r.tile_pixel_ratio, 2)} | "
@@ -412,7 +422,9 @@ def seam_crops_figure(
     item = items[photo]
     overlaps = list(overlaps) if overlaps is not None else default_overlaps(ts)
     x, y = item["input"][None], item["target"]
-    schemes = [s for s in make_schemes(model, ts, overlaps) if s.name != "tlc-fast"]
+    schemes = [
+        s for s in make_schemes(model, ts, overlaps) if s.name not in ("tlc-fast", "tlc-grid")
+    ]
     o0 = min(overlaps) if overlaps else 0
     ey, ex = tile_edges(y.shape[1], ts, o0), tile_edges(y.shape[2], ts, o0)
     cy, cx = ey[len(ey) // 2], ex[len(ex) // 2]

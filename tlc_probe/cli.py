@@ -324,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="Table A1: PSNR / SSIM / time / memory / seams of whole, TLC and tiles",
         description="Inference-scheme benchmark of a checkpoint on the held-out test photos "
         "(PSNR, SSIM, seam index) and on resized 720x1280 images (time, memory): whole, tlc, "
-        "tlc-fast, tiles of train_size with the paper's overlaps (1/16 and 1/2 of the tile) "
+        "tlc-fast, tlc-grid (fast with squeeze-excitation heads on the block grid), tiles of "
+        "train_size with the paper's overlaps (1/16 and 1/2 of the tile) "
         "or --overlaps; all schemes interleaved, median of --repeats after a warm-up. Also "
         "the TLC window sweep (base_size / train_size 1 .. 4 and global). Writes bench.csv, "
         "bench.md, sweep.csv and the figures.",

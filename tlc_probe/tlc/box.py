@@ -303,15 +303,16 @@ def _interp_matrix(
     return m.to(dtype)
 
 
-def _fast_expand(
-    x: torch.Tensor, kernel: tuple[int, int], strides: tuple[int, int], padded: bool
-) -> torch.Tensor:
-    """The fast window means at every valid start (``padded`` False: (N, C, H-k_h+1,
-    W-k_w+1)) or replicate-padded to (N, C, H, W), in the compute dtype.
+def fast_factors(
+    x: torch.Tensor, kernel: tuple[int, int], strides: tuple[int, int], padded: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The fast variant in factored form: (grid (N, C, G_h, G_w), M_h, M_w), all in the
+    compute dtype, with M_h @ grid @ M_w^T the window means at every valid start
+    (``padded`` False: (N, C, H-k_h+1, W-k_w+1)) or replicate-padded to (N, C, H, W).
 
-    Interpolation and padding are one linear map per axis, so the full map is
-    M_h @ grid @ M_w^T: two small matrix products and a single write of the output
-    (bilinear interpolation followed by a pad would write it twice).
+    Interpolation and padding are one linear map per axis (M_h: (rows, G_h), M_w:
+    (cols, G_w)), so the full map costs two small matrix products and a single write
+    (bilinear interpolation followed by a pad writes it twice). ``kernel`` must fit.
     """
     (h, w), (kh, kw), (rh, rw) = x.shape[-2:], kernel, strides
     grid = _fast_grid(x, kernel, strides)
@@ -325,13 +326,20 @@ def _fast_expand(
         starts_w = torch.arange(w - kw + 1, device=x.device)
     m_h = _interp_matrix(starts_h, h, kh, rh, grid.shape[-2], dt)
     m_w = _interp_matrix(starts_w, w, kw, rw, grid.shape[-1], dt)
-    return torch.matmul(m_h, torch.matmul(grid.to(dt), m_w.T))
+    return grid.to(dt), m_h, m_w
 
 
-def _fast_strides(
+def expand_factors(grid: torch.Tensor, m_h: torch.Tensor, m_w: torch.Tensor) -> torch.Tensor:
+    """M_h @ grid @ M_w^T: (N, C, G_h, G_w) -> (N, C, rows of M_h, rows of M_w)."""
+    return torch.matmul(m_h, torch.matmul(grid, m_w.T))
+
+
+def fast_window(
     x: torch.Tensor, kernel: tuple[int, int], strides: tuple[int, int] | None
 ) -> tuple[tuple[int, int], tuple[int, int]]:
-    """The clipped window and the checked block strides (default :func:`fast_stride`)."""
+    """The window clipped to ``x`` (N, C, H, W) and the checked block strides (default
+    :func:`fast_stride` per axis): ((k_h, k_w), (r_h, r_w)). Raises ``ValueError`` on a
+    bad map or strides that do not divide the window."""
     check_map(x)
     kh, kw = clamp_window(kernel, x.shape[-2:])
     rh, rw = strides if strides is not None else (fast_stride(kh), fast_stride(kw))
@@ -345,10 +353,10 @@ def box_mean_fast_valid(
 ) -> torch.Tensor:
     """:func:`box_mean_valid` approximated on an r_h x r_w block grid (see
     :func:`box_mean_fast`): (N, C, H-k_h+1, W-k_w+1) in float32 (float64 for float64)."""
-    kernel, strides = _fast_strides(x, kernel, strides)
+    kernel, strides = fast_window(x, kernel, strides)
     if strides == (1, 1):
         return box_mean_valid(x, kernel)
-    return _fast_expand(x, kernel, strides, padded=False)
+    return expand_factors(*fast_factors(x, kernel, strides, padded=False))
 
 
 def box_mean_fast(
@@ -367,7 +375,7 @@ def box_mean_fast(
         of the channel) of :func:`box_mean`: the window means at block-aligned starts,
         interpolated linearly in between and replicate-padded as :func:`box_mean`.
     """
-    kernel, strides = _fast_strides(x, kernel, strides)
+    kernel, strides = fast_window(x, kernel, strides)
     if strides == (1, 1):
         return box_mean(x, kernel)
-    return _fast_expand(x, kernel, strides, padded=True).to(x.dtype)
+    return expand_factors(*fast_factors(x, kernel, strides)).to(x.dtype)

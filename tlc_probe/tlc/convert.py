@@ -222,6 +222,7 @@ def convert(
     skip: Sequence[str] = (),
     in_channels: int = 3,
     fast_min_cells: int = FAST_MIN_CELLS,
+    grid_head: bool = False,
 ) -> nn.Module:
     """Return the TLC version of ``model``: every global-aggregation site made local.
 
@@ -249,6 +250,11 @@ def convert(
             whose output is flattened or fed to ``nn.Linear``.
         in_channels: channels of the calibration input.
         fast_min_cells: fewest blocks per window axis in the fast variant.
+        grid_head: with ``fast_imp``, run the 1x1 convolutions and activations after each
+            pool on the block grid and expand only their result (see
+            :mod:`tlc_probe.tlc.gridmap`): the head of a squeeze-excitation block then
+            costs almost nothing, at the price of evaluating its activations before the
+            interpolation instead of after.
 
     Returns:
         The converted module (``model`` itself when ``inplace``), in the same
@@ -274,6 +280,8 @@ def convert(
     )
     kinds = _check_kinds(kinds)
     skip = [skip] if isinstance(skip, str) else list(skip)
+    if grid_head and not fast_imp:
+        raise ValueError("grid_head=True evaluates heads on the fast pool's grid: needs fast_imp")
 
     target = model if inplace else copy.deepcopy(model)
     sites = global_sites(target)
@@ -330,6 +338,6 @@ def convert(
         if s.kind == "in":
             new = LocalInstanceNorm2d.from_instance_norm(s.module, kernel, **opts)
         else:
-            new = LocalAvgPool2d(kernel, **opts)
+            new = LocalAvgPool2d(kernel, grid_head=grid_head, **opts)
         _replace(target, s.module, new)
     return target

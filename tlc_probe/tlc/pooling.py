@@ -6,7 +6,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .box import FAST_MIN_CELLS, box_mean, box_mean_fast, check_map
+from .box import (
+    FAST_MIN_CELLS,
+    box_mean,
+    box_mean_fast,
+    check_map,
+    fast_factors,
+    fast_window,
+    needs_grad,
+)
+from .gridmap import GridMap
 from .window import LocalWindow
 
 
@@ -26,6 +35,10 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
         fast_min_cells: fewest blocks per window axis in the fast variant.
         feature_size: the map size seen at training size (set by :func:`convert`; kept
             for reports, not used in the computation).
+        grid_head: with ``fast_imp``, return a :class:`~tlc_probe.tlc.gridmap.GridMap`:
+            the 1x1 convolutions and activations after the pool then run on the block
+            grid and only their result is expanded (not under autograd, and not where
+            the strides are 1 x 1, i.e. no grid).
     """
 
     def __init__(
@@ -34,9 +47,11 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
         fast_imp: bool = False,
         fast_min_cells: int = FAST_MIN_CELLS,
         feature_size: tuple[int, int] | None = None,
+        grid_head: bool = False,
     ) -> None:
         super().__init__()
         self._set_window(kernel_size, fast_imp, fast_min_cells, feature_size)
+        self.grid_head = grid_head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, C, 1, 1) when the window covers the map, else (N, C, H, W)."""
@@ -44,9 +59,15 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
         size = (x.shape[-2], x.shape[-1])
         if self.covers(size):
             return F.adaptive_avg_pool2d(x, 1)
+        if self.fast_imp and self.grid_head and not needs_grad(x):
+            kernel, strides = fast_window(x, self.kernel_size, self.strides(size))
+            if strides != (1, 1):
+                grid, m_h, m_w = fast_factors(x, kernel, strides)
+                dt = x.dtype
+                return GridMap.wrap(grid.to(dt), m_h.to(dt), m_w.to(dt))
         if self.fast_imp:
             return box_mean_fast(x, self.kernel_size, self.strides(size))
         return box_mean(x, self.kernel_size)
 
     def extra_repr(self) -> str:
-        return self.window_repr()
+        return self.window_repr() + (", grid_head=True" if self.grid_head else "")

@@ -1,0 +1,140 @@
+"""``GridMap``: a fast local pool's output kept on its block grid until a full map is needed.
+
+A squeeze-excitation block computes x * head(pool(x)), with head a chain of 1x1
+convolutions and pointwise activations. Under TLC the pool returns a full (N, C, H, W)
+map and the head runs at full resolution, which on a CPU costs more than the pooling
+itself (MPRNet: about +25 % of the whole network, against +10 % for the pool). The fast
+pool's map is M_h @ grid @ M_w^T (see :func:`tlc_probe.tlc.box.fast_factors`), a linear
+interpolation of a grid r_h r_w times smaller. A ``GridMap`` is that grid, carrying
+M_h and M_w: 1x1 convolutions (exactly: they mix channels and the interpolation rows
+sum to 1) and pointwise activations (approximately: evaluated at the grid points and
+interpolated, instead of evaluated on interpolated values) run on the grid, and any
+other operation first expands it to the full map, so the code after the pool sees what
+a plain fast pool returns. Only the activation-after-interpolation swap differs from
+``fast_imp``; with the published nearest-neighbour upsampling it would be exact.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.utils._pytree import tree_map
+
+from .box import expand_factors, needs_grad
+
+#: Pointwise functions evaluated on the grid (nn.ReLU, nn.Sigmoid, ... call these).
+_POINTWISE = {
+    F.relu,
+    torch.relu,
+    torch.relu_,
+    torch.Tensor.relu,
+    torch.Tensor.relu_,
+    torch.sigmoid,
+    torch.Tensor.sigmoid,
+    torch.Tensor.sigmoid_,
+    torch.tanh,
+    torch.Tensor.tanh,
+    F.gelu,
+    F.silu,
+    F.hardsigmoid,
+    F.hardswish,
+    F.hardtanh,
+    F.leaky_relu,
+    F.prelu,
+}
+_SHAPE = {torch.Tensor.size, torch.Tensor.dim, torch.Tensor.shape.__get__}
+_META = {
+    getattr(torch.Tensor, a).__get__
+    for a in ("dtype", "device", "requires_grad", "is_cuda", "layout", "grad_fn", "is_leaf", "ndim")
+}
+_MUL = {torch.mul, torch.Tensor.mul, torch.Tensor.__mul__, torch.Tensor.__rmul__}
+
+
+def _is_1x1_conv(func, args, kwargs) -> bool:
+    if func is not F.conv2d or len(args) < 2:
+        return False
+    weight = args[1]
+    names = ("bias", "stride", "padding", "dilation", "groups")
+    opts = dict(zip(names, args[2:], strict=False)) | kwargs
+    stride, padding = opts.get("stride", 1), opts.get("padding", 0)
+    return (
+        tuple(weight.shape[-2:]) == (1, 1)
+        and stride in (1, (1, 1), [1, 1])
+        and padding in (0, (0, 0), [0, 0], "valid", "same")
+    )
+
+
+class GridMap(torch.Tensor):
+    """A (N, C, G_h, G_w) grid standing for the (N, C, H, W) map M_h @ grid @ M_w^T.
+
+    Create with :meth:`wrap`. ``shape``, ``size()`` and ``dim()`` report the full map;
+    pointwise activations and 1x1 convolutions return GridMaps; every other operation
+    receives the expanded map (computed once per GridMap). In-place operations other
+    than the pointwise ones raise, since they could not reach the grid.
+    """
+
+    _m_h: torch.Tensor
+    _m_w: torch.Tensor
+    _full: torch.Tensor | None
+
+    @staticmethod
+    def wrap(grid: torch.Tensor, m_h: torch.Tensor, m_w: torch.Tensor) -> GridMap:
+        """The GridMap of ``grid`` (N, C, G_h, G_w) with M_h (H, G_h) and M_w (W, G_w)."""
+        out = grid.as_subclass(GridMap)
+        out._m_h, out._m_w, out._full = m_h, m_w, None
+        return out
+
+    def full(self) -> torch.Tensor:
+        """The expanded (N, C, H, W) map, a plain tensor."""
+        if self._full is None:
+            with torch._C.DisableTorchFunctionSubclass():
+                self._full = expand_factors(self, self._m_h, self._m_w)
+        return self._full
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        first = args[0] if args else None
+        if isinstance(first, GridMap):
+            if func in _SHAPE:
+                n, c = first.as_subclass(torch.Tensor).shape[:2]
+                full = torch.Size((n, c, first._m_h.shape[0], first._m_w.shape[0]))
+                if func is torch.Tensor.dim:
+                    return 4
+                if func is torch.Tensor.size and len(args) > 1:
+                    return full[args[1]]
+                return full
+            if func in _META:
+                with torch._C.DisableTorchFunctionSubclass():
+                    return func(*args, **kwargs)
+            others = [a for a in (*args[1:], *kwargs.values()) if isinstance(a, GridMap)]
+            if not others and (func in _POINTWISE or _is_1x1_conv(func, args, kwargs)):
+                with torch._C.DisableTorchFunctionSubclass():
+                    out = func(*args, **kwargs)
+                if out is first:  # in place on the grid: the cached expansion is stale
+                    first._full = None
+                    return first
+                return GridMap.wrap(out, first._m_h, first._m_w)
+            if getattr(func, "__name__", "").endswith("_") and not func.__name__.startswith("__"):
+                raise RuntimeError(
+                    f"in-place {func.__name__} on the deferred output of a fast TLC pool; "
+                    "convert with grid_head=False for this model"
+                )
+
+        if func in _MUL and len(args) == 2 and not kwargs:
+            # x * attention, the end of every squeeze-excitation block: expand into a
+            # fresh map and multiply in place (one new map instead of two).
+            (g,) = [a for a in args if isinstance(a, GridMap)] or [None]
+            o = args[1] if args[0] is g else args[0]
+            if g is not None and isinstance(o, torch.Tensor) and not isinstance(o, GridMap):
+                shape = g.shape
+                with torch._C.DisableTorchFunctionSubclass():
+                    fits = o.dtype == g.dtype and not needs_grad(o)
+                    if fits and torch.broadcast_shapes(shape, o.shape) == shape:
+                        return expand_factors(g, g._m_h, g._m_w).mul_(o)
+
+        def unwrap(a):
+            return a.full() if isinstance(a, GridMap) else a
+
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*tree_map(unwrap, args), **tree_map(unwrap, kwargs))
