@@ -59,8 +59,10 @@ def ratios(model: nn.Module, train_size: int, x: torch.Tensor, repeats: int) -> 
     with torch.no_grad():
         for net in nets.values():
             net(x)
-        for _ in range(repeats):
-            for k, net in nets.items():
+        names = list(nets)
+        for rep in range(repeats):  # rotated order: no network always runs first
+            for k in names[rep % len(names) :] + names[: rep % len(names)]:
+                net = nets[k]
                 t = time.perf_counter()
                 net(x)
                 times[k].append(time.perf_counter() - t)

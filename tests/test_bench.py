@@ -11,6 +11,7 @@ from tlc_probe.bench import (
     CSV_COLUMNS,
     bench,
     default_overlaps,
+    seam_crops_figure,
     seam_index,
     table_a1,
     tile_edges,
@@ -108,3 +109,15 @@ def test_window_sweep_rows_and_global_limit(ckpt):
     assert df["ratio"].tolist() == [1.0, 1.5, math.inf]
     assert df["base_size"].tolist()[:2] == [64, 96]
     assert np.isfinite(df["psnr"]).all()
+
+
+def test_seam_crops_without_a_tile_edge_centre_on_the_photo(tmp_path):
+    # Tiles larger than the photo: no edge to centre the crop on, no seam index.
+    torch.manual_seed(0)
+    path = tmp_path / "big-tiles.pt"
+    save_checkpoint(
+        build("nafnet", "tiny"), path, train_size=656, task="deblur"
+    )  # photo 0: 427 x 640
+    fig = seam_crops_figure(path, overlaps=[0])
+    titles = [ax.get_title() for ax in fig.axes[:3]]
+    assert titles[0].startswith("whole") and all("seam index nan" in t for t in titles)

@@ -19,7 +19,8 @@ gives about 1; a tile seam (a jump of the residual along the edge) gives more. F
 whole-image and TLC outputs the index is computed on the lines of the tiles of the
 smallest overlap, so every row of the table is comparable.
 
-Timing: all schemes interleaved within each repeat (machine drift hits them equally),
+Timing: all schemes interleaved within each repeat (machine drift hits them equally) in
+an order rotated from repeat to repeat (so position effects average out),
 median over ``repeats`` after a warm-up; ``time_ratio`` is against ``whole`` on the
 same images. Peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on Linux CPUs the
 rise of the process's peak resident set (VmHWM, reset through /proc/self/clear_refs)
@@ -265,7 +266,8 @@ def bench(
         for rep in range(repeats):
             for ci, (size, x, y) in enumerate(cases):
                 x = x.to(device)
-                for s in schemes:
+                k = rep % len(schemes)  # rotated order: no scheme always runs first
+                for s in schemes[k:] + schemes[:k]:
                     bar.set_postfix(size=size, scheme=s.name)
                     got: dict[str, object] = {}
 
@@ -417,7 +419,8 @@ def seam_crops_figure(
 ) -> Figure:
     """Fig. A1/A2 analogue: a crop around a tile corner of test photo ``photo``: the
     output of whole / TLC / each tiles scheme (top) and its |error| x ``gain`` (bottom)
-    with the tile edges drawn, the seam index in each title. Returns the Figure."""
+    with the tile edges drawn, the seam index in each title (NaN where no tile edge lies
+    inside the photo: then the crop is centred on the photo). Returns the Figure."""
     model, meta, ts, name, items = _checkpoint_and_photos(checkpoint, photo + 1, seed)
     item = items[photo]
     overlaps = list(overlaps) if overlaps is not None else default_overlaps(ts)
@@ -427,7 +430,9 @@ def seam_crops_figure(
     ]
     o0 = min(overlaps) if overlaps else 0
     ey, ex = tile_edges(y.shape[1], ts, o0), tile_edges(y.shape[2], ts, o0)
-    cy, cx = ey[len(ey) // 2], ex[len(ex) // 2]
+    # centred on a tile corner; on the photo's centre along an axis one tile spans
+    cy = ey[len(ey) // 2] if ey else y.shape[1] // 2
+    cx = ex[len(ex) // 2] if ex else y.shape[2] // 2
     half = ts
     y0, x0 = max(0, cy - half), max(0, cx - half)
     crop = (slice(y0, y0 + 2 * half), slice(x0, x0 + 2 * half))
