@@ -1,6 +1,7 @@
 """TLC's time overhead per shipped model at 720x1280, and where it comes from.
 
-Run: ``python benchmarks/tlc_overhead.py [--size 720 1280] [--repeats 5] [--official]``.
+Run: ``python benchmarks/tlc_overhead.py [--size 720 1280] [--repeats 5] [--official]
+[--only mprnet ffanet]``.
 For each shipped checkpoint, interleaved within each repeat after a warm-up, medians
 reported as ratios to whole-image inference:
 
@@ -40,7 +41,13 @@ def free_pools(model: nn.Module) -> nn.Module:
             if isinstance(child, LocalAvgPool2d):
                 setattr(parent, name, nn.Identity())
             elif isinstance(child, LocalInstanceNorm2d):
-                norm = nn.InstanceNorm2d(child.num_features, child.eps, affine=child.affine)
+                norm = nn.InstanceNorm2d(
+                    child.num_features,
+                    child.eps,
+                    child.momentum,
+                    affine=child.affine,
+                    track_running_stats=child.track_running_stats,
+                )
                 norm.load_state_dict(child.state_dict())
                 setattr(parent, name, norm)
     return model
@@ -75,12 +82,15 @@ def main() -> None:
     ap.add_argument("--size", type=int, nargs=2, default=[720, 1280])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--official", action="store_true", help="add MPRNet at official width")
+    ap.add_argument("--only", nargs="*", default=[], help="checkpoints whose name contains any")
     args = ap.parse_args()
     x = torch.rand(1, 3, *args.size, generator=torch.Generator().manual_seed(0))
     print(f"{args.size[0]}x{args.size[1]}, median of {args.repeats}, ratios to whole")
     print("| model | whole (s) | TLC | fast TLC | fast TLC, grid head | floor (free pool) |")
     print("|---|---|---|---|---|---|")
-    rows = [(p.stem, *build_from_checkpoint(p)) for p in sorted(ROOT.glob("data/checkpoints/*.pt"))]
+    paths = sorted(ROOT.glob("data/checkpoints/*.pt"))
+    paths = [p for p in paths if not args.only or any(o in p.stem for o in args.only)]
+    rows = [(p.stem, *build_from_checkpoint(p)) for p in paths]
     if args.official:
         rows.append(("mprnet-official (360x640)", build("mprnet", "official").eval(), {}))
     for label, model, meta in rows:

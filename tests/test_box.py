@@ -216,5 +216,7 @@ def test_gradients_are_those_of_the_window_mean(fast):
     pool = LocalAvgPool2d((8, 8), fast_imp=fast)
     assert not pool.covers((14, 17))
     assert torch.autograd.gradcheck(pool, (x,))
-    with torch.no_grad():
-        assert torch.allclose(pool(x), pool(x.detach()), atol=1e-12)
+    with_grad = pool(x)  # the out-of-place path
+    assert with_grad.requires_grad
+    with torch.no_grad():  # the in-place path: the same values
+        assert torch.allclose(with_grad.detach(), pool(x.detach()), atol=1e-12)

@@ -72,7 +72,7 @@ def test_linear_head_is_exactly_the_plain_fast_pool():
         assert torch.allclose(head(x), fast(x), atol=1e-12)
         y = head.pool(x)
         assert isinstance(y, GridMap)
-        assert y.shape == x.shape and y.size(-1) == 66 and y.dim() == 4
+        assert y.shape == x.shape and y.size(-1) == 66 and y.size(dim=1) == 3 and y.dim() == 4
         assert torch.allclose(y.full(), fast_reference(x, head.pool.kernel_size, (3, 3)))
 
 
@@ -84,8 +84,9 @@ def test_linear_head_is_exactly_the_plain_fast_pool():
         lambda m, x, p: x * p + p,
         lambda m, x, p: p * x,
         lambda m, x, p: x - p * 2,
+        lambda m, x, p: x * (p * p),
     ],
-    ids=["pool3x3", "flatten", "twice", "rmul", "sub"],
+    ids=["pool3x3", "flatten", "twice", "rmul", "sub", "square"],
 )
 def test_other_consumers_see_the_expanded_map(how):
     # Anything but 1x1 convs and activations gets the plain fast pool's map.
@@ -98,8 +99,24 @@ def test_other_consumers_see_the_expanded_map(how):
         assert torch.allclose(got, fast(x), atol=1e-12)
 
 
-def test_inplace_op_that_cannot_reach_the_grid_raises():
-    model = Consumer(lambda m, x, p: x * p.mul_(2)).eval()
+def _set(p, v):
+    p[:, :1] = v
+    return p
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        lambda m, x, p: x * p.mul_(2),
+        lambda m, x, p: x * _set(p, 0.0),
+        lambda m, x, p: x * p.__imul__(2),
+        lambda m, x, p: x * nn.functional.elu(p, inplace=True),
+        lambda m, x, p: x * torch.exp(p, out=p),
+    ],
+    ids=["mul_", "setitem", "imul", "elu-inplace", "out"],
+)
+def test_inplace_op_that_cannot_reach_the_grid_raises(how):
+    model = Consumer(how).eval()
     _, head = _models(model)
     with torch.no_grad(), pytest.raises(RuntimeError, match="grid_head=False"):
         head(torch.randn(1, 3, 40, 52))

@@ -120,3 +120,17 @@ def test_affine_without_bias():
     x = torch.randn(2, 3, 20, 30)
     ref = brute_local_instance_norm(x, (7, 9)) * norm.weight.detach().double()[None, :, None, None]
     assert torch.allclose(local(x).detach().double(), ref, atol=1e-5)
+
+
+def test_autograd_through_the_float64_fallback():
+    # The fallback assigns into the moments; under autograd that must not break backward.
+    x = torch.randn(1, 2, 40, 60) * 0.01
+    x[..., 30:] += 100
+    x[..., :30] -= 100
+    x.requires_grad_(True)
+    local = LocalInstanceNorm2d(2, (12, 12), affine=True)
+    out = local(x)
+    out.square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    ref = brute_local_instance_norm(x.detach(), (12, 12), local.weight, local.bias)
+    assert float((out.detach().double() - ref).abs().max()) <= 1e-3

@@ -74,32 +74,31 @@ def _local_stats(
     strides = module.strides((h, w)) if module.fast_imp else (1, 1)
 
     def moments(t: torch.Tensor, second: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Window mean (and mean square) of centred maps t at the grid: (N, C, P) each."""
-
-        def at_grid(m: torch.Tensor) -> torch.Tensor:
-            return m.index_select(-2, iy).index_select(-1, ix).flatten(-2)
-
+        """Window mean (and mean square) of centred maps t on the valid windows."""
         if module.fast_imp:
-            mu = at_grid(box_mean_fast_valid(t, (kh, kw), strides))
-            sq = at_grid(box_mean_fast_valid(t * t, (kh, kw), strides)) if second else None
+            mu = box_mean_fast_valid(t, (kh, kw), strides)
+            sq = box_mean_fast_valid(t * t, (kh, kw), strides) if second else None
         else:
-            mu = at_grid(box_mean_valid(t, (kh, kw), centre=False))
-            sq = at_grid(box_mean_valid(t * t, (kh, kw), overwrite=True)) if second else None
+            mu = box_mean_valid(t, (kh, kw), centre=False)
+            sq = box_mean_valid(t * t, (kh, kw), overwrite=True) if second else None
         return mu, sq
+
+    def at_grid(m: torch.Tensor) -> torch.Tensor:
+        return m.index_select(-2, iy).index_select(-1, ix).flatten(-2)
 
     mu, sq = moments(xc, kind == "in")
     out = {}
     if kind == "in":
-        var = sq - mu * mu
+        var = sq.sub_(mu * mu)
         if xc.dtype == torch.float32:
-            # The module's float64 fallback (see LocalInstanceNorm2d), on the same maps.
-            bad = (mu * mu > (var + module.eps) * CANCELLATION_LIMIT).any(-1)
+            # The module's float64 fallback (see LocalInstanceNorm2d): same rule, same maps.
+            bad = (mu * mu - (var + module.eps) * CANCELLATION_LIMIT).amax(dim=(-2, -1)) > 0
             if bad.any():
                 idx = bad.nonzero(as_tuple=True)
                 mu64, sq64 = moments(xc[idx].double()[None], True)
                 mu[idx], var[idx] = mu64[0].float(), (sq64 - mu64 * mu64)[0].float()
-        out["std"] = var.clamp_min(0).sqrt()
-    out["mean"] = mu + offset.flatten(-2)
+        out["std"] = at_grid(var).clamp_min(0).sqrt()
+    out["mean"] = at_grid(mu) + offset.flatten(-2)
     ys = (iy + (kh - 1) // 2).repeat_interleave(len(ix))
     xs = (ix + (kw - 1) // 2).repeat(len(iy))
     return out, ys, xs

@@ -275,15 +275,31 @@ def _fast_grid(x: torch.Tensor, kernel: tuple[int, int], strides: tuple[int, int
     pixels it covers); grid point (g, f) is the window starting at (g r_h, f r_w).
     """
     (h, w), (kh, kw), (rh, rw) = x.shape[-2:], kernel, strides
-    means = F.avg_pool2d(x.to(_compute_dtype(x)), (rh, rw), ceil_mode=True).double()
-    nbh, nbw = means.shape[-2:]
+    sums = _block_sums(_block_sums(x.to(_compute_dtype(x)), rh, -2), rw, -1).double()
+    nbh, nbw = sums.shape[-2:]
     cnt_h = torch.full((nbh,), float(rh), dtype=torch.float64, device=x.device)
     cnt_h[-1] = h - (nbh - 1) * rh
     cnt_w = torch.full((nbw,), float(rw), dtype=torch.float64, device=x.device)
     cnt_w[-1] = w - (nbw - 1) * rw
     counts = cnt_h[:, None] * cnt_w[None, :]
     kb = (kh // rh, kw // rw)
-    return box_sum_valid(means * counts, kb) / box_sum_valid(counts[None, None], kb)
+    return box_sum_valid(sums, kb) / box_sum_valid(counts[None, None], kb)
+
+
+def _block_sums(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    """Sums of consecutive r-element blocks along ``dim`` (-2 or -1), the last block partial:
+    ceil(n / r) along ``dim``. A reshape and a sum read x once (twice as fast as
+    ``avg_pool2d`` here)."""
+    n = x.shape[dim]
+    full = n // r * r
+    head = x.narrow(dim, 0, full)
+    shape = (
+        (*x.shape[:-2], full // r, r, x.shape[-1]) if dim == -2 else (*x.shape[:-1], full // r, r)
+    )
+    parts = [head.reshape(shape).sum(dim=dim)] if full else []
+    if full < n:
+        parts.append(x.narrow(dim, full, n - full).sum(dim=dim, keepdim=True))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=dim)
 
 
 def _interp_matrix(

@@ -50,6 +50,20 @@ _META = {
 _MUL = {torch.mul, torch.Tensor.mul, torch.Tensor.__mul__, torch.Tensor.__rmul__}
 
 
+_INPLACE_DUNDERS = {
+    f"__i{op}__"
+    for op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor")
+} | {"__setitem__", "__ilshift__", "__irshift__", "__imatmul__"}
+
+
+def _writes_into(func, kwargs) -> bool:
+    """Whether ``func`` (not a grid-safe one) would write into its first argument."""
+    name = getattr(func, "__name__", "")
+    if name in _INPLACE_DUNDERS or kwargs.get("inplace") or "out" in kwargs:
+        return True
+    return name.endswith("_") and not name.startswith("__")
+
+
 def _is_1x1_conv(func, args, kwargs) -> bool:
     if func is not F.conv2d or len(args) < 2:
         return False
@@ -101,8 +115,8 @@ class GridMap(torch.Tensor):
                 full = torch.Size((n, c, first._m_h.shape[0], first._m_w.shape[0]))
                 if func is torch.Tensor.dim:
                     return 4
-                if func is torch.Tensor.size and len(args) > 1:
-                    return full[args[1]]
+                if func is torch.Tensor.size and (len(args) > 1 or "dim" in kwargs):
+                    return full[args[1] if len(args) > 1 else kwargs["dim"]]
                 return full
             if func in _META:
                 with torch._C.DisableTorchFunctionSubclass():
@@ -115,7 +129,7 @@ class GridMap(torch.Tensor):
                     first._full = None
                     return first
                 return GridMap.wrap(out, first._m_h, first._m_w)
-            if getattr(func, "__name__", "").endswith("_") and not func.__name__.startswith("__"):
+            if _writes_into(func, kwargs):
                 raise RuntimeError(
                     f"in-place {func.__name__} on the deferred output of a fast TLC pool; "
                     "convert with grid_head=False for this model"
@@ -124,9 +138,10 @@ class GridMap(torch.Tensor):
         if func in _MUL and len(args) == 2 and not kwargs:
             # x * attention, the end of every squeeze-excitation block: expand into a
             # fresh map and multiply in place (one new map instead of two).
-            (g,) = [a for a in args if isinstance(a, GridMap)] or [None]
+            grids = [a for a in args if isinstance(a, GridMap)]
+            g = grids[0] if len(grids) == 1 and grids[0]._full is None else None
             o = args[1] if args[0] is g else args[0]
-            if g is not None and isinstance(o, torch.Tensor) and not isinstance(o, GridMap):
+            if g is not None and isinstance(o, torch.Tensor):
                 shape = g.shape
                 with torch._C.DisableTorchFunctionSubclass():
                     fits = o.dtype == g.dtype and not needs_grad(o)

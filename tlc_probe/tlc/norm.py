@@ -95,6 +95,8 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
                 del excess
             if bad.any():
                 idx = bad.nonzero(as_tuple=True)
+                if needs_grad(mu, var):  # autograd saved them: assign into copies
+                    mu, var = mu.clone(), var.clone()
                 mu64, var64 = self._moments(xc[idx].double()[None])
                 mu[idx], var[idx] = mu64[0].float(), var64[0].float()
         # out = xc * scale + shift with the affine folded in; the moments are full
