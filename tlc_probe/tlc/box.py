@@ -127,6 +127,11 @@ def _box_sums_(a: torch.Tensor, kernel: tuple[int, int], out: torch.Tensor) -> t
     return out
 
 
+def _top_left(a: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+    """The (N, C, H-k_h+1, W-k_w+1) top-left view of ``a``: where valid sums are written."""
+    return a[..., : a.shape[-2] - kernel[0] + 1, : a.shape[-1] - kernel[1] + 1]
+
+
 def needs_grad(*tensors: torch.Tensor | None) -> bool:
     """True when autograd records ops on any of ``tensors`` (then no ``out=`` / in-place
     shortcuts may be taken)."""
@@ -147,11 +152,10 @@ def box_sum_valid(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     ``kernel`` must already fit the map. Computed by two 1-D cumulative sums in ``x``'s
     dtype; callers centre ``x`` first when precision matters.
     """
-    kh, kw = kernel
     if needs_grad(x):
         return _box_sums_autograd(x, kernel)
     a = x.contiguous().clone()
-    return _box_sums_(a, kernel, a[..., : a.shape[-2] - kh + 1, : a.shape[-1] - kw + 1])
+    return _box_sums_(a, kernel, _top_left(a, kernel))
 
 
 def box_mean_valid(
@@ -171,7 +175,7 @@ def box_mean_valid(
     if needs_grad(x):
         return _box_mean_autograd(x, (kh, kw), centre)
     a, offset = _workspace(x, centre, overwrite)
-    out = _box_sums_(a, (kh, kw), a[..., : a.shape[-2] - kh + 1, : a.shape[-1] - kw + 1])
+    out = _box_sums_(a, (kh, kw), _top_left(a, (kh, kw)))
     out.mul_(1.0 / (kh * kw))
     return out if offset is None else out.add_(offset)
 
@@ -189,17 +193,12 @@ def _workspace(
     """A contiguous map of the compute dtype holding ``x`` (minus its channel means
     ``offset`` when ``centre``; offset None otherwise) that may be overwritten."""
     dt = _compute_dtype(x)
-    own = overwrite and x.dtype == dt and x.is_contiguous()
-    xc = x if own else x.to(dt)
-    if own:
-        return (
-            (xc.sub_(offset := xc.mean(dim=(-2, -1), keepdim=True)), offset)
-            if centre
-            else (
-                xc,
-                None,
-            )
-        )
+    if overwrite and x.dtype == dt and x.is_contiguous():
+        if not centre:
+            return x, None
+        offset = x.mean(dim=(-2, -1), keepdim=True)
+        return x.sub_(offset), offset
+    xc = x.to(dt)
     a = torch.empty(x.shape, dtype=dt, device=x.device)
     if not centre:
         return a.copy_(xc), None
@@ -302,12 +301,10 @@ def _block_sums(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=dim)
 
 
-def _interp_matrix(
-    rows: torch.Tensor, n: int, k: int, r: int, n_grid: int, dtype: torch.dtype
-) -> torch.Tensor:
+def _interp_matrix(rows: torch.Tensor, r: int, n_grid: int, dtype: torch.dtype) -> torch.Tensor:
     """(len(rows), n_grid) weights of the linear interpolation, on the block grid, of the
-    window starting at each of ``rows`` (valid starts 0 .. n - k, so start s sits at grid
-    coordinate s / r)."""
+    window starting at each of ``rows`` (valid starts; start s sits at grid coordinate
+    s / r)."""
     u = rows.to(torch.float64) / r
     lo = u.floor().long().clamp_(max=n_grid - 1)
     frac = u - lo
@@ -340,8 +337,8 @@ def fast_factors(
     else:
         starts_h = torch.arange(h - kh + 1, device=x.device)
         starts_w = torch.arange(w - kw + 1, device=x.device)
-    m_h = _interp_matrix(starts_h, h, kh, rh, grid.shape[-2], dt)
-    m_w = _interp_matrix(starts_w, w, kw, rw, grid.shape[-1], dt)
+    m_h = _interp_matrix(starts_h, rh, grid.shape[-2], dt)
+    m_w = _interp_matrix(starts_w, rw, grid.shape[-1], dt)
     return grid.to(dt), m_h, m_w
 
 
