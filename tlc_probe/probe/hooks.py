@@ -28,9 +28,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..tlc.box import box_mean_fast_valid, box_mean_valid
+from ..tlc.box import box_mean_fast_valid, box_mean_valid, valid_region
 from ..tlc.convert import SITE_KINDS
-from ..tlc.norm import CANCELLATION_LIMIT
 from .sites import ProbeSite, find_sites, select_sites
 
 #: Columns of :meth:`Probe.take` (the store adds model, task, regime).
@@ -71,34 +70,24 @@ def _local_stats(
     xc = xf - offset
     iy, ix = grid_starts(h - kh + 1, positions), grid_starts(w - kw + 1, positions)
     iy, ix = iy.to(x.device), ix.to(x.device)
-    strides = module.strides((h, w)) if module.fast_imp else (1, 1)
 
-    def moments(t: torch.Tensor, second: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Window mean (and mean square) of centred maps t on the valid windows."""
-        if module.fast_imp:
-            mu = box_mean_fast_valid(t, (kh, kw), strides)
-            sq = box_mean_fast_valid(t * t, (kh, kw), strides) if second else None
-        else:
-            mu = box_mean_valid(t, (kh, kw), centre=False)
-            sq = box_mean_valid(t * t, (kh, kw), overwrite=True) if second else None
-        return mu, sq
+    def at_grid(m: torch.Tensor, top: int = 0, left: int = 0) -> torch.Tensor:
+        return m.index_select(-2, iy + top).index_select(-1, ix + left).flatten(-2)
 
-    def at_grid(m: torch.Tensor) -> torch.Tensor:
-        return m.index_select(-2, iy).index_select(-1, ix).flatten(-2)
-
-    mu, sq = moments(xc, kind == "in")
-    out = {}
     if kind == "in":
-        var = sq.sub_(mu * mu)
-        if xc.dtype == torch.float32:
-            # The module's float64 fallback (see LocalInstanceNorm2d): same rule, same maps.
-            bad = (mu * mu - (var + module.eps) * CANCELLATION_LIMIT).amax(dim=(-2, -1)) > 0
-            if bad.any():
-                idx = bad.nonzero(as_tuple=True)
-                mu64, sq64 = moments(xc[idx].double()[None], True)
-                mu[idx], var[idx] = mu64[0].float(), (sq64 - mu64 * mu64)[0].float()
-        out["std"] = at_grid(var).clamp_min(0).sqrt()
-    out["mean"] = at_grid(mu) + offset.flatten(-2)
+        # The module's own moments (replicate-padded, float64 fallback included): the
+        # valid window starting at (i, j) sits at (i + top, j + left).
+        mu, var = module.moments(xc)
+        rows, cols = valid_region((h, w), (kh, kw))
+        mean = at_grid(mu, rows.start, cols.start)
+        out = {"std": at_grid(var, rows.start, cols.start).sqrt()}
+    else:
+        if module.fast_imp:
+            mu = box_mean_fast_valid(xc, (kh, kw), module.strides((h, w)))
+        else:
+            mu = box_mean_valid(xc, (kh, kw), centre=False)
+        mean, out = at_grid(mu), {}
+    out["mean"] = mean + offset.flatten(-2)
     ys = (iy + (kh - 1) // 2).repeat_interleave(len(ix))
     xs = (ix + (kw - 1) // 2).repeat(len(iy))
     return out, ys, xs

@@ -85,20 +85,7 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
         dt = torch.float64 if x.dtype == torch.float64 else torch.float32
         xc = x.to(dt)
         xc = xc - xc.mean(dim=(-2, -1), keepdim=True)
-        mu, var = self._moments(xc)
-        if dt == torch.float32:
-            # float32 loses the digits of var = E[xc^2] - mu^2 where the local mean
-            # dwarfs the local spread; recompute those (sample, channel) maps in float64.
-            with torch.no_grad():
-                excess = torch.mul(mu, mu).sub_(var, alpha=CANCELLATION_LIMIT)
-                bad = excess.amax(dim=(-2, -1)) > self.eps * CANCELLATION_LIMIT
-                del excess
-            if bad.any():
-                idx = bad.nonzero(as_tuple=True)
-                if needs_grad(mu, var):  # autograd saved them: assign into copies
-                    mu, var = mu.clone(), var.clone()
-                mu64, var64 = self._moments(xc[idx].double()[None])
-                mu[idx], var[idx] = mu64[0].float(), var64[0].float()
+        mu, var = self.moments(xc)
         # out = xc * scale + shift with the affine folded in; the moments are full
         # (replicate-padded) maps, so without autograd no further map is allocated.
         w = b = None
@@ -122,6 +109,29 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
         if b is not None:
             shift.add_(b)
         return torch.addcmul(shift, xc, scale, out=xc).to(x.dtype)
+
+    def moments(self, xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Local mean and biased variance of a channel-centred (N, C, H, W) map, as this
+        module normalises with: replicate-padded (N, C, H, W) maps of ``xc``'s dtype.
+
+        In float32, (sample, channel) maps where mean^2 > CANCELLATION_LIMIT x
+        (var + eps) somewhere are recomputed in float64 (the probe records these too).
+        """
+        mu, var = self._moments(xc)
+        if xc.dtype == torch.float32:
+            # float32 loses the digits of var = E[xc^2] - mu^2 where the local mean
+            # dwarfs the local spread; recompute those (sample, channel) maps in float64.
+            with torch.no_grad():
+                excess = torch.mul(mu, mu).sub_(var, alpha=CANCELLATION_LIMIT)
+                bad = excess.amax(dim=(-2, -1)) > self.eps * CANCELLATION_LIMIT
+                del excess
+            if bad.any():
+                idx = bad.nonzero(as_tuple=True)
+                if needs_grad(mu, var):  # autograd saved them: assign into copies
+                    mu, var = mu.clone(), var.clone()
+                mu64, var64 = self._moments(xc[idx].double()[None])
+                mu[idx], var[idx] = mu64[0].float(), var64[0].float()
+        return mu, var
 
     def _moments(self, xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Local mean and biased variance (clamped >= 0) of a channel-centred map,
