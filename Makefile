@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tlc-probe-installed
 
-.PHONY: env reproduce test lint lab bench docs clean
+.PHONY: env reproduce test test-fast lint lab bench docs clean
 
 env: $(STAMP)
 
@@ -24,6 +24,10 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The edit-test loop (< 1 min): everything but training, the main job, the wheel and notebooks.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,15 +14,14 @@ import json
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tlc_probe.store import checkpoint_dir
 
 CHILD = """
 import json, resource, sys, time
 from tlc_probe.data import SyntheticPairs
-from tlc_probe.models import build_from_checkpoint
-from tlc_probe.probe.regimes import CollectConfig, collect
+from tlc_probe.jobs.collect import CollectConfig, collect
+from tlc_probe.store import build_from_checkpoint
 n, ckpt, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 model, meta = build_from_checkpoint(ckpt)
 data = SyntheticPairs(meta["task"], split="test", n_per_photo=-(-n // 3), seed=1)
@@ -39,9 +38,7 @@ print(json.dumps({"images": n, "rows": sum(r.rows.values()), "seconds": time.per
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--counts", type=int, nargs="+", default=[10, 100])
-    ap.add_argument(
-        "--checkpoint", default=str(ROOT / "data" / "checkpoints" / "nafnet-tiny-deblur.pt")
-    )
+    ap.add_argument("--checkpoint", default=str(checkpoint_dir() / "nafnet-tiny-deblur.pt"))
     args = ap.parse_args()
     print("| images | rows | seconds | peak RSS (MB) |")
     print("|---|---|---|---|")

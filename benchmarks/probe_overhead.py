@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 
-from tlc_probe.models import build, build_from_checkpoint
+from tlc_probe.models import build
 from tlc_probe.probe import Probe
-
-ROOT = Path(__file__).resolve().parents[1]
+from tlc_probe.store import build_from_checkpoint, checkpoint_dir
 
 
 def _model(name: str) -> torch.nn.Module:
-    for ck in sorted((ROOT / "data" / "checkpoints").glob(f"{name}-tiny-*.pt")):
+    for ck in sorted(checkpoint_dir().glob(f"{name}-tiny-*.pt")):
         return build_from_checkpoint(ck)[0]
     return build(name, "tiny").eval()
 

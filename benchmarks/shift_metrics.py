@@ -1,4 +1,4 @@
-"""Time :func:`tlc_probe.shift.shift_table` on a synthetic ~10-million-row statistics frame.
+"""Time :func:`tlc_probe.metrics.shift_table` on a synthetic ~10-million-row statistics frame.
 
 Run: ``python benchmarks/shift_metrics.py [--models 2] [--sites 40] [--channels 32]``.
 
@@ -12,7 +12,7 @@ Shape of the frame (defaults): 2 models × 1 task × 40 sites (20 instance-norm 
 * ``tlc``:   16 images × 12 × 13 local-mean positions (y, x set);
 
 i.e. 2,768 values per group and 10,629,120 rows. The string columns have pandas' ``str``
-dtype, as :func:`tlc_probe.shift.read_stats` returns them. One timed run of ``shift_table``
+dtype, as :func:`tlc_probe.store.read_stats` returns them. One timed run of ``shift_table``
 (per channel and pooled, three comparisons) is reported as rows, seconds and rows/s.
 """
 
@@ -24,7 +24,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from tlc_probe.shift import shift_table
+from tlc_probe.metrics.shift import shift_table
 
 
 def synthetic_stats(

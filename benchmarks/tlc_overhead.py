@@ -21,17 +21,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from tlc_probe import convert
-from tlc_probe.models import build, build_from_checkpoint
+from tlc_probe.models import build
+from tlc_probe.store import build_from_checkpoint, checkpoint_dir
 from tlc_probe.tlc.norm import LocalInstanceNorm2d
 from tlc_probe.tlc.pooling import LocalAvgPool2d
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_pools(model: nn.Module) -> nn.Module:
@@ -88,7 +86,7 @@ def main() -> None:
     print(f"{args.size[0]}x{args.size[1]}, median of {args.repeats}, ratios to whole")
     print("| model | whole (s) | TLC | fast TLC | fast TLC, grid head | floor (free pool) |")
     print("|---|---|---|---|---|---|")
-    paths = sorted(ROOT.glob("data/checkpoints/*.pt"))
+    paths = sorted(checkpoint_dir().glob("*.pt"))
     paths = [p for p in paths if not args.only or any(o in p.stem for o in args.only)]
     rows = [(p.stem, *build_from_checkpoint(p)) for p in paths]
     if args.official:

@@ -7,17 +7,14 @@ import pytest
 import torch
 
 from tlc_probe import tiled_inference
-from tlc_probe.bench import (
-    CSV_COLUMNS,
-    bench,
-    default_overlaps,
-    seam_crops_figure,
-    seam_index,
-    table_a1,
-    tile_edges,
-    window_sweep,
-)
-from tlc_probe.models import build, save_checkpoint
+from tlc_probe.jobs.bench import CSV_COLUMNS, bench, seam_outputs, window_sweep
+from tlc_probe.jobs.render import table_a1
+from tlc_probe.metrics import seam_index
+from tlc_probe.models import build
+from tlc_probe.schemes import default_overlaps
+from tlc_probe.store import save_checkpoint
+from tlc_probe.tiling import tile_edges
+from tlc_probe.viz import seam_crops_figure
 
 
 def _smooth(h, w, seed=0):
@@ -118,6 +115,6 @@ def test_seam_crops_without_a_tile_edge_centre_on_the_photo(tmp_path):
     save_checkpoint(
         build("nafnet", "tiny"), path, train_size=656, task="deblur"
     )  # photo 0: 427 x 640
-    fig = seam_crops_figure(path, overlaps=[0])
+    fig = seam_crops_figure(**seam_outputs(path, overlaps=[0]))
     titles = [ax.get_title() for ax in fig.axes[:3]]
     assert titles[0].startswith("whole") and all("seam index nan" in t for t in titles)

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from tlc_probe.cli import build_parser, main
-from tlc_probe.models import build, save_checkpoint
-from tlc_probe.probe.regimes import CollectConfig, collect
-from tlc_probe.report import reproduce, shipped_checkpoints
-from tlc_probe.shift import SHIFT_COLUMNS
+from tlc_probe.jobs.collect import CollectConfig, collect
+from tlc_probe.jobs.reproduce import reproduce
+from tlc_probe.metrics.shift import SHIFT_COLUMNS
+from tlc_probe.models import build
+from tlc_probe.store import save_checkpoint, shipped_checkpoints
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ import skimage.io
 import torch
 from torch import nn
 
-from tlc_probe.models import build, save_checkpoint
-from tlc_probe.probe.regimes import CollectConfig, collect, collect_checkpoint, image_tiles
-from tlc_probe.store import COLUMNS, parts, read_meta, read_stats
-from tlc_probe.tiling import tile_starts
+from tlc_probe.jobs.collect import CollectConfig, collect, collect_checkpoint
+from tlc_probe.models import build
+from tlc_probe.store import COLUMNS, parts, read_meta, read_stats, save_checkpoint
+from tlc_probe.tiling import image_tiles, tile_starts
 
 TS = 32
 
@@ -108,7 +108,7 @@ def test_refuse_overwrite_and_resume_setting_check(tmp_path):
     kw = dict(model_name="m", task="deblur", train_size=TS, test_data=_images(1), progress=False)
     cfg = CollectConfig(regimes=("whole",))
     collect(_model(), tmp_path, config=cfg, **kw)
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(FileExistsError, match="mode=.resume."):
         collect(_model(), tmp_path, config=cfg, **kw)
     r = collect(_model(), tmp_path, config=cfg, mode="resume", **kw)
     assert r.skipped["whole"] == 1 and not r.written
@@ -164,9 +164,9 @@ def test_small_image_and_missing_metadata_errors(tmp_path, ckpt):
         )
     raw = tmp_path / "raw.pth"
     torch.save(_model().state_dict(), raw)
-    with pytest.raises(ValueError, match="--model"):
+    with pytest.raises(ValueError, match="model_name="):
         collect_checkpoint(raw, tmp_path / "b")
-    with pytest.raises(ValueError, match="--train-size"):
+    with pytest.raises(ValueError, match="train_size="):
         collect_checkpoint(raw, tmp_path / "b", model_name="nafnet", preset="tiny", task="deblur")
 
 

@@ -6,10 +6,9 @@ import pytest
 import torch
 from reference import brute_local_instance_norm, brute_local_mean
 from torch import nn
-from toy_models import LinearSE, ViewSE
+from toy_models import CALayer, HalfIN, LinearSE, ToyNet, ViewSE
 
-from tlc_probe import LocalAvgPool2d, LocalInstanceNorm2d, convert, global_sites, tlc_sites
-from tlc_probe.models import CALayer, HalfIN, ToyNet
+from tlc_probe import LocalAvgPool2d, LocalInstanceNorm2d, convert, list_sites, tlc_windows
 
 
 def _eval(m):
@@ -36,7 +35,7 @@ def test_differs_from_global_on_large_input():
 
 def test_windows_follow_feature_size_times_base_over_train():
     tlc = convert(_eval(ToyNet()), train_size=(32, 48))
-    windows = {s["name"]: (s["feature_size"], s["kernel_size"]) for s in tlc_sites(tlc)}
+    windows = {s["name"]: (s["feature_size"], s["kernel_size"]) for s in tlc_windows(tlc)}
     assert windows == {
         "enc.norm": ((32, 48), (48, 72)),
         "ca1.avg_pool": ((32, 48), (48, 72)),
@@ -44,7 +43,7 @@ def test_windows_follow_feature_size_times_base_over_train():
         "ca2.avg_pool": ((16, 24), (24, 36)),
     }
     tlc = convert(_eval(ToyNet()), train_size=32, base_size=40)
-    assert {s["name"]: s["kernel_size"] for s in tlc_sites(tlc)}["mid.norm"] == (20, 20)
+    assert {s["name"]: s["kernel_size"] for s in tlc_windows(tlc)}["mid.norm"] == (20, 20)
 
 
 def test_state_dict_unchanged_and_input_untouched():
@@ -99,7 +98,7 @@ def test_fast_imp_close_to_exact():
     model = _eval(ToyNet())
     exact = convert(model, train_size=32)
     fast = convert(model, train_size=32, fast_imp=True)
-    assert all(s["fast_imp"] for s in tlc_sites(fast))
+    assert all(s["fast_imp"] for s in tlc_windows(fast))
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 160), indexing="ij")
     x = torch.stack([yy, xx, (yy + xx) / 2])[None]
     with torch.no_grad():
@@ -199,14 +198,14 @@ def test_bad_arguments():
         convert(convert(model, train_size=32), train_size=32)
 
 
-def test_global_sites_lists_kinds_in_order():
-    sites = global_sites(ToyNet())
+def test_list_sites_lists_kinds_in_order():
+    sites = list_sites(ToyNet())
     assert [(s.name, s.kind) for s in sites] == [
         ("enc.norm", "in"),
         ("ca1.avg_pool", "se"),
         ("mid.norm", "in"),
         ("ca2.avg_pool", "se"),
     ]
-    assert [s.name for s in global_sites(ToyNet(), kinds="in")] == ["enc.norm", "mid.norm"]
+    assert [s.name for s in list_sites(ToyNet(), kinds="in")] == ["enc.norm", "mid.norm"]
     # Running-stats instance norm uses stored statistics: not a site.
-    assert global_sites(nn.InstanceNorm2d(3, track_running_stats=True)) == []
+    assert list_sites(nn.InstanceNorm2d(3, track_running_stats=True)) == []

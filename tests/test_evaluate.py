@@ -3,9 +3,11 @@
 import torch
 
 from tlc_probe.data.datasets import SyntheticPairs
-from tlc_probe.evaluate import markdown, psnr_table
+from tlc_probe.jobs.evaluate import psnr_table
+from tlc_probe.jobs.render import markdown
 from tlc_probe.metrics import psnr
-from tlc_probe.models import build, save_checkpoint
+from tlc_probe.models import build
+from tlc_probe.store import save_checkpoint
 
 
 def test_table_of_an_identity_like_checkpoint(tmp_path):

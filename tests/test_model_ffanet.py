@@ -8,7 +8,7 @@ import pytest
 import torch
 from zoo_checks import ANY_SIZES, assert_any_size, assert_tlc_invariants
 
-from tlc_probe import LocalAvgPool2d, convert, global_sites
+from tlc_probe import LocalAvgPool2d, convert, list_sites
 from tlc_probe.models.ffanet import PRESETS, TRAIN_SIZE, FFANet
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "ffanet_official.json").read_text())
@@ -77,7 +77,7 @@ def test_block_group_and_global_residuals(tiny):
 
 
 def test_tlc_converts_every_pool_including_the_fusion_attention(tiny):
-    names = {s.name for s in global_sites(tiny)}
+    names = {s.name for s in list_sites(tiny)}
     blocks = PRESETS["tiny"]["blocks"]
     expected = {f"g{g}.gp.{i}.calayer.avg_pool" for g in (1, 2, 3) for i in range(blocks)}
     assert names == expected | {"ca.0"}

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tlc_probe import convert, global_sites, tlc_sites
+from tlc_probe import convert, list_sites, tlc_windows
 from tlc_probe.models.hinet import (
     PAD_MULTIPLE,
     PRESETS,
@@ -214,10 +214,10 @@ def test_csff_takes_stage1_features_of_the_same_level():
 
 def test_tlc_convert_tiny():
     model = _tiny()
-    sites = global_sites(model)
+    sites = list_sites(model)
     assert [(s.name, s.kind) for s in sites] == [(n, "in") for n in TINY_SITES]
     tlc = convert(model, train_size=TRAIN_SIZE["tiny"])
-    windows = {s["name"]: (s["feature_size"], s["kernel_size"]) for s in tlc_sites(tlc)}
+    windows = {s["name"]: (s["feature_size"], s["kernel_size"]) for s in tlc_windows(tlc)}
     assert windows == {
         n: (((16, 16), (24, 24)) if ".2." in n else ((8, 8), (12, 12))) for n in TINY_SITES
     }

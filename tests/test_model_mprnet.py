@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from zoo_checks import ANY_SIZES, assert_any_size, assert_tlc_invariants
 
-from tlc_probe import LocalAvgPool2d, convert, global_sites, tlc_sites
+from tlc_probe import LocalAvgPool2d, convert, list_sites, tlc_windows
 from tlc_probe.models.mprnet import PRESETS, TRAIN_SIZE, MPRNet
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "mprnet_official.json").read_text())
@@ -51,10 +51,10 @@ def test_reflect_padding_to_a_multiple_of_8(tiny):
 
 
 def test_tlc_conversion_calibrates_quarter_patch_sites(tiny):
-    sites = global_sites(tiny)
+    sites = list_sites(tiny)
     assert sites and all(s.kind == "se" and s.name.endswith("CA.avg_pool") for s in sites)
     tlc = convert(tiny, train_size=TRAIN_SIZE["tiny"])
-    windows = {s["name"]: (s["feature_size"], s["kernel_size"]) for s in tlc_sites(tlc)}
+    windows = {s["name"]: (s["feature_size"], s["kernel_size"]) for s in tlc_windows(tlc)}
     # Stage 1 sees quarters (32 px of a 64-px patch), stage 2 halves (32 x 64), stage 3 all.
     assert windows["stage1_encoder.encoder_level1.0.CA.avg_pool"] == ((32, 32), (48, 48))
     assert windows["stage2_encoder.encoder_level1.0.CA.avg_pool"] == ((32, 64), (48, 96))

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from zoo_checks import ANY_SIZES, assert_any_size, assert_tlc_invariants
 
-from tlc_probe import LocalAvgPool2d, convert, global_sites
+from tlc_probe import LocalAvgPool2d, convert, list_sites
 from tlc_probe.models.nafnet import PRESETS, TRAIN_SIZE, LayerNorm2d, NAFNet, pad_multiple
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "nafnet_official.json").read_text())
@@ -66,7 +66,7 @@ def test_layer_norm_is_over_channels_per_position():
 
 
 def test_tlc_conversion(tiny):
-    sites = global_sites(tiny)
+    sites = list_sites(tiny)
     assert sites and all(s.kind == "se" and s.name.endswith(".sca.0") for s in sites)
     assert len(sites) == sum(PRESETS["tiny"]["enc_blk_nums"]) + 1 + sum(
         PRESETS["tiny"]["dec_blk_nums"]

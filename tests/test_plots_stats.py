@@ -1,4 +1,4 @@
-"""Figures from the tidy statistics (tlc_probe.stat_plots), rendered from a small synthetic set."""
+"""Figures from the tidy statistics (tlc_probe.viz.stats), rendered from a small synthetic set."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 from matplotlib.colors import to_rgb
 from test_shift import synthetic_stats
 
-from tlc_probe import stat_plots
-from tlc_probe.shift import shift_table
+from tlc_probe.metrics.shift import shift_table
+from tlc_probe.viz import save_figure
+from tlc_probe.viz import stats as stat_plots
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_fig_a3_panels_and_legends(stats, tmp_path):
                 to_rgb(stat_plots.REGIME_COLOURS[name])
             )
     assert "enc.0.norm" in fig._suptitle.get_text() and "hinet-tiny" in fig._suptitle.get_text()
-    paths = stat_plots.save_figure(fig, tmp_path, "fig_a3_in")
+    paths = save_figure(fig, tmp_path, "fig_a3_in")
     assert [p.name for p in paths] == ["fig_a3_in.png", "fig_a3_in.pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)
 
@@ -111,7 +112,7 @@ def test_depth_profile_one_line_per_comparison(stats, stats_tiles, tmp_path):
         for line, comp in zip(lines, comps, strict=True):
             assert to_rgb(line.get_color()) == to_rgb(stat_plots.REGIME_COLOURS[comp.split("~")[0]])
             np.testing.assert_array_equal(line.get_xdata(), [0, 1])  # depths of the 2 sites
-    paths = stat_plots.save_figure(fig, tmp_path, "depth_profile")
+    paths = save_figure(fig, tmp_path, "depth_profile")
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
 
 
@@ -134,13 +135,13 @@ def test_heatmap_rows_are_sites_by_depth(stats_tiles, tmp_path):
     assert annotations[0] == f"{w[('enc.0.norm', 'mean', 'all', 'whole~train')]:.2g}"
     std = stat_plots.heatmap(table, "hinet-tiny", stat="std", metric="kl")
     assert std.axes[0].collections[0].get_coordinates().shape[:2] == (1 + 1, 3 + 1)
-    paths = stat_plots.save_figure(fig, tmp_path, "heatmap")
+    paths = save_figure(fig, tmp_path, "heatmap")
     assert all(p.stat().st_size > 0 for p in paths)
 
 
 def test_save_figure_is_deterministic(stats, tmp_path):
     fig = stat_plots.depth_profile(shift_table(stats, per_channel=False))
-    first = [p.read_bytes() for p in stat_plots.save_figure(fig, tmp_path / "a", "f")]
-    second = [p.read_bytes() for p in stat_plots.save_figure(fig, tmp_path / "b", "f")]
+    first = [p.read_bytes() for p in save_figure(fig, tmp_path / "a", "f")]
+    second = [p.read_bytes() for p in save_figure(fig, tmp_path / "b", "f")]
     assert first == second
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["f.pdf", "f.png"]

@@ -4,10 +4,13 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from toy_models import ToyNet
 
 from tlc_probe import convert
-from tlc_probe.models import ToyNet, build
-from tlc_probe.probe import Probe, find_sites, grid_starts, parse_depths, select_sites
+from tlc_probe.cli.collect import parse_depths
+from tlc_probe.models import build
+from tlc_probe.probe import Probe, grid_starts
+from tlc_probe.sites import execution_order, select_sites
 from tlc_probe.tlc.box import fast_error_bound
 
 
@@ -58,7 +61,7 @@ class Twice(nn.Module):
 
 
 def test_sites_depth_order_and_never_executed():
-    sites = find_sites(Unused())
+    sites = execution_order(Unused())
     assert [(s.name, s.kind, s.depth) for s in sites] == [
         ("used", "in", 0),
         ("pool", "se", 1),
@@ -72,22 +75,22 @@ def test_sites_depth_order_and_never_executed():
 def test_sites_keep_names_and_depths_after_convert():
     model = _toy()
     tlc = convert(model, train_size=32)
-    a = [(s.name, s.kind, s.depth, s.local) for s in find_sites(model)]
-    b = [(s.name, s.kind, s.depth, s.local) for s in find_sites(tlc)]
+    a = [(s.name, s.kind, s.depth, s.local) for s in execution_order(model)]
+    b = [(s.name, s.kind, s.depth, s.local) for s in execution_order(tlc)]
     assert [t[:3] for t in a] == [t[:3] for t in b]
     assert not any(t[3] for t in a) and all(t[3] for t in b)
     assert [t[2] for t in a] == list(range(len(a)))
 
 
 def test_select_by_kind_pattern_depth_and_errors():
-    sites = find_sites(_toy())
+    sites = execution_order(_toy())
     assert {s.kind for s in select_sites(sites, kinds="se")} == {"se"}
     assert all(s.depth <= 1 for s in select_sites(sites, depths=(None, 1)))
     names = [s.name for s in sites]
     assert [s.name for s in select_sites(sites, names=[names[0]])] == [names[0]]
     with pytest.raises(ValueError, match="matches no site.*" + names[0].replace(".", r"\.")):
         select_sites(sites, names=["nope.*"])
-    with pytest.raises(ValueError, match="unknown site kind"):
+    with pytest.raises(ValueError, match="kinds must be"):
         select_sites(sites, kinds=("bn",))
     assert parse_depths("2:5") == (2, 5) and parse_depths(":3") == (None, 3)
     assert parse_depths("4") == (4, 4) and parse_depths(None) is None

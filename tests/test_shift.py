@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import wasserstein_distance
 
-from tlc_probe import shift
-from tlc_probe.shift import SHIFT_COLUMNS, kl_js, shift_table, summary, w1
+from tlc_probe.jobs.shift import write_shift
+from tlc_probe.metrics.shift import SHIFT_COLUMNS, kl_js, shift_table, summary, w1
+from tlc_probe.store import read_stats
 
 LN2 = math.log(2.0)
 
@@ -334,7 +335,7 @@ def test_read_stats_and_write_shift_roundtrip(tmp_path):
         part.drop(columns="regime").to_parquet(folder / "part-0.parquet", index=False)
     (data / "_run.json").write_text("{}")
     (data / "regime=train" / ".part-1.parquet.tmp").write_bytes(b"half a file")
-    back = shift.read_stats(data)
+    back = read_stats(data)
     assert len(back) == len(stats)
     assert back["regime"].dtype != "category" and set(back.regime) == set(stats.regime)
     assert str(back.y.dtype) == "Int32" and back.value.dtype == np.float32
@@ -348,7 +349,7 @@ def test_read_stats_and_write_shift_roundtrip(tmp_path):
     )
 
     table = shift_table(back)
-    paths = shift.write_shift(table, tmp_path / "out")
+    paths = write_shift(table, tmp_path / "out")
     assert {p.name for p in paths.values()} == {"shift.csv", "shift.parquet", "summary.csv"}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         ["shift.csv", "shift.parquet", "summary.csv"]

@@ -1,15 +1,13 @@
-"""The checkpoints shipped in data/checkpoints: loadable, with metadata, and restoring."""
-
-from pathlib import Path
+"""The checkpoints shipped with the package: loadable, with metadata, and restoring."""
 
 import pytest
 import torch
 
 from tlc_probe.data.datasets import SyntheticPairs
 from tlc_probe.metrics import psnr
-from tlc_probe.models import build_from_checkpoint
+from tlc_probe.store import build_from_checkpoint, shipped_checkpoints
 
-SHIPPED = sorted((Path(__file__).resolve().parents[1] / "data" / "checkpoints").glob("*.pt"))
+SHIPPED = shipped_checkpoints()
 
 
 def test_the_trained_checkpoints_are_shipped():

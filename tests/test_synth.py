@@ -106,9 +106,10 @@ def test_depth_of_the_motorcycle_scene():
 
 
 def test_degradations_figure_has_the_four_panels():
-    from tlc_probe.plots import degradations_figure
+    from tlc_probe.viz import degradations_figure
 
-    fig = degradations_figure("coffee", seed=0)
+    img = load_photo("coffee")
+    fig = degradations_figure(img, {t: degrade(t, img, 0) for t in ("deblur", "derain", "dehaze")})
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["clean", "motion blur", "rain streaks", "haze"]
     assert all(len(ax.images) == 1 for ax in fig.axes)

@@ -2,9 +2,9 @@
 
 import torch
 
+from tlc_probe.jobs.train import TrainConfig, train
 from tlc_probe.metrics import psnr
-from tlc_probe.models import build_from_checkpoint
-from tlc_probe.train import TrainConfig, train
+from tlc_probe.store import build_from_checkpoint
 
 
 def _cfg(tmp_path, name="run.pt", **kw):

@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from tlc_probe import convert, tlc_sites
-from tlc_probe.models import (
-    available,
-    build,
+from tlc_probe import convert, tlc_windows
+from tlc_probe.models import available, build
+from tlc_probe.store import (
     build_from_checkpoint,
     load_checkpoint,
     read_checkpoint,
@@ -121,7 +120,7 @@ def test_wrapper_without_weights_and_explicit_key(tmp_path):
         read_checkpoint(tmp_path / "missing.pt")
 
 
-def test_tlc_probe_checkpoint_carries_metadata_for_convert(tmp_path):
+def test_tlc_probe_checkpoint_carries_train_size_for_convert(tmp_path):
     torch.manual_seed(0)
     model = build("hinet", "tiny").eval()
     path = save_checkpoint(
@@ -133,12 +132,11 @@ def test_tlc_probe_checkpoint_carries_metadata_for_convert(tmp_path):
     x = torch.rand(1, 3, 40, 56)
     with torch.no_grad():
         assert torch.equal(rebuilt(x), model(x))
-    # convert() without train_size reads it from the checkpoint: windows 1.5 x 48 = 72 at
-    # full resolution, against 1.5 x 256 without metadata.
-    windows = {s["kernel_size"][0] for s in tlc_sites(convert(rebuilt))}
+    # convert() with the recorded train_size: windows 1.5 x 48 = 72 at full resolution,
+    # against 1.5 x 256 with the default train_size; convert() reads no metadata itself.
+    windows = {s["kernel_size"][0] for s in tlc_windows(convert(rebuilt, meta["train_size"]))}
     assert max(windows) <= 72
-    fresh = build("hinet", "tiny").eval()
-    assert max(s["kernel_size"][0] for s in tlc_sites(convert(fresh))) > 72
+    assert max(s["kernel_size"][0] for s in tlc_windows(convert(rebuilt))) > 72
 
 
 def test_foreign_checkpoint_has_no_metadata(tmp_path):

@@ -1,41 +1,35 @@
 """tlc-probe: global-statistics drift between patch training and whole-image inference.
 
-Public API (re-exports only).
+Public API (re-exports only). The layers, bottom to top, are described in
+``docs/ARCHITECTURE.md``.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-from .probe import Probe, find_sites
-from .shift import shift_table, summary
-from .store import read_stats
+from ._version import __version__
+from .metrics import shift_table, summary
+from .probe import Probe
+from .schemes import Scheme, make_schemes
+from .sites import Site, execution_order, list_sites, site_kind
+from .store import read_stats, shipped_checkpoints
 from .tiling import tile_starts, tiled_inference
-from .tlc import (
-    LocalAvgPool2d,
-    LocalInstanceNorm2d,
-    convert,
-    global_sites,
-    site_kind,
-    tlc_sites,
-)
-
-try:
-    __version__ = version("tlc-probe")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
+from .tlc import LocalAvgPool2d, LocalInstanceNorm2d, convert, tlc_windows
 
 __all__ = [
     "LocalAvgPool2d",
     "LocalInstanceNorm2d",
     "Probe",
+    "Scheme",
+    "Site",
     "__version__",
     "convert",
-    "find_sites",
-    "global_sites",
+    "execution_order",
+    "list_sites",
+    "make_schemes",
     "read_stats",
     "shift_table",
+    "shipped_checkpoints",
     "site_kind",
     "summary",
     "tile_starts",
     "tiled_inference",
-    "tlc_sites",
+    "tlc_windows",
 ]

@@ -1,4 +1,5 @@
-"""Overlapping-tile inference: the baseline TLC is compared against (SwinIR-style)."""
+"""Overlapping tiles: where they lie, what they cost, and tiled inference (the baseline
+TLC is compared against, SwinIR-style)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ from collections.abc import Callable
 
 import torch
 
-from .tlc.box import check_map
+from .sizes import as_int, as_pair
+from .tensors import check_map
 
 
 def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of length ``tile`` covering [0, n) with stride
     ``tile - overlap``, the last tile aligned to the border. ``[0]`` when n <= tile."""
+    tile, overlap = as_int(tile, "tile"), as_int(overlap, "overlap")
     if tile < 1 or not 0 <= overlap < tile:
         raise ValueError(f"need tile >= 1 and 0 <= overlap < tile, got {tile=}, {overlap=}")
     if n <= tile:
@@ -20,8 +23,34 @@ def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
     return starts + [n - tile]
 
 
-def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+def tile_edges(n: int, tile: int, overlap: int) -> list[int]:
+    """Lines (index i = between pixels i - 1 and i) where an edge of a tile of
+    :func:`tile_starts` lies strictly inside [0, n)."""
+    edges = set()
+    for s in tile_starts(n, tile, overlap):
+        edges.update(e for e in (s, s + tile) if 0 < e < n)
+    return sorted(edges)
+
+
+def tile_pixel_ratio(h: int, w: int, tile: int, overlap: int | None) -> float:
+    """Tile pixels processed / image pixels for ``tile`` px tiles overlapping by
+    ``overlap`` on an ``h`` x ``w`` image: the theoretical time ratio of tiled inference
+    (1.0 for ``overlap=None``, i.e. no tiling)."""
+    if overlap is None:
+        return 1.0
+    ny, nx = len(tile_starts(h, tile, overlap)), len(tile_starts(w, tile, overlap))
+    return ny * nx * min(tile, h) * min(tile, w) / (h * w)
+
+
+def image_tiles(
+    x: torch.Tensor, tile: int, overlap: int
+) -> tuple[list[tuple[int, int]], torch.Tensor]:
+    """The overlapping tiles :func:`tiled_inference` runs on a (C, H, W) image:
+    (top-left corners, (n_tiles, C, min(tile, H), min(tile, W)) tensor)."""
+    _, h, w = x.shape
+    th, tw = min(tile, h), min(tile, w)
+    boxes = [(y, x0) for y in tile_starts(h, tile, overlap) for x0 in tile_starts(w, tile, overlap)]
+    return boxes, torch.stack([x[:, y : y + th, x0 : x0 + tw] for y, x0 in boxes])
 
 
 def tiled_inference(
@@ -48,7 +77,7 @@ def tiled_inference(
         ``model(x)`` itself.
     """
     check_map(x)
-    (th, tw), (oh, ow) = _pair(tile), _pair(overlap)
+    (th, tw), (oh, ow) = as_pair(tile, "tile"), as_pair(overlap, "overlap", minimum=0)
     h, w = x.shape[-2:]
     ys, xs = tile_starts(h, th, oh), tile_starts(w, tw, ow)
     if len(ys) == 1 and len(xs) == 1:

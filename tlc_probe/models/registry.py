@@ -54,7 +54,7 @@ def build(name: str, preset: str = "tiny", **overrides: Any) -> nn.Module:
     ``overrides``.
 
     The model carries ``model.zoo = {"name", "preset", "task", "train_size", "config"}``
-    (plain data), which :func:`~tlc_probe.models.checkpoint.save_checkpoint` stores so a
+    (plain data), which :func:`~tlc_probe.store.checkpoint.save_checkpoint` stores so a
     checkpoint can rebuild its model. Its ``forward`` maps (N, 3, H, W) -> (N, 3, H, W)
     for any H, W >= 1.
     """

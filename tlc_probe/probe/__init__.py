@@ -1,14 +1,7 @@
-"""The probe: find global-aggregation sites, record their statistics, run the regimes."""
+"""The probe: forward hooks that record the statistics each global-aggregation site
+aggregates, returned as tidy records."""
 
-from .hooks import COLUMNS, Probe, grid_starts
-from .sites import ProbeSite, find_sites, parse_depths, select_sites
+from .hooks import Probe, grid_starts
+from .records import RECORD_COLUMNS, RECORD_SCHEMA
 
-__all__ = [
-    "COLUMNS",
-    "Probe",
-    "ProbeSite",
-    "find_sites",
-    "grid_starts",
-    "parse_depths",
-    "select_sites",
-]
+__all__ = ["RECORD_COLUMNS", "RECORD_SCHEMA", "Probe", "grid_starts"]

@@ -28,12 +28,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..sites import SITE_KINDS, Site, execution_order, select_sites, temporary_hooks
 from ..tlc.box import box_mean_fast_valid, box_mean_valid, valid_region
-from ..tlc.convert import SITE_KINDS
-from .sites import ProbeSite, find_sites, select_sites
-
-#: Columns of :meth:`Probe.take` (the store adds model, task, regime).
-COLUMNS = ("site", "kind", "depth", "sample", "channel", "y", "x", "stat", "value")
+from .records import RECORD_COLUMNS, empty_frame
 
 
 def grid_starts(n_valid: int, positions: int) -> torch.Tensor:
@@ -54,7 +51,7 @@ class _Record:
 
 @dataclass
 class _SiteLog:
-    site: ProbeSite
+    site: Site
     records: list[_Record] = field(default_factory=list)
 
 
@@ -129,24 +126,21 @@ class Probe:
             raise ValueError(f"positions must be >= 1, got {positions}")
         self.model = model
         self.positions = positions
-        self.all_sites = find_sites(model, example)
+        self.all_sites = execution_order(model, example)
         self.sites = select_sites(self.all_sites, kinds, names, depths)
         self.never_run = [s.name for s in self.all_sites if not s.executed]
         self._logs = [_SiteLog(s) for s in self.sites]
-        self._handles: list = []
+        self._hooks = None  # the temporary_hooks context while active
         self._batches: list[int] = []  # batch size of each model forward pass since take()
 
     # -- context manager -------------------------------------------------------------
     def __enter__(self) -> Probe:
-        if self._handles:
+        if self._hooks is not None:
             raise RuntimeError("this Probe is already active")
-        try:
-            self._handles.append(self.model.register_forward_pre_hook(self._count))
-            for log in self._logs:
-                self._handles.append(log.site.module.register_forward_pre_hook(self._hook(log)))
-        except BaseException:
-            self.remove()
-            raise
+        pairs = [(self.model, self._count)] + [(g.site.module, self._hook(g)) for g in self._logs]
+        hooks = temporary_hooks(pairs)
+        hooks.__enter__()  # registers all or none (it removes what it added on failure)
+        self._hooks = hooks
         return self
 
     def __exit__(self, *exc) -> None:
@@ -154,14 +148,14 @@ class Probe:
 
     def remove(self) -> None:
         """Remove every hook this probe registered (idempotent)."""
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+        hooks, self._hooks = self._hooks, None
+        if hooks is not None:
+            hooks.__exit__(None, None, None)
 
     @property
     def active(self) -> bool:
         """Whether hooks are registered now."""
-        return bool(self._handles)
+        return self._hooks is not None
 
     def _count(self, _module, args) -> None:
         x = args[0] if args else None
@@ -209,10 +203,11 @@ class Probe:
                 (over all forward passes since the last call).
 
         Returns:
-            Columns :data:`COLUMNS`: site (str), kind, depth (int32), sample, channel
-            (int32), y, x (Int32, null for global statistics), stat ('mean' | 'std'),
-            value (float32); one row per site x sample x channel x stat (x position for
-            local sites). Non-finite values are kept; the store counts them.
+            Columns :data:`~tlc_probe.probe.records.RECORD_COLUMNS`: site (str), kind,
+            depth (int32), sample, channel (int32), y, x (Int32, null for global
+            statistics), stat ('mean' | 'std'), value (float32); one row per site x
+            sample x channel x stat (x position for local sites). Non-finite values are
+            kept; the store counts them.
 
         A site that runs k times in one forward pass (MPRNet's stage 1 runs on four
         quarter patches) records k rows per sample and channel, with sample ids
@@ -226,7 +221,7 @@ class Probe:
         if not self._batches and not any(log.records for log in self._logs):
             if len(samples):
                 raise ValueError(f"nothing was recorded, {len(samples)} ids given")
-            return _empty()
+            return empty_frame()
         batches = self._batches or [len(samples)]  # hooks fired outside model.forward
         if sum(batches) != len(samples):
             n = sum(batches)
@@ -249,11 +244,11 @@ class Probe:
         finally:
             self.clear()
         if not frames:
-            return _empty()
+            return empty_frame()
         return pd.concat(frames, ignore_index=True)
 
 
-def _call_ids(site: ProbeSite, recs: list[_Record], ids: np.ndarray) -> np.ndarray:
+def _call_ids(site: Site, recs: list[_Record], ids: np.ndarray) -> np.ndarray:
     """Sample ids for the rows of one site's records in one forward pass of ``len(ids)``
     samples. A site that runs k times per pass (MPRNet's stage 1 on four quarter
     patches, or one call on a batch k times larger) gets ``<id>/part<j>`` for its j-th
@@ -270,7 +265,7 @@ def _call_ids(site: ProbeSite, recs: list[_Record], ids: np.ndarray) -> np.ndarr
     return np.array([f"{s}/part{j}" for j in range(k) for s in ids], dtype=object)
 
 
-def _rows(site: ProbeSite, stat: str, recs: list[_Record], ids: np.ndarray):
+def _rows(site: Site, stat: str, recs: list[_Record], ids: np.ndarray):
     """Tidy frames for one site and stat in one forward pass; ``ids`` names every row
     block of the concatenated records. Global records, (n, C) each, are concatenated on
     the device and moved to the host once."""
@@ -299,21 +294,6 @@ def _rows(site: ProbeSite, stat: str, recs: list[_Record], ids: np.ndarray):
                 "x": x,
                 "stat": stat,
                 "value": v.reshape(-1).astype(np.float32),
-            }
+            },
+            columns=list(RECORD_COLUMNS),
         )
-
-
-def _empty() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "site": pd.Series(dtype=str),
-            "kind": pd.Series(dtype=str),
-            "depth": pd.Series(dtype=np.int32),
-            "sample": pd.Series(dtype=str),
-            "channel": pd.Series(dtype=np.int32),
-            "y": pd.Series(dtype="Int32"),
-            "x": pd.Series(dtype="Int32"),
-            "stat": pd.Series(dtype=str),
-            "value": pd.Series(dtype=np.float32),
-        }
-    )

@@ -22,10 +22,9 @@ implementation does. When a window covers the whole map the callers return the g
 mean instead (see :mod:`tlc_probe.tlc.pooling`).
 
 Speed. On a CPU these maps are memory-bound and a fresh tensor costs more than the
-arithmetic: its pages are faulted in on first touch (about 25 ms for a 96 x 360 x 640
-float32 map here, against 5 ms for a pass over memory already touched). So the exact
-pool allocates its output and one row-sum buffer and works in place (cumulative sums,
-differences written with ``out=``, padding filled in place): 164 -> 88 ms on that map.
+arithmetic (its pages are faulted in on first touch), so the exact pool allocates its
+output and one row-sum buffer and works in place (cumulative sums, differences written
+with ``out=``, padding filled in place); ``benchmarks/local_pool.py`` measures it.
 The fast pool writes its output once, as M_h @ grid @ M_w^T, the interpolation and the
 padding being one small matrix per axis. Under autograd an out-of-place path with the
 same arithmetic is taken.
@@ -36,19 +35,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..tensors import check_map
+
 #: Default minimum number of blocks per window axis in the fast variant. It fixes the
 #: stride r (see :func:`fast_stride`) and with it the error bound (:func:`fast_error_bound`).
 FAST_MIN_CELLS = 8
-
-
-def check_map(x: torch.Tensor, what: str = "input") -> None:
-    """Raise ``ValueError`` unless ``x`` is a non-empty 4-D (N, C, H, W) tensor."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{what} must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
-    if x.numel() == 0:
-        raise ValueError(f"{what} is empty (zero-sized map), got shape {tuple(x.shape)}")
 
 
 def clamp_window(kernel: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:

@@ -14,16 +14,16 @@ import copy
 import fnmatch
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..sites import SITE_KINDS, Site, check_kinds, example_input, list_sites, temporary_hooks
+from ..sizes import as_pair
 from .box import FAST_MIN_CELLS
 from .norm import LocalInstanceNorm2d
 from .pooling import LocalAvgPool2d
 
-SITE_KINDS: tuple[str, ...] = ("in", "se")
 _MIXED_WARNING = (
     "TLC leaves these global-aggregation sites global: {names}. Mixing local and global "
     "statistics in one network can be far worse than either (in a toy with IN and SE "
@@ -32,54 +32,9 @@ _MIXED_WARNING = (
 )
 
 
-@dataclass(frozen=True)
-class Site:
-    """A global-aggregation site: qualified module ``name``, ``kind`` ('in' or 'se'),
-    the ``module`` itself, and whether it is already a TLC ``local`` module."""
-
-    name: str
-    kind: str
-    module: nn.Module
-    local: bool
-
-
-def _is_global_output(output_size) -> bool:
-    if isinstance(output_size, int):
-        return output_size == 1
-    return all(s == 1 for s in output_size)
-
-
-def site_kind(module: nn.Module) -> str | None:
-    """'in' for an instance norm that normalises with per-sample statistics, 'se' for a
-    pool to one value per channel (``nn.AdaptiveAvgPool2d(1)``), their TLC versions
-    likewise; ``None`` for anything else. An ``nn.InstanceNorm2d`` with
-    ``track_running_stats=True`` is no site: in eval mode it uses stored statistics."""
-    if isinstance(module, LocalInstanceNorm2d | LocalAvgPool2d):
-        return "in" if isinstance(module, LocalInstanceNorm2d) else "se"
-    if isinstance(module, nn.InstanceNorm2d):
-        return None if module.track_running_stats else "in"
-    if isinstance(module, nn.AdaptiveAvgPool2d) and _is_global_output(module.output_size):
-        return "se"
-    return None
-
-
-def global_sites(model: nn.Module, kinds: Iterable[str] = SITE_KINDS) -> list[Site]:
-    """All global-aggregation sites of ``model`` (and TLC-converted ones) of the given
-    ``kinds``, in module-definition order. A module shared under several names is
-    listed once, under its first name."""
-    kinds = _check_kinds(kinds)
-    out = []
-    for name, module in model.named_modules():
-        kind = site_kind(module)
-        if kind in kinds:
-            local = isinstance(module, LocalInstanceNorm2d | LocalAvgPool2d)
-            out.append(Site(name, kind, module, local))
-    return out
-
-
-def tlc_sites(model: nn.Module) -> list[dict]:
-    """One dict per TLC-converted site of ``model``: name, kind, feature_size (H, W at
-    training size), kernel_size (window in pixels), fast_imp."""
+def tlc_windows(model: nn.Module) -> list[dict]:
+    """The window of every TLC-converted site of ``model``, one dict each: name, kind,
+    feature_size (H, W seen at training size), kernel_size (window in pixels), fast_imp."""
     return [
         {
             "name": s.name,
@@ -88,29 +43,9 @@ def tlc_sites(model: nn.Module) -> list[dict]:
             "kernel_size": s.module.kernel_size,
             "fast_imp": s.module.fast_imp,
         }
-        for s in global_sites(model)
+        for s in list_sites(model)
         if s.local
     ]
-
-
-def _check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
-    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
-    bad = [k for k in kinds if k not in SITE_KINDS]
-    if bad or not kinds:
-        raise ValueError(f"kinds must be a non-empty subset of {SITE_KINDS}, got {kinds}")
-    return kinds
-
-
-def _pair(v, what: str) -> tuple[int, int]:
-    if isinstance(v, int):
-        v = (v, v)
-    try:
-        h, w = (int(t) for t in v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be an int or a pair of ints, got {v!r}") from None
-    if h < 1 or w < 1:
-        raise ValueError(f"{what} must be positive, got {(h, w)}")
-    return h, w
 
 
 def _flat_tensors(out) -> Iterator[torch.Tensor]:
@@ -137,13 +72,6 @@ def _same_output(a, b) -> bool:
     return True
 
 
-def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    for t in list(model.parameters()) + list(model.buffers()):
-        if t.is_floating_point():
-            return t.device, t.dtype
-    return torch.device("cpu"), torch.float32
-
-
 def _calibrate(model, sites, x) -> tuple[object, dict[str, set[tuple[int, int]]]]:
     seen: dict[str, set[tuple[int, int]]] = {s.name: set() for s in sites}
 
@@ -154,17 +82,14 @@ def _calibrate(model, sites, x) -> tuple[object, dict[str, set[tuple[int, int]]]
 
         return hook
 
-    handles = [s.module.register_forward_pre_hook(recorder(s.name)) for s in sites]
-    try:
-        ref = model(x)
-    except Exception as e:  # the model itself fails at train_size: say so, plainly
-        raise ValueError(
-            f"calibration forward pass at train_size {tuple(x.shape[-2:])} failed: "
-            f"{type(e).__name__}: {e}"
-        ) from e
-    finally:
-        for h in handles:
-            h.remove()
+    with temporary_hooks((s.module, recorder(s.name)) for s in sites):
+        try:
+            ref = model(x)
+        except Exception as e:  # the model itself fails at train_size: say so, plainly
+            raise ValueError(
+                f"calibration forward pass at train_size {tuple(x.shape[-2:])} failed: "
+                f"{type(e).__name__}: {e}"
+            ) from e
     return ref, seen
 
 
@@ -176,14 +101,11 @@ def _expand_ok(model, x, ref, sites: Sequence[Site]) -> tuple[bool, str]:
         h, w = args[0].shape[-2:]
         return out.expand(-1, -1, h, w).contiguous()
 
-    handles = [s.module.register_forward_hook(expander) for s in sites]
-    try:
-        got = model(x)
-    except Exception as e:
-        return False, f"{type(e).__name__}: {e}"
-    finally:
-        for h in handles:
-            h.remove()
+    with temporary_hooks(((s.module, expander) for s in sites), pre=False):
+        try:
+            got = model(x)
+        except Exception as e:
+            return False, f"{type(e).__name__}: {e}"
     if _same_output(ref, got):
         return True, ""
     return False, "the output changes when the pooled means form a map"
@@ -213,7 +135,7 @@ def _matches(name: str, patterns: Sequence[str]) -> bool:
 
 def convert(
     model: nn.Module,
-    train_size: int | tuple[int, int] | None = None,
+    train_size: int | tuple[int, int] = (256, 256),
     base_size: int | tuple[int, int] | None = None,
     fast_imp: bool = False,
     inplace: bool = False,
@@ -236,10 +158,10 @@ def convert(
 
     Args:
         model: any module whose forward takes one (N, C, H, W) tensor.
-        train_size: patch size (H, W) the model was trained on, in input pixels. ``None``
-            takes it from the metadata of a tlc-probe checkpoint loaded by
-            :func:`tlc_probe.models.load_checkpoint` (``model.checkpoint_meta``), else
-            (256, 256), the published setting.
+        train_size: patch size (H, W) the model was trained on, in input pixels (an int
+            for a square); default (256, 256), the published setting. A tlc-probe
+            checkpoint records it (``meta["train_size"]`` of
+            :func:`tlc_probe.store.read_checkpoint`).
         base_size: size the local window corresponds to, in input pixels; default
             1.5 x train_size (the published setting).
         fast_imp: use the block-grid approximation in every site (faster, bounded error).
@@ -270,21 +192,19 @@ def convert(
         >>> tlc_model = convert(model, train_size=(256, 256))  # doctest: +SKIP
         >>> restored = tlc_model(whole_image)  # (1, 3, 720, 1280)  # doctest: +SKIP
     """
-    if train_size is None:
-        train_size = getattr(model, "checkpoint_meta", {}).get("train_size", (256, 256))
-    train_hw = _pair(train_size, "train_size")
+    train_hw = as_pair(train_size, "train_size")
     base_hw = (
         (int(1.5 * train_hw[0]), int(1.5 * train_hw[1]))
         if base_size is None
-        else _pair(base_size, "base_size")
+        else as_pair(base_size, "base_size")
     )
-    kinds = _check_kinds(kinds)
+    kinds = check_kinds(kinds)
     skip = [skip] if isinstance(skip, str) else list(skip)
     if grid_head and not fast_imp:
         raise ValueError("grid_head=True evaluates heads on the fast pool's grid: needs fast_imp")
 
     target = model if inplace else copy.deepcopy(model)
-    sites = global_sites(target)
+    sites = list_sites(target)
     if not sites:
         raise ValueError(
             f"{type(model).__name__} has no global-aggregation site "
@@ -301,9 +221,7 @@ def convert(
     if left := [s.name for s in sites if s not in chosen]:
         warnings.warn(_MIXED_WARNING.format(names=left), UserWarning, stacklevel=2)
 
-    device, dtype = _model_device_dtype(target)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(1, in_channels, *train_hw, generator=gen).to(device=device, dtype=dtype)
+    x = example_input(target, train_hw, in_channels)
     was_training = target.training
     target.eval()
     try:

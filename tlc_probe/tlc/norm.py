@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .box import FAST_MIN_CELLS, box_mean, box_mean_fast, check_map, needs_grad
+from ..tensors import check_map
+from .box import FAST_MIN_CELLS, box_mean, box_mean_fast, needs_grad
 from .window import LocalWindow
 
 #: Local mean^2 / (variance + eps) above which float32 moments lose too many digits and
@@ -30,6 +31,8 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
         fast_min_cells: fewest blocks per window axis in the fast variant.
         feature_size: the map size seen at training size (set by ``convert``).
     """
+
+    tlc_kind = "in"
 
     def __init__(
         self,

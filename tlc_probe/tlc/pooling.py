@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..tensors import check_map
 from .box import (
     FAST_MIN_CELLS,
     box_mean,
     box_mean_fast,
-    check_map,
     fast_factors,
     fast_window,
     needs_grad,
@@ -40,6 +40,8 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
             grid and only their result is expanded (not under autograd, and not where
             the strides are 1 x 1, i.e. no grid).
     """
+
+    tlc_kind = "se"
 
     def __init__(
         self,

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+from ..sizes import as_pair
 from .box import fast_stride
-
-
-def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    h, w = v
-    return (int(h), int(w))
 
 
 class LocalWindow:
     """Mixin: ``kernel_size`` (k_h, k_w), ``fast_imp``, ``fast_min_cells`` and the
-    calibrated ``feature_size``, with the two questions a local site asks of a map."""
+    calibrated ``feature_size``, with the two questions a local site asks of a map.
+
+    Subclasses set ``tlc_kind`` ('in' or 'se'): :func:`tlc_probe.sites.site_kind` reads it
+    to recognise a converted site without importing this package."""
+
+    tlc_kind: str
 
     kernel_size: tuple[int, int]
     fast_imp: bool
@@ -28,9 +27,7 @@ class LocalWindow:
         fast_min_cells: int,
         feature_size: tuple[int, int] | None,
     ) -> None:
-        self.kernel_size = _pair(kernel_size)
-        if min(self.kernel_size) < 1:
-            raise ValueError(f"kernel_size must be >= 1, got {self.kernel_size}")
+        self.kernel_size = as_pair(kernel_size, "kernel_size", minimum=1)
         self.fast_imp = fast_imp
         self.fast_min_cells = fast_min_cells
         self.feature_size = feature_size

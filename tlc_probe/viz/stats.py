@@ -1,15 +1,12 @@
 """Figures from the tidy statistics and the shift table (seaborn, returned as Figures).
 
 Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot state) and
-returns it; :func:`save_figure` writes it as PNG and PDF with reproducible bytes. Colours follow
+returns it; :func:`tlc_probe.viz.save_figure` writes it as PNG and PDF. Colours follow
 the paper's Fig. A3: green = training patches, blue = whole images, red = whole images with TLC;
 overlapping tiles get a fourth colour (purple).
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,8 +15,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from .shift import COMPARISONS, parse_comparison
-from .shift import shift_table as _shift_table
+from ..metrics.shift import COMPARISONS, parse_comparison
+from ..metrics.shift import shift_table as _shift_table
 
 REGIME_COLOURS: dict[str, str] = {
     "train": "#2ca02c",  # green
@@ -263,25 +260,6 @@ def heatmap(
             ax.set_xlabel("")
             ax.set_ylabel("site (kind), by depth")
     return fig
-
-
-def save_figure(fig: Figure, out_dir: str | os.PathLike[str], name: str) -> list[Path]:
-    """Write ``fig`` as ``out_dir/name.png`` (200 dpi) and ``out_dir/name.pdf``; returns the
-    two paths. Files are written under a temporary name and renamed; timestamps and software
-    tags are left out, so the same figure gives the same bytes."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext, metadata in (("png", {"Software": None}), ("pdf", {"CreationDate": None})):
-        path = out / f"{name}.{ext}"
-        tmp = out / f".{name}.{os.getpid()}.tmp.{ext}"
-        try:
-            fig.savefig(tmp, format=ext, dpi=200, metadata=metadata)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        paths.append(path)
-    return paths
 
 
 def _rc():

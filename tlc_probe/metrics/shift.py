@@ -43,14 +43,10 @@ zero weight to the W1 integral).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from .store import read_stats  # noqa: F401  (re-exported: shift.read_stats)
 
 EPS = 1e-6
 MAX_BINS = 512
@@ -498,32 +494,4 @@ def _improvement(wide: pd.DataFrame, comparison: str, suffix: str) -> dict[str, 
         f"frac_w1_improved{suffix}": float((w_new < w_old).mean()) if n else np.nan,
         f"frac_kl_improved{suffix}": float((k_new < k_old).mean()) if n else np.nan,
         f"median_w1_ratio{suffix}": float(ratio.median()) if ratio.size else np.nan,
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# I/O
-
-
-def _atomic(path: Path, write) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def write_shift(table: pd.DataFrame, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write ``shift.csv``, ``shift.parquet`` and ``summary.csv`` (:func:`summary` of the
-    table) into ``out_dir`` (created if needed), each atomically: written under a temporary
-    name, then renamed. Returns ``{"shift_csv", "shift_parquet", "summary_csv"}`` → paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summ = summary(table)
-    return {
-        "shift_csv": _atomic(out / "shift.csv", lambda p: table.to_csv(p, index=False)),
-        "shift_parquet": _atomic(out / "shift.parquet", lambda p: table.to_parquet(p, index=False)),
-        "summary_csv": _atomic(out / "summary.csv", lambda p: summ.to_csv(p, index=False)),
     }

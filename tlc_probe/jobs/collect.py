@@ -1,5 +1,5 @@
-"""The four regimes of the paper's Fig. A3 argument, and ``collect`` that runs them into
-a Parquet statistics directory.
+"""The collect job: the four regimes of the paper's Fig. A3 argument, run into a Parquet
+statistics directory.
 
 * ``train`` (green): the global model on random ``train_size`` crops of the degraded
   *training* images, with the training flips / rotations, drawn afresh from ``seed``.
@@ -23,6 +23,7 @@ import math
 import platform
 import sys
 import time
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,14 +36,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
+from ..data import PairedFolder, SyntheticPairs
 from ..data.datasets import draw_crop
-from ..store import clear as clear_store
-from ..store import clear_tmp, has_data, part_path, read_run_json, write_part, write_run_json
-from ..tiling import tile_starts
+from ..models import build
+from ..probe import Probe
+from ..sites import SITE_KINDS
+from ..store.checkpoint import build_from_checkpoint, load_checkpoint, model_label, read_checkpoint
+from ..store.parts import clear as clear_store
+from ..store.parts import clear_tmp, has_data, part_path, read_run_json, write_part, write_run_json
+from ..tensors import to_model
+from ..tiling import image_tiles
 from ..tlc import convert
-from ..tlc.convert import SITE_KINDS
-from .hooks import Probe
 
 REGIMES: tuple[str, ...] = ("train", "whole", "tlc", "tiles")
 MODES = ("refuse", "resume", "overwrite")
@@ -130,17 +135,6 @@ def train_crops(
     return ids, torch.stack(crops)
 
 
-def image_tiles(
-    x: torch.Tensor, tile: int, overlap: int
-) -> tuple[list[tuple[int, int]], torch.Tensor]:
-    """The overlapping tiles :func:`tlc_probe.tiled_inference` runs on a (C, H, W) image:
-    (top-left corners, (n_tiles, C, min(tile, H), min(tile, W)) tensor)."""
-    _, h, w = x.shape
-    th, tw = min(tile, h), min(tile, w)
-    boxes = [(y, x0) for y in tile_starts(h, tile, overlap) for x0 in tile_starts(w, tile, overlap)]
-    return boxes, torch.stack([x[:, y : y + th, x0 : x0 + tw] for y, x0 in boxes])
-
-
 def _finite(frame: pd.DataFrame, result: CollectResult, keep: bool) -> pd.DataFrame:
     bad = ~np.isfinite(frame["value"].to_numpy())
     if not bad.any():
@@ -206,8 +200,8 @@ def collect(
     if has_data(out):
         if mode == "refuse":
             raise FileExistsError(
-                f"{out} already holds statistics; pass --resume to complete it or "
-                "--overwrite to replace it"
+                f"{out} already holds statistics; pass mode='resume' to complete it or "
+                "mode='overwrite' to replace it"
             )
         if mode == "overwrite":
             clear_store(out)
@@ -217,7 +211,7 @@ def collect(
             if _comparable(old) != mine:
                 raise ValueError(
                     f"cannot resume {out}: its _run.json was made with other settings "
-                    f"({_diff(_comparable(old), mine)}); use --overwrite or another --out"
+                    f"({_diff(_comparable(old), mine)}); use mode='overwrite' or another out"
                 )
             clear_tmp(out, cfg.writer)  # this writer's unfinished part files
     run["versions"] = {
@@ -235,7 +229,7 @@ def collect(
     def emit(regime: str, chunk: int, ids: Sequence[str], net: nn.Module, batches, p: Probe):
         with torch.no_grad(), p:
             for x in batches:
-                net(_to(model, x))
+                net(to_model(model, x))
         frame = _finite(p.take(ids).assign(**base), result, cfg.keep_nonfinite)
         write_part(frame, part_path(out, regime, chunk, cfg.writer), run)
         result.rows[regime] += len(frame)
@@ -284,13 +278,12 @@ def collect(
     result.seconds = time.perf_counter() - t0
     if result.nonfinite:
         what = "kept" if cfg.keep_nonfinite else "dropped"
-        print(f"warning: non-finite statistics {what}, per site: {dict(result.nonfinite)}")
+        warnings.warn(
+            f"non-finite statistics {what}, per site: {dict(result.nonfinite)}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return result
-
-
-def _to(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    p = next(iter(model.parameters()), None)
-    return x.to(p.device, p.dtype) if p is not None else x
 
 
 _VOLATILE = ("versions", "command")
@@ -324,8 +317,6 @@ def datasets_for(
     ``layout`` (its test split for GoPro); the train regime reads ``train_data`` (same
     layout), or the GoPro train split of ``data``, and is unavailable otherwise (None).
     """
-    from ..data import PairedFolder, SyntheticPairs
-
     if data is None:
         tc = train_config or {}
         train = SyntheticPairs(
@@ -368,8 +359,6 @@ def collect_checkpoint(
     ``train_size``. The model name in the statistics is ``<name>-<preset>``;
     ``n_images`` keeps only the first test images.
     """
-    from ..models import build, build_from_checkpoint, load_checkpoint, model_label, read_checkpoint
-
     _, meta = read_checkpoint(checkpoint)
     if "name" in meta:
         model, meta = build_from_checkpoint(checkpoint)
@@ -379,7 +368,7 @@ def collect_checkpoint(
         if model_name is None:
             raise ValueError(
                 f"{checkpoint} carries no tlc-probe metadata: name its architecture with "
-                "--model (and --preset), and give --task and --train-size"
+                "model_name= (and preset=), and give task= and train_size="
             )
         model = build(model_name, preset)
         load_checkpoint(model, checkpoint)
@@ -387,10 +376,10 @@ def collect_checkpoint(
         name = f"{model_name}-{preset}"
     ts = train_size if train_size is not None else meta.get("train_size")
     if ts is None:
-        raise ValueError(f"{checkpoint} records no train_size: pass --train-size")
+        raise ValueError(f"{checkpoint} records no train_size: pass train_size=")
     task = task or meta.get("task")
     if task is None:
-        raise ValueError(f"{checkpoint} records no task: pass --task")
+        raise ValueError(f"{checkpoint} records no task: pass task=")
     cfg = config or CollectConfig()
     train_set, test_set, source = datasets_for(
         task,
@@ -406,8 +395,8 @@ def collect_checkpoint(
         source += f", first {n_images} image(s)"
     if "train" in cfg.regimes and train_set is None:
         raise ValueError(
-            "the train regime needs training images: pass --train-data DIR (same layout) "
-            "or leave 'train' out of --regimes"
+            "the train regime needs training images: pass train_data= (a folder of the "
+            "same layout) or leave 'train' out of the regimes"
         )
     run_meta = {
         "checkpoint": str(checkpoint),

@@ -1,4 +1,4 @@
-"""Patch training: the tiny zoo models on random crops of degraded bundled photos.
+"""The train job (patch training): the tiny zoo models on random crops of degraded bundled photos.
 
 AdamW with a cosine learning-rate schedule, L1 loss summed over every supervised output
 (all stages of HINet / MPRNet), validation PSNR on the whole held-out test photos.
@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .data.datasets import SyntheticPairs, random_patches
+from ..data.datasets import SyntheticPairs, random_patches
+from ..models import build
+from ..store.checkpoint import atomic_save, read_checkpoint, save_checkpoint
 from .evaluate import held_out_psnr
-from .models import build, read_checkpoint, save_checkpoint
-from .models.checkpoint import atomic_save
 
 
 @dataclass
@@ -51,7 +51,7 @@ def _batches(cfg: TrainConfig, start: int):
         yield torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs])
 
 
-def evaluate(model: torch.nn.Module, task: str, seed: int = 0) -> dict[str, float]:
+def validate(model: torch.nn.Module, task: str, seed: int = 0) -> dict[str, float]:
     """Mean PSNR (dB) of the degraded inputs and of ``model``'s whole-image outputs on
     the test photos degraded for ``task``: {"input_psnr", "output_psnr"}."""
     was = model.training
@@ -92,7 +92,7 @@ def train(
 
     def checkpoint(it: int) -> None:
         nonlocal metrics
-        metrics = evaluate(model, cfg.task, cfg.seed)
+        metrics = validate(model, cfg.task, cfg.seed)
         save_checkpoint(
             model,
             out,
@@ -128,7 +128,7 @@ def train(
             break
     bar.close()
     if not metrics:  # resumed at the end already
-        metrics = evaluate(model, cfg.task, cfg.seed)
+        metrics = validate(model, cfg.task, cfg.seed)
     tail = losses[-50:]
     loss = sum(tail) / len(tail) if tail else float("nan")
     return {"iterations": it, "losses": losses, "loss": loss, **metrics}

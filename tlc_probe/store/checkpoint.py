@@ -10,7 +10,6 @@ scalars and arrays, which some training logs store beside the weights, are allow
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from ..models import build
+from .atomic import atomic_write
 
 FORMAT = "tlc-probe/1"
 #: Wrapper keys tried in order when the file is not a raw state_dict.
@@ -120,8 +122,8 @@ def load_checkpoint(
     Unwraps ``params`` / ``params_ema`` / ``state_dict`` / ``model`` (or ``key``), strips
     ``module.``; with ``strict`` a mismatch raises one ``ValueError`` listing the first
     missing, unexpected and shape-mismatched keys with their counts. Returns the metadata
-    (empty for foreign checkpoints) and also sets it as ``model.checkpoint_meta``, where
-    :func:`tlc_probe.convert` finds ``train_size``.
+    (empty for foreign checkpoints); its ``train_size`` is what :func:`tlc_probe.convert`
+    needs.
     """
     sd, meta = read_checkpoint(source, key)
     report = _mismatch_report(model, sd)
@@ -131,7 +133,6 @@ def load_checkpoint(
         own = model.state_dict()
         sd = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(sd, strict=strict)
-    model.checkpoint_meta = meta
     return meta
 
 
@@ -155,20 +156,9 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **meta: Any) -> P
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save(obj)`` to a temporary file beside ``path``, then rename it over ``path``:
-    a killed process never leaves a half-written file. Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is ordinary data
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """``torch.save(obj)`` to ``path`` atomically
+    (:func:`~tlc_probe.store.atomic.atomic_write`). Returns the path."""
+    return atomic_write(path, lambda p: torch.save(obj, p))
 
 
 def model_label(meta: dict[str, Any]) -> str:
@@ -179,9 +169,8 @@ def model_label(meta: dict[str, Any]) -> str:
 
 def build_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a zoo model from a tlc-probe checkpoint (its name and config are in the
-    metadata) and load its weights. Returns (model in eval mode, metadata)."""
-    from .registry import build
-
+    metadata) and load its weights. Returns (model in eval mode, metadata: name, preset,
+    task, train_size, config, iterations, ...)."""
     sd, meta = read_checkpoint(path)
     if "name" not in meta:
         raise ValueError(
@@ -190,5 +179,4 @@ def build_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str,
         )
     model = build(meta["name"], meta.get("preset", "tiny"), **meta.get("config", {}))
     load_checkpoint(model, sd)
-    model.checkpoint_meta = meta
     return model.eval(), meta

@@ -1,0 +1,73 @@
+"""``tlc-probe bench``: Table A1, the window sweep and the seam crops of a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from .paths import existing
+
+NAME = "bench"
+HELP = "Table A1: PSNR / SSIM / time / memory / seams of whole, TLC and tiles"
+DESCRIPTION = (
+    "Inference-scheme benchmark of a checkpoint on the held-out test photos (PSNR, SSIM, "
+    "seam index) and on resized 720x1280 images (time, memory): whole, tlc, tlc-fast, "
+    "tlc-grid (fast with squeeze-excitation heads on the block grid), tiles of train_size "
+    "with the paper's overlaps (1/16 and 1/2 of the tile) or --overlaps; all schemes "
+    "interleaved, median of --repeats after a warm-up. Also the TLC window sweep "
+    "(base_size / train_size 1 .. 4 and global). Writes bench.csv, bench.md, sweep.csv and "
+    "the figures."
+)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'720x1280' -> (720, 1280); ``ValueError`` naming ``--sizes`` otherwise."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x", 1))
+    except ValueError:
+        raise ValueError(f"--sizes takes HxW, e.g. 720x1280, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"--sizes must be positive, got {text!r}")
+    return h, w
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``bench``."""
+    p.add_argument("--checkpoint", required=True, help="tlc-probe checkpoint")
+    p.add_argument("--out", default="results/bench", help="output folder")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="one repeat, one photo, short sweep, timing at 360x640 unless --sizes (< 2 min)",
+    )
+    p.add_argument(
+        "--sizes", nargs="*", help="timing sizes HxW (default: 720x1280; --quick: 360x640)"
+    )
+    p.add_argument("--overlaps", type=int, nargs="+", help="tile overlaps in px")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats (default: 3)")
+    p.add_argument("--no-sweep", action="store_true", help="skip the window sweep")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Benchmark, write the files and print Table A1; returns 0."""
+    from ..jobs.bench import bench_outputs
+
+    existing([args.checkpoint], "--checkpoint", kind="file")
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.sizes is None:  # --quick times a quarter of the paper's 720 x 1280 pixels
+        args.sizes = ["360x640"] if args.quick else ["720x1280"]
+    sizes = [parse_size(s) for s in args.sizes]
+    t0 = time.perf_counter()
+    res = bench_outputs(
+        args.checkpoint,
+        args.out,
+        quick=args.quick,
+        sizes=sizes,
+        overlaps=args.overlaps,
+        repeats=args.repeats,
+        sweep=not args.no_sweep,
+    )
+    print(res["markdown"])
+    print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
+    return 0

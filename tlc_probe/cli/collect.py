@@ -1,0 +1,137 @@
+"""``tlc-probe collect``: record site statistics in the regimes into a Parquet store."""
+
+from __future__ import annotations
+
+import argparse
+
+from .paths import existing
+
+NAME = "collect"
+HELP = "record global-site statistics in the train / whole / tlc / tiles regimes"
+DESCRIPTION = (
+    "Run a checkpoint in the regimes of the paper's Fig. A3 with forward hooks on every "
+    "global-aggregation site (instance norm, SE / channel-attention pooling) and stream the "
+    "statistics into a Parquet directory (regime=*/part-*.parquet + _run.json). train: "
+    "random train_size crops of the training images; whole: whole test images; tlc: the "
+    "TLC-converted model on them; tiles: overlapping train_size tiles of them."
+)
+FLAGS = {
+    "mode='resume'": "--resume",
+    "mode='overwrite'": "--overwrite",
+    "model_name= (and preset=)": "--model (and --preset)",
+    "task=": "--task",
+    "train_size=": "--train-size",
+    "train_data= (a folder of the same layout)": "--train-data DIR (same layout)",
+    "out of the regimes": "out of --regimes",
+    "another out": "another --out",
+}
+
+
+def parse_depths(text: str | None) -> tuple[int | None, int | None] | None:
+    """'3:10' -> (3, 10), ':5' -> (None, 5), '4' -> (4, 4), None/'' -> None.
+    ``ValueError`` naming ``--depths`` for anything else."""
+    if not text:
+        return None
+    try:
+        if ":" not in text:
+            return int(text), int(text)
+        a, b = text.split(":", 1)
+        return (int(a) if a else None, int(b) if b else None)
+    except ValueError:
+        raise ValueError(f"--depths takes lo:hi, lo: , :hi or one depth, got {text!r}") from None
+
+
+def _items(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``collect``."""
+    p.add_argument("--checkpoint", required=True, help="tlc-probe or official checkpoint")
+    p.add_argument("--out", required=True, help="statistics directory to write")
+    p.add_argument("--task", help="deblur | derain | dehaze (default: from the checkpoint)")
+    p.add_argument(
+        "--regimes", default="train,whole,tlc,tiles", help="comma list (default: all four)"
+    )
+    p.add_argument("--kinds", default="in,se", help="site kinds, comma list (default: in,se)")
+    p.add_argument(
+        "--sites", nargs="+", metavar="PATTERN", help="fnmatch patterns of site names (all)"
+    )
+    p.add_argument("--depths", help="execution-order range lo:hi, inclusive (default: all)")
+    p.add_argument(
+        "--positions", type=int, default=16, help="TLC grid positions per axis (default: 16)"
+    )
+    p.add_argument("--crops", type=int, default=64, help="training crops (default: 64)")
+    p.add_argument(
+        "--batch", type=int, default=16, help="crops or tiles per forward pass (default: 16)"
+    )
+    p.add_argument("--overlap", type=int, default=16, help="tiles overlap, px (default: 16)")
+    p.add_argument("--base-size", type=int, help="TLC base size, px (default: 1.5 x train)")
+    p.add_argument("--fast", action="store_true", help="TLC with the fast_imp approximation")
+    p.add_argument("--train-size", type=int, help="required if the checkpoint lacks it")
+    p.add_argument("--model", help="zoo architecture for a checkpoint without metadata")
+    p.add_argument("--preset", default="official", help="its preset (default: official)")
+    p.add_argument("--data", help="paired test folder (default: the bundled photos)")
+    p.add_argument(
+        "--layout", default="pairs", choices=("gopro", "sots", "pairs"), help="--data layout"
+    )
+    p.add_argument("--train-data", help="paired folder of training images (train regime)")
+    p.add_argument(
+        "--n-per-photo",
+        type=int,
+        default=1,
+        help="degradations per bundled test photo (default: 1)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="crops / degradation seed (default: 0)")
+    p.add_argument("--keep-nonfinite", action="store_true", help="write NaN/Inf rows too")
+    p.add_argument("--writer", default="0", help="writer id in part-file names (default: 0)")
+    p.add_argument("--resume", action="store_true", help="complete an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Collect and print the rows and part files per regime; returns 0."""
+    from ..jobs.collect import CollectConfig, collect_checkpoint
+
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+    existing([args.checkpoint], "--checkpoint", kind="file")
+    existing([d for d in (args.data, args.train_data) if d], "--data / --train-data", kind="dir")
+    cfg = CollectConfig(
+        regimes=_items(args.regimes),
+        kinds=_items(args.kinds),
+        names=tuple(args.sites) if args.sites else None,
+        depths=parse_depths(args.depths),
+        positions=args.positions,
+        n_crops=args.crops,
+        crop_batch=args.batch,
+        tile_overlap=args.overlap,
+        tile_batch=args.batch,
+        base_size=args.base_size,
+        fast_imp=args.fast,
+        seed=args.seed,
+        keep_nonfinite=args.keep_nonfinite,
+        writer=args.writer,
+    )
+    mode = "resume" if args.resume else "overwrite" if args.overwrite else "refuse"
+    r = collect_checkpoint(
+        args.checkpoint,
+        args.out,
+        task=args.task,
+        train_size=args.train_size,
+        model_name=args.model,
+        preset=args.preset,
+        data=args.data,
+        layout=args.layout,
+        train_data=args.train_data,
+        n_per_photo=args.n_per_photo,
+        config=cfg,
+        mode=mode,
+    )
+    for regime in cfg.regimes:
+        print(
+            f"  {regime}: {r.rows[regime]} rows in {r.written[regime]} new part files"
+            + (f", {r.skipped[regime]} already complete" if r.skipped[regime] else "")
+        )
+    print(f"wrote {args.out} in {r.seconds:.1f} s")
+    return 0

@@ -1,0 +1,69 @@
+"""The ``tlc-probe`` parser and the one place where exceptions become messages.
+
+Every command module defines ``NAME``, ``HELP``, ``DESCRIPTION``, ``add_arguments(parser)``
+and ``run(args) -> int``, and may define ``FLAGS``: how the library's parameter names in
+an error message read as this command's flags (``mode='resume'`` -> ``--resume``).
+:func:`main` turns any exception of a command into one line on stderr,
+``tlc-probe <command>: error: <message>``, and exit status 2 (``--debug`` re-raises).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .._version import __version__
+from . import bench, collect, evaluate, plot, reproduce, shift, train
+
+COMMANDS = (reproduce, train, evaluate, collect, shift, plot, bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``tlc-probe`` with one sub-command per module of
+    :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="tlc-probe",
+        description="Measure global-statistics drift between patch training and whole-image "
+        "inference, and how test-time local conversion (TLC) pulls it back.",
+    )
+    parser.add_argument("--version", action="version", version=f"tlc-probe {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        p = sub.add_parser(command.NAME, help=command.HELP, description=command.DESCRIPTION)
+        command.add_arguments(p)
+        p.set_defaults(_command=command)
+    return parser
+
+
+def error_line(command: object, error: BaseException) -> str:
+    """``error`` as one line for ``command`` (a command module): the library's parameter
+    names replaced by the command's flags (its ``FLAGS``), line breaks folded."""
+    text = str(error) or type(error).__name__
+    if isinstance(error, KeyError | AttributeError | TypeError | IndexError):
+        text = f"{type(error).__name__}: {text}"
+    for param, flag in getattr(command, "FLAGS", {}).items():
+        text = text.replace(param, flag)
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tlc-probe`` console script; returns the exit code: 0 on
+    success, 2 for bad arguments or any error of the command (one line on stderr)."""
+    args = build_parser().parse_args(argv)
+    command = args._command
+    try:
+        return command.run(args)
+    except KeyboardInterrupt:
+        print(f"tlc-probe {command.NAME}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        print(f"tlc-probe {command.NAME}: error: {error_line(command, e)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

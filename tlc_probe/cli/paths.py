@@ -1,0 +1,19 @@
+"""Checks of the paths a command was given, made before any computation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def existing(paths: Iterable[str], flag: str, kind: str = "any") -> None:
+    """Raise ``FileNotFoundError`` naming ``flag`` for the first of ``paths`` that does not
+    exist, or is not a file (``kind="file"``) or a folder (``kind="dir"``)."""
+    for p in paths:
+        path = Path(p)
+        if not path.exists():
+            raise FileNotFoundError(f"{flag} {p}: no such file or folder")
+        if kind == "file" and not path.is_file():
+            raise FileNotFoundError(f"{flag} {p}: not a file")
+        if kind == "dir" and not path.is_dir():
+            raise FileNotFoundError(f"{flag} {p}: not a folder")

@@ -1,0 +1,37 @@
+"""``tlc-probe plot``: Fig. A3 distributions, depth profiles and heatmaps."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from .paths import existing
+
+NAME = "plot"
+HELP = "Fig. A3 distributions, depth profiles and heatmaps from statistics"
+DESCRIPTION = (
+    "Figures from collected statistics (PNG and PDF): per model the Fig. A3 panels (train "
+    "green vs whole blue; train vs TLC red; train vs tiles) for the site of each kind with "
+    "the largest whole~train shift and any --sites, the depth profile of the normalised W1 "
+    "and a site x comparison heatmap."
+)
+FLAGS = {"sites [": "--sites ["}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``plot``."""
+    p.add_argument("stats", nargs="+", help="statistics directories (or parent folders)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--sites", nargs="+", default=(), help="extra site names to draw")
+    p.add_argument("--stat", default="mean", choices=("mean", "std"), help="statistic")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Draw and write the figures; returns 0."""
+    from ..jobs.figures import stats_figures
+
+    existing(args.stats, "statistics")
+    t0 = time.perf_counter()
+    paths = stats_figures(args.stats, args.out, sites=args.sites, stat=args.stat)
+    print(f"wrote {len(paths)} files to {args.out} in {time.perf_counter() - t0:.1f} s")
+    return 0

@@ -1,0 +1,36 @@
+"""Jobs: the applications built from the layers below (collect, bench, train, evaluate,
+figures, shift, reproduce) and their markdown. The CLI and the notebooks call these."""
+
+from .bench import bench, bench_outputs, seam_outputs, window_sweep
+from .collect import CollectConfig, CollectResult, collect, collect_checkpoint
+from .evaluate import held_out_psnr, held_out_scores, psnr_table, scheme_psnr, test_items
+from .figures import qualitative, stats_figures
+from .render import markdown, table_a1
+from .reproduce import reproduce
+from .shift import shift_outputs, write_shift
+from .train import TrainConfig, train
+
+__all__ = [
+    "CollectConfig",
+    "CollectResult",
+    "TrainConfig",
+    "bench",
+    "bench_outputs",
+    "collect",
+    "collect_checkpoint",
+    "held_out_psnr",
+    "held_out_scores",
+    "markdown",
+    "psnr_table",
+    "qualitative",
+    "reproduce",
+    "scheme_psnr",
+    "seam_outputs",
+    "shift_outputs",
+    "stats_figures",
+    "table_a1",
+    "test_items",
+    "train",
+    "window_sweep",
+    "write_shift",
+]

@@ -1,0 +1,245 @@
+"""Inference-scheme benchmark: the supplementary material's Table A1 for any checkpoint,
+the TLC window sweep, and the seam crops; the files ``tlc-probe bench`` writes.
+
+Schemes are those of :mod:`tlc_probe.schemes`; the default tile overlaps are the paper's
+fractions of the tile (1/16 and 1/2: 4 and 32 px for a 64-trained model). Quality (PSNR,
+SSIM, seam index: :mod:`tlc_probe.metrics.image`) on the held-out test photos; for the
+whole-image and TLC outputs the seam index is computed on the lines of the tiles of the
+smallest overlap, so every row of the table is comparable.
+
+Timing: all schemes interleaved within each repeat (machine drift hits them equally) in
+an order rotated from repeat to repeat (so position effects average out), median over
+``repeats`` after a warm-up; ``time_ratio`` is against ``whole`` on the same images.
+Peak memory (:func:`tlc_probe.jobs.timing.peak_memory_mb`) is taken in the first timed
+run on the largest image (no extra pass).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..metrics.image import psnr, seam_index, ssim
+from ..schemes import default_names, default_overlaps, make_scheme, make_schemes
+from ..store.atomic import atomic_write, write_text
+from ..store.checkpoint import model_label
+from ..tiling import tile_pixel_ratio
+from ..viz import save_figure, seam_crops_figure, sweep_figure
+from .evaluate import held_out_scores, load_for_test
+from .render import table_a1
+from .timing import peak_memory_mb, timed
+
+#: base_size / train_size ratios of the window sweep (the paper's default is 1.5).
+SWEEP_RATIOS = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
+CSV_COLUMNS = (
+    "model",
+    "image_size",
+    "scheme",
+    "overlap",
+    "tlc",
+    "psnr",
+    "ssim",
+    "time_s",
+    "time_ratio",
+    "tile_pixel_ratio",
+    "peak_mem_mb",
+    "seam_index",
+)
+
+
+def timing_image(size: tuple[int, int], photo: torch.Tensor) -> torch.Tensor:
+    """A (1, 3, H, W) timing input of ``size`` made by resizing ``photo`` (C, h, w)
+    bilinearly (inference time does not depend on the content)."""
+    return F.interpolate(photo[None], size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def bench(
+    checkpoint: str | Path,
+    *,
+    sizes: Sequence[tuple[int, int]] = ((720, 1280),),
+    overlaps: Sequence[int] | None = None,
+    repeats: int = 3,
+    n_photos: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Table A1 for ``checkpoint``: one row per scheme and image size.
+
+    Image size ``test``: the held-out test photos degraded for the checkpoint's task
+    (their own sizes; ``n_photos`` of them, default all): mean PSNR / SSIM / seam index
+    against the clean photo, time = mean over photos of the median per-photo time.
+    Each size in ``sizes`` (H, W): a test photo resized to it, time and memory only.
+
+    Returns a DataFrame with :data:`CSV_COLUMNS`; ``tile_pixel_ratio`` is the
+    theoretical time ratio of a tiles scheme (tile pixels processed / image pixels);
+    ``peak_mem_mb`` is measured once per scheme on the largest image (NaN elsewhere).
+    """
+    device = torch.device(device)
+    model, meta, items = load_for_test(checkpoint, n_photos, seed)
+    ts, name = int(meta["train_size"]), model_label(meta)
+    model = model.to(device)
+    overlaps = list(overlaps) if overlaps is not None else default_overlaps(ts)
+    schemes = make_schemes(model, ts, overlaps=overlaps)
+    cases = [("test", it["input"][None], it["target"]) for it in items]
+    cases += [(f"{h}x{w}", timing_image((h, w), items[0]["input"]), None) for h, w in sizes]
+    times: dict[tuple[int, str], list[float]] = {}
+    quality: dict[tuple[int, str], tuple[float, float, float]] = {}
+    memory: dict[tuple[str, str], float] = {}
+    seam_tile_overlap = min(overlaps) if overlaps else max(1, ts // 16)
+    with torch.no_grad():
+        warm = timing_image((ts * 2, ts * 3), items[0]["input"]).to(device)
+        for s in schemes:
+            s.run(warm)
+        steps = repeats * len(cases) * len(schemes)
+        bar = tqdm(total=steps, desc=f"bench {name}", disable=not progress)
+        # memory once per scheme, in the first timed run on the largest image
+        mem_case = max(range(len(cases)), key=lambda i: cases[i][1].shape[-2:].numel())
+        for rep in range(repeats):
+            for ci, (size, x, y) in enumerate(cases):
+                x = x.to(device)
+                k = rep % len(schemes)  # rotated order: no scheme always runs first
+                for s in schemes[k:] + schemes[:k]:
+                    bar.set_postfix(size=size, scheme=s.name)
+                    got: dict[str, object] = {}
+
+                    def call(s=s, x=x, got=got):
+                        got["out"], got["dt"] = timed(lambda: s.run(x), device)
+
+                    if rep == 0 and ci == mem_case:
+                        memory[(size, s.name)] = peak_memory_mb(call, device)
+                    else:
+                        call()
+                    out, dt = got["out"], got["dt"]
+                    times.setdefault((ci, s.name), []).append(dt)
+                    if rep == 0 and y is not None:
+                        o = out[0].clamp(0, 1).cpu()
+                        ov = s.overlap if s.overlap is not None else seam_tile_overlap
+                        quality[(ci, s.name)] = (psnr(o, y), ssim(o, y), seam_index(o, y, ts, ov))
+                    bar.update(1)
+        bar.close()
+    rows = []
+    sizes_seen = list(dict.fromkeys(c[0] for c in cases))
+    for size in sizes_seen:
+        idx = [i for i, c in enumerate(cases) if c[0] == size]
+        med = {
+            s.name: float(np.mean([np.median(times[(i, s.name)]) for i in idx])) for s in schemes
+        }
+        for s in schemes:
+            q = [quality[(i, s.name)] for i in idx if (i, s.name) in quality]
+            h, w = cases[idx[0]][1].shape[-2:]
+            rows.append(
+                {
+                    "model": name,
+                    "image_size": size,
+                    "scheme": s.name,
+                    "overlap": s.overlap if s.overlap is not None else 0,
+                    "tlc": s.tlc_mode or "no",
+                    "psnr": float(np.mean([v[0] for v in q])) if q else math.nan,
+                    "ssim": float(np.mean([v[1] for v in q])) if q else math.nan,
+                    "time_s": med[s.name],
+                    "time_ratio": med[s.name] / med["whole"],
+                    "tile_pixel_ratio": tile_pixel_ratio(h, w, ts, s.overlap),
+                    "peak_mem_mb": memory.get((size, s.name), math.nan),
+                    "seam_index": float(np.nanmean([v[2] for v in q])) if q else math.nan,
+                }
+            )
+    return pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+
+
+def window_sweep(
+    checkpoint: str | Path,
+    ratios: Sequence[float] = SWEEP_RATIOS,
+    *,
+    n_photos: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """PSNR / SSIM of TLC on the test photos as base_size / train_size goes over
+    ``ratios``, plus a ``global`` row (whole-image inference, the limit of an infinite
+    window). Columns: model, ratio (float, inf for global), base_size, psnr, ssim."""
+    model, meta, items = load_for_test(checkpoint, n_photos, seed)
+    ts, name = int(meta["train_size"]), model_label(meta)
+    nets = [
+        (float(r), round(r * ts), make_scheme("tlc", model, ts, base_size=round(r * ts)).run)
+        for r in ratios
+    ]
+    nets.append((math.inf, None, model))
+    rows = []
+    for r, base, net in tqdm(nets, desc=f"window sweep {name}", disable=not progress):
+        score = held_out_scores({"tlc": net}, items, with_ssim=True)["tlc"]
+        rows.append({"model": name, "ratio": r, "base_size": base, **score})
+    return pd.DataFrame(rows, columns=["model", "ratio", "base_size", "psnr", "ssim"])
+
+
+def seam_outputs(
+    checkpoint: str | Path,
+    overlaps: Sequence[int] | None = None,
+    photo: int = 0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """What :func:`tlc_probe.viz.seam_crops_figure` draws for test photo ``photo``: the
+    outputs of whole, tlc and each tiles scheme with the overlap whose tile edges to
+    score (the smallest for untiled schemes), the target, the tile size and a title.
+    Returns {"outputs": {name: ((3, H, W), overlap)}, "target", "tile", "title"}."""
+    model, meta, items = load_for_test(checkpoint, photo + 1, seed)
+    ts, item = int(meta["train_size"]), items[photo]
+    overlaps = list(overlaps) if overlaps is not None else default_overlaps(ts)
+    names = [n for n in default_names(model, ts, overlaps) if n not in ("tlc-fast", "tlc-grid")]
+    o0 = min(overlaps) if overlaps else 0
+    outputs = {}
+    with torch.no_grad():
+        for s in make_schemes(model, ts, names):
+            out = s.run(item["input"][None])[0].clamp(0, 1)
+            outputs[s.name] = (out, s.overlap if s.overlap is not None else o0)
+    title = f"{model_label(meta)}: {item['id']}, tile {ts}"
+    return {"outputs": outputs, "target": item["target"], "tile": ts, "title": title}
+
+
+def bench_outputs(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    quick: bool = False,
+    sizes: Sequence[tuple[int, int]] = ((720, 1280),),
+    overlaps: Sequence[int] | None = None,
+    repeats: int = 3,
+    sweep: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run :func:`bench` (and the window sweep) for ``checkpoint`` and write
+    ``bench.csv``, ``bench.md``, ``sweep.csv``, ``sweep.{png,pdf}`` and
+    ``seams.{png,pdf}`` to ``out``. ``quick``: one repeat, one test photo, sweep over
+    1, 1.5, 2 and global. Returns {"table", "sweep", "markdown", "paths"}."""
+    out = Path(out)
+    n_photos = 1 if quick else None
+    table = bench(
+        checkpoint,
+        sizes=sizes,
+        overlaps=overlaps,
+        repeats=1 if quick else repeats,
+        n_photos=n_photos,
+        progress=progress,
+    )
+    md = table_a1(table)
+    paths = [
+        atomic_write(out / "bench.csv", lambda p: table.to_csv(p, index=False)),
+        write_text(out / "bench.md", md + "\n"),
+    ]
+    sw = None
+    if sweep:
+        ratios = (1.0, 1.5, 2.0) if quick else SWEEP_RATIOS
+        sw = window_sweep(checkpoint, ratios, n_photos=n_photos, progress=progress)
+        paths.append(atomic_write(out / "sweep.csv", lambda p: sw.to_csv(p, index=False)))
+        paths += save_figure(sweep_figure(sw), out, "sweep")
+    seams = seam_outputs(checkpoint, overlaps=overlaps)
+    paths += save_figure(seam_crops_figure(**seams), out, "seams")
+    return {"table": table, "sweep": sw, "markdown": md, "paths": paths}

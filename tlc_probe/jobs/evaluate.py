@@ -1,0 +1,93 @@
+"""Scores on the held-out test photos: the one loop that runs schemes over them, used by
+``evaluate``, training validation, the window sweep and the figures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..data import SyntheticPairs
+from ..metrics.image import psnr, ssim
+from ..schemes import make_schemes
+from ..store.checkpoint import build_from_checkpoint, model_label
+
+#: Schemes of the ``evaluate`` table.
+EVALUATE_SCHEMES = ("whole", "tlc", "tiles-16")
+
+
+def test_items(task: str, n: int | None = None, seed: int = 0) -> list[dict]:
+    """The first ``n`` (all if None) held-out test photos degraded for ``task`` with
+    ``seed``, one degradation each: items ``{"input", "target": (3, H, W), "id"}``."""
+    data = SyntheticPairs(task, split="test", n_per_photo=1, seed=seed)
+    count = len(data) if n is None else min(n, len(data))
+    return [data[i] for i in range(count)]
+
+
+def load_for_test(
+    checkpoint: str | Path, n_photos: int | None = None, seed: int = 0
+) -> tuple[nn.Module, dict, list[dict]]:
+    """(model in eval mode, its checkpoint metadata, :func:`test_items` of its task)."""
+    model, meta = build_from_checkpoint(checkpoint)
+    return model, meta, test_items(meta["task"], n_photos, seed)
+
+
+def held_out_scores(
+    runs: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+    items: Sequence[dict],
+    with_ssim: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Mean scores over ``items`` of the degraded input (key "input") and of each run's
+    output clamped to [0, 1]: ``{name: {"psnr": dB, "ssim": ...}}`` (SSIM only with
+    ``with_ssim``). Each run maps (1, 3, H, W) -> (1, 3, H, W); evaluated under no_grad."""
+    scores: dict[str, dict[str, list[float]]] = {k: {} for k in ("input", *runs)}
+
+    def add(name: str, out: torch.Tensor, target: torch.Tensor) -> None:
+        scores[name].setdefault("psnr", []).append(psnr(out, target))
+        if with_ssim:
+            scores[name].setdefault("ssim", []).append(ssim(out, target))
+
+    with torch.no_grad():
+        for item in items:
+            x, y = item["input"], item["target"]
+            add("input", x, y)
+            for name, run in runs.items():
+                add(name, run(x[None]).clamp(0, 1)[0], y)
+    return {k: {m: float(np.mean(v)) for m, v in d.items()} for k, d in scores.items()}
+
+
+def held_out_psnr(
+    runs: Mapping[str, Callable[[torch.Tensor], torch.Tensor]], task: str, seed: int = 0
+) -> dict[str, float]:
+    """Mean PSNR (dB) over all test photos degraded for ``task``: of the input (key
+    "input") and of each run (:func:`held_out_scores`); "n" is the number of photos."""
+    items = test_items(task, seed=seed)
+    scores = held_out_scores(runs, items)
+    return {**{k: v["psnr"] for k, v in scores.items()}, "n": len(items)}
+
+
+def scheme_psnr(checkpoint: str | Path, seed: int = 0) -> dict:
+    """Mean PSNR (dB) over the test photos degraded for the checkpoint's task: of the
+    input, and of the output with whole-image inference, TLC (the checkpoint's
+    train_size) and overlapping tiles (tile = train_size, overlap 16).
+    Returns {"model", "task", "train_size", "input", "whole", "tlc", "tiles-16", "n"}."""
+    model, meta = build_from_checkpoint(checkpoint)
+    ts = int(meta["train_size"])
+    runs = {s.name: s.run for s in make_schemes(model, ts, EVALUATE_SCHEMES)}
+    scores = held_out_psnr(runs, meta["task"], seed)
+    return {
+        "model": model_label(meta),
+        "task": meta["task"],
+        "train_size": ts,
+        **{k: scores[k] for k in ("input", *EVALUATE_SCHEMES)},
+        "n": scores["n"],
+    }
+
+
+def psnr_table(checkpoints: Sequence[str | Path], seed: int = 0) -> pd.DataFrame:
+    """:func:`scheme_psnr` of each checkpoint, one row each, PSNR in dB."""
+    return pd.DataFrame([scheme_psnr(c, seed) for c in checkpoints])

@@ -1,0 +1,72 @@
+"""The figures jobs: statistics -> Fig. A3 / depth / heatmap files, and checkpoints ->
+qualitative panels (the inference runs here; :mod:`tlc_probe.viz` only draws)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from ..metrics.shift import shift_table
+from ..schemes import make_schemes
+from ..store.checkpoint import model_label
+from ..store.read import read_stats
+from ..viz import choose_site, depth_profile, fig_a3, heatmap, qualitative_figure, save_figure
+from .evaluate import load_for_test
+
+
+def stats_figures(
+    stats: str | Path | Sequence[str | Path] | pd.DataFrame,
+    out: str | Path,
+    sites: Sequence[str] = (),
+    stat: str = "mean",
+    shift: pd.DataFrame | None = None,
+) -> list[Path]:
+    """Draw, for every (model, task) in ``stats``: the Fig. A3 figure of the site of each
+    kind with the largest normalised whole~train W1 (:func:`tlc_probe.viz.choose_site`)
+    and of every site in ``sites`` that the model has, the depth profile and the heatmap.
+    Files ``<model>-<task>-a3-<site>.{png,pdf}``, ``...-depth.*``, ``...-heatmap.*`` in
+    ``out``. Returns the paths written.
+
+    Raises ``ValueError`` when a name in ``sites`` belongs to no model in ``stats``."""
+    df = stats if isinstance(stats, pd.DataFrame) else read_stats(stats)
+    missing = [s for s in sites if s not in set(df["site"])]
+    if missing:
+        raise ValueError(f"sites {missing} are in no statistics given")
+    table = shift if shift is not None else shift_table(df, per_channel=False)
+    paths: list[Path] = []
+    for (model, task), sub in df.groupby(["model", "task"], sort=True):
+        tab = table[(table["model"] == model) & (table["task"] == task)]
+        chosen = []
+        for kind in ("in", "se"):
+            if (tab["kind"] == kind).any():
+                chosen.append(choose_site(tab, kind, model=model))
+        chosen += [s for s in sites if s in set(sub["site"]) and s not in chosen]
+        tag = f"{model}-{task}"
+        for site in chosen:
+            fig = fig_a3(sub, site, stat=stat, shift=tab, model=model, task=task)
+            paths += save_figure(fig, out, f"{tag}-a3-{site}")
+        paths += save_figure(
+            depth_profile(tab, stat=stat, model=model, task=task), out, f"{tag}-depth"
+        )
+        paths += save_figure(heatmap(tab, model, stat=stat, task=task), out, f"{tag}-heatmap")
+    return paths
+
+
+def qualitative(checkpoint: str | Path, photo: int = 0, seed: int = 0, crop: int = 96) -> Figure:
+    """Fig. A4-A6 analogue for a checkpoint on test photo ``photo`` (its task's
+    degradation, seed ``seed``): whole-image and TLC outputs beside the input and the
+    ground truth (:func:`tlc_probe.viz.qualitative_figure`). Returns the Figure."""
+    model, meta, items = load_for_test(checkpoint, photo + 1, seed)
+    item, ts = items[photo], int(meta["train_size"])
+    labels = {"whole": "whole image", "tlc": "TLC"}
+    with torch.no_grad():
+        outputs = {
+            labels[s.name]: s.run(item["input"][None])[0].clamp(0, 1)
+            for s in make_schemes(model, ts, ["whole", "tlc"])
+        }
+    title = f"{model_label(meta)} ({meta['task']}, trained on {ts} px): {item['id']}"
+    return qualitative_figure(item["input"], outputs, item["target"], title=title, crop=crop)

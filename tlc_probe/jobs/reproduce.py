@@ -1,0 +1,152 @@
+"""The main job on the embedded default: shipped checkpoints -> statistics -> shift ->
+figures -> Table A1 -> qualitative panels -> ``REPORT.md``."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..metrics.shift import shift_table, summary
+from ..store.atomic import write_text
+from ..store.checkpoint import read_checkpoint
+from ..store.read import read_stats
+from ..store.shipped import shipped_checkpoints
+from ..viz import save_figure
+from .bench import bench_outputs
+from .collect import CollectConfig, collect_checkpoint
+from .figures import qualitative, stats_figures
+from .render import report_md
+from .shift import write_shift
+
+#: Settings of the main job: (default, quick).
+REPRODUCE_SETTINGS: dict[str, dict[str, Any]] = {
+    "default": {
+        "crops": 64,
+        "positions": 16,
+        "images": None,
+        "bench_models": None,  # every deblurring checkpoint
+        "bench_sizes": [(720, 1280)],
+        "bench_repeats": 1,
+        "sweep": ["hinet", "nafnet"],  # MPRNet's sweep alone would take ~1 min more
+    },
+    "quick": {
+        "crops": 16,
+        "positions": 6,
+        "images": 1,
+        "bench_models": ["nafnet"],
+        "bench_sizes": [],
+        "bench_repeats": 1,
+        "sweep": [],
+    },
+}
+#: Which architecture shows each task in the qualitative panels (Fig. A4-A6 analogues).
+QUALITATIVE = {"deblur": "mprnet", "derain": "hinet", "dehaze": "ffanet"}
+
+
+def _describe(checkpoints: Sequence[Path]) -> dict[Path, dict[str, str]]:
+    """Architecture name and task of each checkpoint, from its metadata."""
+    out = {}
+    for ck in checkpoints:
+        _, meta = read_checkpoint(ck)
+        if "name" not in meta or "task" not in meta:
+            raise ValueError(f"{ck} is no tlc-probe checkpoint (its metadata has no name/task)")
+        out[ck] = {"name": meta["name"], "task": meta["task"]}
+    return out
+
+
+def reproduce(
+    out: str | Path = "results",
+    *,
+    quick: bool = False,
+    checkpoints: Sequence[str | Path] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The main job on the embedded default, written to ``out``:
+
+    1. ``stats/<checkpoint>/``: the four regimes of every checkpoint (collect);
+    2. ``shift/``: KL / JS / W1 tables and the per-model summary;
+    3. ``figures/``: Fig. A3 (the most shifted IN and SE site of each model), depth
+       profiles, heatmaps, qualitative panels (Fig. A4-A6 analogues);
+    4. ``bench/<checkpoint>/``: Table A1 (test photos and 720 x 1280), window sweep and
+       seam crops of the deblurring checkpoints;
+    5. ``REPORT.md`` with the tables and figures, and ``summary.json``.
+
+    ``checkpoints`` default to :func:`tlc_probe.store.shipped_checkpoints`; each one's
+    architecture and task come from its metadata. ``quick`` uses one test photo, fewer
+    crops and positions, and benchmarks only the NAFNet on that photo, without the
+    720 x 1280 timing size and the window sweep (:data:`REPRODUCE_SETTINGS`). Returns the
+    summary dict (also written as ``summary.json``).
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    s = REPRODUCE_SETTINGS["quick" if quick else "default"]
+    ckpts = [Path(c) for c in checkpoints] if checkpoints else shipped_checkpoints()
+    info = _describe(ckpts)
+    timings: dict[str, float] = {}
+    cfg = CollectConfig(n_crops=s["crops"], positions=s["positions"])
+    metas = {}
+    for ck in ckpts:
+        t = time.perf_counter()
+        r = collect_checkpoint(
+            ck,
+            out / "stats" / ck.stem,
+            config=cfg,
+            mode="overwrite",
+            n_images=s["images"],
+            progress=progress,
+        )
+        metas[ck.stem] = {"rows": sum(r.rows.values()), "nonfinite": dict(r.nonfinite)}
+        timings[f"collect {ck.stem}"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    stats = read_stats([out / "stats" / ck.stem for ck in ckpts])
+    table = shift_table(stats)
+    write_shift(table, out / "shift")
+    summ = summary(table)
+    pooled = table[table["channel"] == "all"]
+    timings["shift"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    figs = stats_figures(stats, out / "figures", shift=pooled)
+    by_task: dict[str, Path] = {}
+    for ck in ckpts:
+        name, task = info[ck]["name"], info[ck]["task"]
+        if QUALITATIVE.get(task) == name or task not in by_task:
+            by_task[task] = ck
+    for _task, ck in sorted(by_task.items()):
+        figs += save_figure(qualitative(ck), out / "figures", f"qualitative-{ck.stem}")
+    timings["figures"] = time.perf_counter() - t
+
+    benches = {}
+    deblur = [ck for ck in ckpts if info[ck]["task"] == "deblur"]
+    if s["bench_models"] is not None:
+        deblur = [ck for ck in deblur if info[ck]["name"] in s["bench_models"]] or deblur[:1]
+    for ck in deblur:
+        t = time.perf_counter()
+        benches[ck.stem] = bench_outputs(
+            ck,
+            out / "bench" / ck.stem,
+            quick=quick,
+            sizes=s["bench_sizes"],
+            repeats=s["bench_repeats"],
+            sweep=info[ck]["name"] in s["sweep"],
+            progress=progress,
+        )
+        timings[f"bench {ck.stem}"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+
+    result = {
+        "quick": quick,
+        "settings": s,
+        "checkpoints": [str(c) for c in ckpts],
+        "collect": metas,
+        "summary": summ.to_dict(orient="records"),
+        "bench": {k: v["table"].to_dict(orient="records") for k, v in benches.items()},
+        "seconds": timings,
+    }
+    write_text(out / "summary.json", json.dumps(result, indent=2, default=str) + "\n")
+    write_text(out / "REPORT.md", report_md(out, result, summ, pooled, figs, benches))
+    return result

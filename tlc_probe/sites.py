@@ -1,0 +1,196 @@
+"""The site taxonomy: which modules aggregate over the whole feature map, of what kind,
+and in which order a forward pass reaches them.
+
+A *site* is a module whose output depends on a statistic of its whole input map:
+
+* kind ``in``: ``nn.InstanceNorm2d`` without running statistics (it normalises with
+  per-sample, per-channel moments);
+* kind ``se``: ``nn.AdaptiveAvgPool2d(1)`` (squeeze-and-excitation / channel-attention
+  pooling).
+
+Their TLC versions (any module class with a ``tlc_kind`` attribute, as
+:class:`tlc_probe.LocalInstanceNorm2d` and :class:`tlc_probe.LocalAvgPool2d` have) are
+sites of the same kind with ``local=True``. ``convert`` replaces a module under the same
+qualified name, so one site's statistics line up by name across regimes.
+
+Example::
+
+    from tlc_probe.sites import execution_order, list_sites
+
+    [s.name for s in list_sites(model)]          # definition order, no forward pass
+    [(s.name, s.depth) for s in execution_order(model)]  # one pass on a 64 x 64 input
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from .tensors import model_device_dtype
+
+SITE_KINDS: tuple[str, ...] = ("in", "se")
+
+
+@dataclass(frozen=True)
+class Site:
+    """One global-aggregation site.
+
+    ``name``: qualified module name; ``kind``: 'in' or 'se'; ``module``: the module;
+    ``local``: True for a TLC-converted site; ``depth``: execution order (0-based) among
+    the model's sites in one forward pass, ``None`` when not ordered or never run.
+    """
+
+    name: str
+    kind: str
+    module: nn.Module
+    local: bool
+    depth: int | None = None
+
+    @property
+    def executed(self) -> bool:
+        """Whether the site ran in the forward pass that ordered the sites."""
+        return self.depth is not None
+
+
+def site_kind(module: nn.Module) -> str | None:
+    """'in' for an instance norm that normalises with per-sample statistics, 'se' for a
+    pool to one value per channel (``nn.AdaptiveAvgPool2d(1)``), their TLC versions
+    likewise; ``None`` for anything else. An ``nn.InstanceNorm2d`` with
+    ``track_running_stats=True`` is no site: in eval mode it uses stored statistics."""
+    local = getattr(type(module), "tlc_kind", None)
+    if local is not None:
+        return local
+    if isinstance(module, nn.InstanceNorm2d):
+        return None if module.track_running_stats else "in"
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        size = module.output_size
+        sizes = (size,) if isinstance(size, int) else tuple(size)
+        return "se" if all(s == 1 for s in sizes) else None
+    return None
+
+
+def check_kinds(kinds: Iterable[str] | str) -> tuple[str, ...]:
+    """``kinds`` as a non-empty tuple of :data:`SITE_KINDS` (a single string allowed);
+    ``ValueError`` otherwise."""
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    bad = [k for k in kinds if k not in SITE_KINDS]
+    if bad or not kinds:
+        raise ValueError(f"kinds must be a non-empty subset of {SITE_KINDS}, got {kinds}")
+    return kinds
+
+
+def list_sites(model: nn.Module, kinds: Iterable[str] | str = SITE_KINDS) -> list[Site]:
+    """Every site of ``model`` (global or TLC-converted) of the given ``kinds``, in
+    module-definition order, without running the model (``depth`` is ``None``). A module
+    shared under several names is listed once, under its first name."""
+    kinds = check_kinds(kinds)
+    out = []
+    for name, module in model.named_modules():
+        kind = site_kind(module)
+        if kind in kinds:
+            out.append(Site(name, kind, module, hasattr(type(module), "tlc_kind")))
+    return out
+
+
+@contextmanager
+def temporary_hooks(
+    pairs: Iterable[tuple[nn.Module, Callable]], *, pre: bool = True
+) -> Iterator[list[RemovableHandle]]:
+    """Register ``(module, hook)`` pairs as forward pre-hooks (``pre``) or forward hooks
+    for the duration of a ``with`` block; all are removed on exit, also when the block
+    (or a registration) raises. Yields the handles."""
+    handles: list[RemovableHandle] = []
+    try:
+        for module, hook in pairs:
+            reg = module.register_forward_pre_hook if pre else module.register_forward_hook
+            handles.append(reg(hook))
+        yield handles
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def example_input(model: nn.Module, size: int | tuple[int, int] = 64, in_channels: int = 3):
+    """A seeded uniform random (1, ``in_channels``, h, w) tensor on ``model``'s device and
+    in its dtype: the input of calibration and ordering passes."""
+    h, w = (size, size) if isinstance(size, int) else size
+    device, dtype = model_device_dtype(model)
+    gen = torch.Generator().manual_seed(0)
+    return torch.rand(1, in_channels, h, w, generator=gen).to(device=device, dtype=dtype)
+
+
+def execution_order(
+    model: nn.Module,
+    example: torch.Tensor | None = None,
+    *,
+    size: int = 64,
+    in_channels: int = 3,
+) -> list[Site]:
+    """Every site of ``model`` (kinds 'in' and 'se', global or TLC-converted) with its
+    execution ``depth`` from one forward pass.
+
+    Args:
+        model: any module whose forward takes one (N, C, H, W) tensor.
+        example: the input of that pass; default :func:`example_input` of ``size``.
+
+    Returns:
+        Sites ordered by depth, then the sites that never ran (``depth=None``, in
+        definition order). A site that runs twice in one pass keeps its first position.
+    """
+    sites = list_sites(model)
+    order: dict[str, int] = {}
+
+    def recorder(name: str):
+        def hook(_module, _args):
+            order.setdefault(name, len(order))
+
+        return hook
+
+    x = example if example is not None else example_input(model, size, in_channels)
+    with temporary_hooks((s.module, recorder(s.name)) for s in sites), torch.no_grad():
+        model(x)
+    found = [replace(s, depth=order.get(s.name)) for s in sites]
+    ran = sorted((s for s in found if s.executed), key=lambda s: s.depth)
+    return ran + [s for s in found if not s.executed]
+
+
+def select_sites(
+    sites: Sequence[Site],
+    kinds: Iterable[str] | str = SITE_KINDS,
+    names: Sequence[str] | None = None,
+    depths: tuple[int | None, int | None] | None = None,
+) -> list[Site]:
+    """Narrow ``sites`` to the executed ones of ``kinds`` whose name matches one of the
+    fnmatch patterns ``names`` (all if ``None``) and whose depth lies in the inclusive
+    range ``depths`` = (lo, hi) (either end ``None`` = open).
+
+    Raises ``ValueError`` for an unknown kind, a pattern that matches no site (the
+    message lists the available ones) or an empty selection.
+    """
+    kinds = check_kinds(kinds)
+    listing = ", ".join(f"{s.name} ({s.kind}, depth {s.depth})" for s in sites) or "none"
+    if names is not None:
+        for p in names:
+            if not any(fnmatch.fnmatchcase(s.name, p) for s in sites):
+                raise ValueError(f"site pattern {p!r} matches no site; sites: {listing}")
+    lo, hi = depths if depths is not None else (None, None)
+    out = [
+        s
+        for s in sites
+        if s.executed
+        and s.kind in kinds
+        and (names is None or any(fnmatch.fnmatchcase(s.name, p) for p in names))
+        and (lo is None or s.depth >= lo)
+        and (hi is None or s.depth <= hi)
+    ]
+    if not out:
+        raise ValueError(
+            f"no executed site with kinds={kinds}, names={names}, depths={depths}; sites: {listing}"
+        )
+    return out

@@ -1,0 +1,50 @@
+"""Atomic file writes: the one way every file of tlc-probe is written."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def temporary_name(path: str | os.PathLike[str]) -> Path:
+    """The hidden temporary file :func:`atomic_write` writes before renaming it to
+    ``path``: ``.<name>.<pid>.tmp`` in the same folder (readers skip names starting with
+    '.')."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def atomic_write(
+    path: str | os.PathLike[str],
+    write: Callable[[Path], object],
+    *,
+    fsync: bool = True,
+) -> Path:
+    """Create ``path`` atomically: ``write(tmp)`` writes the content to
+    :func:`temporary_name`, which is flushed to disk (``fsync``) and renamed over
+    ``path``. A killed process leaves either the old file or the
+    new one, never half of one; the temporary file is removed on failure. The parent
+    folder is created. Returns ``path``.
+
+    Example::
+
+        atomic_write("out/table.csv", lambda p: frame.to_csv(p, index=False))
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    try:
+        write(tmp)
+        if fsync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """:func:`atomic_write` of ``text`` (UTF-8). Returns ``path``."""
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))

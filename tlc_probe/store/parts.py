@@ -1,0 +1,95 @@
+"""Part files and run metadata of a statistics directory.
+
+Layout of one statistics directory (one model and task)::
+
+    DIR/_run.json                                  run metadata (also in every file's schema)
+    DIR/regime=<regime>/part-<writer>-<chunk>.parquet
+
+``regime`` is a Hive partition (the directory name), so ``pandas.read_parquet(DIR)`` and
+DuckDB ``read_parquet('DIR/**/*.parquet', hive_partitioning=true)`` both return it as a
+column; the files hold the other columns of :data:`~tlc_probe.store.schema.PART_SCHEMA`.
+A part file is written under a hidden temporary name and renamed when complete, so a
+killed run leaves only whole files, and readers (which skip names starting with '.')
+never see half of one. The file name encodes the writer id and the chunk number: a
+resumed run knows which chunks are done, and writers with different ids that process
+disjoint samples (e.g. the ranks of a sharded job) cannot collide on a name.
+``collect`` itself does not shard: one collection is one writer, and resuming with
+another writer id is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .atomic import atomic_write, write_text
+from .schema import META_KEY, PART_SCHEMA, RUN_JSON
+
+
+def part_path(root: str | Path, regime: str, chunk: int, writer: str = "0") -> Path:
+    """Where chunk ``chunk`` of ``regime`` written by ``writer`` lives under ``root``."""
+    return Path(root) / f"regime={regime}" / f"part-{writer}-{chunk:06d}.parquet"
+
+
+def write_part(
+    frame: pd.DataFrame, path: str | Path, meta: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``frame`` (the columns of :data:`~tlc_probe.store.schema.PART_SCHEMA`, any
+    extra ignored) to ``path`` atomically (:func:`~tlc_probe.store.atomic.atomic_write`).
+    ``meta`` goes into the schema metadata as JSON under ``META_KEY``. Returns ``path``."""
+    schema = PART_SCHEMA.with_metadata({META_KEY: json.dumps(dict(meta or {}), default=str)})
+    table = pa.Table.from_pandas(frame[PART_SCHEMA.names], schema=schema, preserve_index=False)
+    return atomic_write(path, lambda p: pq.write_table(table, p, compression="zstd"))
+
+
+def write_run_json(root: str | Path, meta: Mapping[str, Any]) -> Path:
+    """Write ``meta`` as ``root/_run.json`` (atomically). Returns the path."""
+    return write_text(Path(root) / RUN_JSON, json.dumps(dict(meta), indent=2, default=str) + "\n")
+
+
+def read_run_json(root: str | Path) -> dict[str, Any] | None:
+    """The run metadata of a statistics directory, or ``None`` if it has none."""
+    path = Path(root) / RUN_JSON
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The run metadata stored in one part file's Parquet schema."""
+    md = pq.read_schema(path).metadata or {}
+    return json.loads(md[META_KEY]) if META_KEY in md else {}
+
+
+def parts(root: str | Path) -> list[Path]:
+    """Every complete part file under ``root`` (sorted)."""
+    return sorted(Path(root).glob("regime=*/part-*.parquet"))
+
+
+def has_data(root: str | Path) -> bool:
+    """Whether ``root`` holds a run (part files or _run.json)."""
+    root = Path(root)
+    return bool(parts(root)) or (root / RUN_JSON).exists()
+
+
+def clear(root: str | Path) -> None:
+    """Delete a run's files under ``root`` (regime folders, _run.json); nothing else."""
+    root = Path(root)
+    for d in root.glob("regime=*"):
+        if d.is_dir():
+            shutil.rmtree(d)
+    (root / RUN_JSON).unlink(missing_ok=True)
+
+
+def clear_tmp(root: str | Path, writer: str = "*") -> int:
+    """Delete the temporary part files a killed ``writer`` (default: any) left under
+    ``root``; returns how many."""
+    stale = list(Path(root).glob(f"regime=*/.part-{writer}-*.tmp"))
+    for f in stale:
+        f.unlink(missing_ok=True)
+    return len(stale)

@@ -1,0 +1,48 @@
+"""Reading statistics back: one tidy DataFrame from part files, directories or lists."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.dataset as ds
+
+from ..probe.records import coerce
+from .schema import COLUMNS, STATS_SCHEMA
+
+
+def read_stats(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """Read statistics into one tidy DataFrame: a part file, a statistics directory, a
+    folder of several (e.g. ``results/stats`` with one directory per model), or a list.
+
+    In a directory every ``*.parquet`` below it is read, Hive ``key=value`` folders
+    (``regime=...``) becoming columns, except names starting with '.' or '_' (temporary
+    files, ``_run.json``). Returns the columns of :data:`COLUMNS` first, in that order:
+    strings as ``str`` (not categorical), depth / channel int32, y / x nullable Int32,
+    value float32. Raises ``FileNotFoundError`` when there is nothing to read.
+    """
+    roots = [paths] if isinstance(paths, str | Path) else list(paths)
+    frames = []
+    for root in map(Path, roots):
+        if root.is_dir():
+            files = sorted(
+                p
+                for p in root.rglob("*.parquet")
+                if not any(part.startswith((".", "_")) for part in p.relative_to(root).parts)
+            )
+            if not files:
+                raise FileNotFoundError(f"no Parquet statistics under {root}")
+            dataset = ds.dataset(
+                [str(f) for f in files],
+                format="parquet",
+                partitioning="hive",
+                partition_base_dir=str(root),
+            )
+            frames.append(dataset.to_table().to_pandas())
+        else:
+            frames.append(pd.read_parquet(root))
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    coerce(df, STATS_SCHEMA)
+    first = [c for c in COLUMNS if c in df.columns]
+    return df[first + [c for c in df.columns if c not in first]]

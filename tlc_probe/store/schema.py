@@ -1,0 +1,20 @@
+"""The Parquet contract of a statistics store (DESIGN.md): part-file schema, column
+order as read back, and where the run metadata lives."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from ..probe.records import RECORD_SCHEMA
+
+#: Columns the store adds to the probe's records: what the rows are of.
+RUN_FIELDS = [pa.field("model", pa.string()), pa.field("task", pa.string())]
+#: Columns of every part file (``regime`` comes from the Hive directory name).
+PART_SCHEMA = pa.schema(RUN_FIELDS + list(RECORD_SCHEMA))
+#: The statistics table as read back, in the order of DESIGN.md.
+STATS_SCHEMA = pa.schema(RUN_FIELDS + [pa.field("regime", pa.string())] + list(RECORD_SCHEMA))
+COLUMNS: tuple[str, ...] = tuple(STATS_SCHEMA.names)
+#: Key of the run metadata (JSON) in every part file's schema metadata.
+META_KEY = b"tlc_probe.run"
+#: The run metadata beside the data ("_": pyarrow and pandas.read_parquet(DIR) skip it).
+RUN_JSON = "_run.json"

@@ -1,0 +1,32 @@
+"""Small facts about tensors and modules that every layer asks: is this a feature map,
+where and in what dtype does a model compute."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def check_map(x: torch.Tensor, what: str = "input") -> None:
+    """Raise ``ValueError`` unless ``x`` is a non-empty 4-D (N, C, H, W) tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{what} must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{what} is empty (zero-sized map), got shape {tuple(x.shape)}")
+
+
+def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and floating dtype of ``model``'s first floating parameter or buffer;
+    (cpu, float32) for a model without any."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            return t.device, t.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def to_model(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` moved to ``model``'s device and floating dtype (:func:`model_device_dtype`)."""
+    device, dtype = model_device_dtype(model)
+    return x.to(device=device, dtype=dtype)

@@ -1,0 +1,20 @@
+"""Figures from data only (tidy frames, shift tables, tensors): never a checkpoint path,
+never a model. Every function returns a :class:`matplotlib.figure.Figure`."""
+
+from .images import degradations_figure, qualitative_figure
+from .save import save_figure
+from .schemes import seam_crops_figure, sweep_figure
+from .stats import REGIME_COLOURS, choose_site, depth_profile, fig_a3, heatmap
+
+__all__ = [
+    "REGIME_COLOURS",
+    "choose_site",
+    "degradations_figure",
+    "depth_profile",
+    "fig_a3",
+    "heatmap",
+    "qualitative_figure",
+    "save_figure",
+    "seam_crops_figure",
+    "sweep_figure",
+]
