@@ -82,6 +82,7 @@ def ckpt(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_bench_table_has_every_scheme_and_size(ckpt):
     df = bench(ckpt, sizes=[(72, 96)], repeats=1, n_photos=1, progress=False)
     assert tuple(df.columns) == CSV_COLUMNS

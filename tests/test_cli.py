@@ -1,6 +1,9 @@
-"""The command line: collect -> shift -> plot, bench --quick, reproduce --quick."""
+"""The command line: collect -> shift -> plot, bench --quick, reproduce --quick, and one
+line with exit status 2 for every error."""
 
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -72,6 +75,65 @@ def test_shift_and_plot_report_missing_statistics(tmp_path, capsys):
     assert "no Parquet statistics" in capsys.readouterr().err
 
 
+MISSING = "/nonexistent/tlc-probe-test"
+BAD_PATHS = {
+    "reproduce": ["reproduce", "--checkpoints", f"{MISSING}/a.pt", "--out", "{tmp}/r"],
+    "train": [
+        "train",
+        "--model",
+        "nafnet",
+        "--task",
+        "deblur",
+        "--out",
+        f"{MISSING}/x.pt",
+        "--resume",
+    ],
+    "evaluate": ["evaluate", f"{MISSING}/a.pt"],
+    "collect": ["collect", "--checkpoint", f"{MISSING}/a.pt", "--out", "{tmp}/c"],
+    "collect --data": ["collect", "--checkpoint", "{ckpt}", "--data", MISSING, "--out", "{tmp}/c"],
+    "shift": ["shift", MISSING, "--out", "{tmp}/s"],
+    "plot": ["plot", MISSING, "--out", "{tmp}/p"],
+    "bench": ["bench", "--checkpoint", f"{MISSING}/a.pt", "--out", "{tmp}/b"],
+}
+
+
+def test_every_command_is_covered_by_the_bad_path_cases():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert set(sub.choices) == {case.split()[0] for case in BAD_PATHS}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PATHS))
+def test_a_path_that_does_not_exist_is_one_line_and_exit_2(case, tmp_path, capsys):
+    ckpt = shipped_checkpoints()[0]
+    argv = [a.format(tmp=tmp_path, ckpt=ckpt) for a in BAD_PATHS[case]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"tlc-probe {argv[0]}: error: ") and MISSING in err[0]
+    assert not list(tmp_path.iterdir()), "nothing may be written before the error"
+
+
+def test_the_console_script_prints_no_traceback_and_debug_shows_it(tmp_path):
+    cmd = [sys.executable, "-m", "tlc_probe.cli", "evaluate", f"{MISSING}/a.pt"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert (
+        r.stderr.strip()
+        == f"tlc-probe evaluate: error: checkpoint {MISSING}/a.pt: no such file or folder"
+    )
+    r = subprocess.run(cmd[:3] + ["--debug"] + cmd[3:], capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" in r.stderr and "FileNotFoundError" in r.stderr
+
+
+def test_library_errors_are_translated_to_the_commands_flags(tmp_path, capsys):
+    raw = tmp_path / "raw.pth"
+    torch.save(build("nafnet", "tiny").state_dict(), raw)
+    assert main(["collect", "--checkpoint", str(raw), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--model (and --preset)" in err and "--task" in err and "model_name" not in err
+
+
+@pytest.mark.slow
 def test_bench_quick(tmp_path, capsys):
     torch.manual_seed(0)
     ck = save_checkpoint(build("nafnet", "tiny"), tmp_path / "n.pt", train_size=64, task="deblur")
@@ -88,6 +150,7 @@ def test_bench_quick(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
 
 
+@pytest.mark.slow
 def test_reproduce_quick_on_a_shipped_checkpoint(tmp_path):
     ck = [c for c in shipped_checkpoints() if c.stem == "nafnet-tiny-deblur"]
     r = reproduce(tmp_path, quick=True, checkpoints=ck, progress=False)

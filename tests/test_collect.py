@@ -140,12 +140,14 @@ class NaNSite(nn.Module):
 
 def test_nonfinite_counted_and_dropped_unless_kept(tmp_path):
     kw = dict(model_name="m", task="t", train_size=8, test_data=_images(2), progress=False)
-    r = collect(NaNSite(), tmp_path / "a", config=CollectConfig(regimes=("whole",)), **kw)
+    with pytest.warns(RuntimeWarning, match=r"non-finite statistics dropped.*'pool': 2"):
+        r = collect(NaNSite(), tmp_path / "a", config=CollectConfig(regimes=("whole",)), **kw)
     assert dict(r.nonfinite) == {"pool": 2}
     df = read_stats(tmp_path / "a")
     assert len(df) == 2 * 3 and np.isfinite(df["value"]).all()
     cfg = CollectConfig(regimes=("whole",), keep_nonfinite=True)
-    collect(NaNSite(), tmp_path / "b", config=cfg, **kw)
+    with pytest.warns(RuntimeWarning, match="non-finite statistics kept"):
+        collect(NaNSite(), tmp_path / "b", config=cfg, **kw)
     assert read_stats(tmp_path / "b")["value"].isna().sum() == 2
 
 
@@ -174,6 +176,7 @@ def _cli(*args):
     return [sys.executable, "-m", "tlc_probe.cli", "collect", *map(str, args)]
 
 
+@pytest.mark.slow
 def test_kill_half_way_then_resume_equals_uninterrupted(tmp_path, ckpt):
     data = _pairs_folder(tmp_path / "data", 2, 48, 64)
     common = ["--checkpoint", ckpt, "--data", data, "--train-data", data, "--crops", 120]

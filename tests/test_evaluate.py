@@ -1,5 +1,6 @@
 """The scheme PSNR table, against PSNR computed here by hand."""
 
+import pytest
 import torch
 
 from tlc_probe.data.datasets import SyntheticPairs
@@ -10,6 +11,7 @@ from tlc_probe.models import build
 from tlc_probe.store import save_checkpoint
 
 
+@pytest.mark.slow
 def test_table_of_an_identity_like_checkpoint(tmp_path):
     # A fresh NAFNet's blocks are identities (beta = gamma = 0); with the ending conv
     # zeroed the net returns its input, so every scheme scores the input's PSNR.

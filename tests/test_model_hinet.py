@@ -1,8 +1,5 @@
-"""HINet: official key layout and size, tiny preset shapes, padding, TLC conversion."""
-
-import json
-import time
-from pathlib import Path
+"""HINet specifics: module metadata, padding, the two stages, SAM, half instance norm, CSFF
+and the windows of its IN sites (shared zoo checks: tests/test_zoo.py)."""
 
 import pytest
 import torch
@@ -20,8 +17,6 @@ from tlc_probe.models.hinet import (
     UNetConvBlock,
 )
 
-FIXTURE = Path(__file__).parent / "fixtures" / "hinet_official.json"
-PUBLISHED_PARAMS = 88.7e6  # HINet paper, GoPro model (wf=64, depth=5)
 TINY_SITES = [
     "down_path_1.2.norm",
     "down_path_1.3.norm",
@@ -37,31 +32,9 @@ def official() -> nn.Module:
         return HINet(**PRESETS["official"])
 
 
-@pytest.fixture(scope="module")
-def fixture() -> dict:
-    return json.loads(FIXTURE.read_text())
-
-
 def _tiny() -> HINet:
     torch.manual_seed(0)
     return HINet(**PRESETS["tiny"]).eval()
-
-
-def _n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def test_official_state_dict_matches_fixture(official, fixture):
-    ours = [(k, list(v.shape)) for k, v in official.state_dict().items()]
-    assert ours == [(k, v) for k, v in fixture["shapes"].items()]
-    assert "down_path_1.0.conv_1.weight" in fixture["shapes"]
-
-
-def test_official_parameter_count(official, fixture):
-    n = _n_params(official)
-    print(f"HINet official (GoPro) parameters: {n:,}")
-    assert abs(n - PUBLISHED_PARAMS) / PUBLISHED_PARAMS < 0.01
-    assert n == fixture["num_params"]
 
 
 def test_module_metadata():
@@ -72,14 +45,8 @@ def test_module_metadata():
     assert PAD_MULTIPLE(**PRESETS["tiny"]) == 8
 
 
-def test_tiny_size_budget():
-    n = _n_params(_tiny())
-    print(f"HINet tiny: {n:,} parameters, {n * 4 / 1e6:.2f} MB")
-    assert n * 4 <= 5e6
-
-
 @pytest.mark.parametrize("size", [(1, 1), (17, 23), (64, 64), (37, 100)])
-def test_tiny_any_size(size):
+def test_forward_all_is_stage2_and_stage1_of_any_size(size):
     model = _tiny()
     x = torch.rand(2, 3, *size)
     with torch.no_grad():
@@ -229,18 +196,3 @@ def test_tlc_convert_tiny():
         out = tlc(big)
         assert out.shape == big.shape and torch.isfinite(out).all()
         assert (out - model(big)).abs().max() > 1e-3
-
-
-def test_tiny_forward_backward_batch():
-    torch.manual_seed(0)
-    model = HINet(**PRESETS["tiny"]).train()
-    x = torch.rand(4, 3, 64, 64)
-    times = []
-    for _ in range(3):
-        model.zero_grad()
-        start = time.perf_counter()
-        final, stage1 = model.forward_all(x)
-        ((final - x).abs().mean() + (stage1 - x).abs().mean()).backward()
-        times.append(time.perf_counter() - start)
-    print(f"HINet tiny forward+backward (4, 3, 64, 64): best {min(times):.3f} s of {times}")
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

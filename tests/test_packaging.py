@@ -6,6 +6,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +87,7 @@ def test_makefile_pins_the_cpu_torch_and_targets_exist():
     assert not any(Requirement(d).name == "torch" and "==" in d for d in deps)
 
 
+@pytest.mark.slow
 def test_console_script_help():
     for args in ([], ["reproduce"], ["train"]):
         out = subprocess.run(

@@ -36,5 +36,6 @@ def test_shipped_checkpoint_restores_held_out_photos(path):
             gains.append(psnr(out, item["target"]) - psnr(item["input"], item["target"]))
     print(f"{path.name}: PSNR gain per test photo {[round(g, 2) for g in gains]} dB")
     # Acceptance: above the degraded input with whole-image inference. The margin is the
-    # smallest measured one (hinet-tiny-deblur, +0.30 dB) rounded down; see data/README.md.
+    # smallest measured one (hinet-tiny-deblur, +0.30 dB) rounded down; see
+    # tlc_probe/checkpoints/README.md.
     assert sum(gains) / len(gains) > 0.2

@@ -1,10 +1,13 @@
 """Patch training: loss goes down, checkpoints load, resuming equals not stopping."""
 
+import pytest
 import torch
 
 from tlc_probe.jobs.train import TrainConfig, train
 from tlc_probe.metrics import psnr
 from tlc_probe.store import build_from_checkpoint
+
+pytestmark = pytest.mark.slow
 
 
 def _cfg(tmp_path, name="run.pt", **kw):

@@ -1,8 +1,13 @@
-"""Registry, checkpoint formats and metadata, across the whole zoo."""
+"""The checks every zoo model shares (parametrised over ``available()``: a new model gets
+them all), the registry, and checkpoint formats and metadata."""
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from zoo_checks import ANY_SIZES, assert_any_size, assert_tlc_invariants
 
 from tlc_probe import convert, tlc_windows
 from tlc_probe.models import available, build
@@ -13,12 +18,15 @@ from tlc_probe.store import (
     save_checkpoint,
 )
 
-NAMES = ["hinet", "mprnet", "nafnet", "ffanet"]
+NAMES = sorted(available())
+FIXTURES = Path(__file__).parent / "fixtures"
+#: Parameter counts of the published configurations (the papers / official repositories).
+PUBLISHED = {"hinet": 88.7e6, "mprnet": 20.1e6, "nafnet": 17.1e6, "ffanet": 4.456e6}
 
 
 def test_available_lists_the_four_models_with_presets():
     zoo = available()
-    assert sorted(zoo) == sorted(NAMES)
+    assert NAMES == ["ffanet", "hinet", "mprnet", "nafnet"]
     for name, info in zoo.items():
         assert {"official", "tiny"} <= set(info["presets"]), name
         assert info["task"] in ("deblur", "dehaze")
@@ -38,6 +46,55 @@ def test_build_errors_and_overrides():
     m = build("hinet", "tiny", wf=8)
     assert m.zoo["name"] == "hinet" and m.zoo["preset"] == "tiny" and m.zoo["config"]["wf"] == 8
     assert m.down_path_1[0].conv_1.out_channels == 8
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_official_preset_matches_the_official_class(name):
+    """Keys, order and shapes of the official class's state_dict (fixture made from the
+    official repository) and the published parameter count."""
+    fixture = json.loads((FIXTURES / f"{name}_official.json").read_text())
+    with torch.device("meta"):  # shapes only, no memory for the weights
+        model = build(name, "official")
+    sd = model.state_dict()
+    assert list(sd) == list(fixture["shapes"])
+    assert [list(v.shape) for v in sd.values()] == list(fixture["shapes"].values())
+    n = sum(p.numel() for p in model.parameters())
+    assert n == fixture["num_params"]
+    assert abs(n - PUBLISHED[name]) / PUBLISHED[name] < 0.01
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def tiny(request):
+    """(name, tiny model in eval mode); parameters that start at zero (NAFNet's beta and
+    gamma make every block the identity) are drawn at random so the blocks do something."""
+    torch.manual_seed(0)
+    model = build(request.param, "tiny").eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.is_floating_point() and not p.any():
+                p.normal_(0, 0.5)
+    return request.param, model
+
+
+@pytest.mark.parametrize("size", ANY_SIZES)
+def test_tiny_any_size(tiny, size):
+    assert_any_size(tiny[1], size)
+
+
+def test_tiny_tlc_equals_the_model_at_train_size_and_differs_beyond(tiny):
+    name, model = tiny
+    train_size = available()[name]["presets"]["tiny"]["train_size"]
+    assert_tlc_invariants(model, convert(model, train_size=train_size), train_size)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tiny_trains_and_fits_the_size_budget(name):
+    torch.manual_seed(0)
+    model = build(name, "tiny").train()
+    x = torch.rand(4, 3, 64, 64)
+    sum((o - x).abs().mean() for o in model.forward_all(x)).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert sum(p.numel() for p in model.parameters()) * 4 <= 5 * 2**20  # <= 5 MiB of weights
 
 
 def _fresh_pair(name):

@@ -31,8 +31,9 @@ from ..metrics.image import psnr, seam_index, ssim
 from ..schemes import default_names, default_overlaps, make_scheme, make_schemes
 from ..store.atomic import atomic_write, write_text
 from ..store.checkpoint import model_label
+from ..store.figures import save_figure
 from ..tiling import tile_pixel_ratio
-from ..viz import save_figure, seam_crops_figure, sweep_figure
+from ..viz import seam_crops_figure, sweep_figure
 from .evaluate import held_out_scores, load_for_test
 from .render import table_a1
 from .timing import peak_memory_mb, timed

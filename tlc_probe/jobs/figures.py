@@ -13,8 +13,9 @@ from matplotlib.figure import Figure
 from ..metrics.shift import shift_table
 from ..schemes import make_schemes
 from ..store.checkpoint import model_label
+from ..store.figures import save_figure
 from ..store.read import read_stats
-from ..viz import choose_site, depth_profile, fig_a3, heatmap, qualitative_figure, save_figure
+from ..viz import choose_site, depth_profile, fig_a3, heatmap, qualitative_figure
 from .evaluate import load_for_test
 
 

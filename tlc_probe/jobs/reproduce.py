@@ -12,9 +12,9 @@ from typing import Any
 from ..metrics.shift import shift_table, summary
 from ..store.atomic import write_text
 from ..store.checkpoint import read_checkpoint
+from ..store.figures import save_figure
 from ..store.read import read_stats
 from ..store.shipped import shipped_checkpoints
-from ..viz import save_figure
 from .bench import bench_outputs
 from .collect import CollectConfig, collect_checkpoint
 from .figures import qualitative, stats_figures

@@ -1,5 +1,5 @@
 """Everything that lives on disk: the Parquet statistics store (schema, atomic part files,
-run metadata, reading), checkpoints, and atomic writes."""
+run metadata, reading), checkpoints, figures, and atomic writes."""
 
 from .atomic import atomic_write, write_text
 from .checkpoint import (
@@ -10,6 +10,7 @@ from .checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from .figures import save_figure
 from .parts import (
     clear,
     clear_tmp,
@@ -47,6 +48,7 @@ __all__ = [
     "read_run_json",
     "read_stats",
     "save_checkpoint",
+    "save_figure",
     "shipped_checkpoints",
     "write_part",
     "write_run_json",

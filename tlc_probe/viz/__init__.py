@@ -1,8 +1,8 @@
 """Figures from data only (tidy frames, shift tables, tensors): never a checkpoint path,
-never a model. Every function returns a :class:`matplotlib.figure.Figure`."""
+never a model. Every function returns a :class:`matplotlib.figure.Figure`; writing one
+to disk is :func:`tlc_probe.store.save_figure`."""
 
 from .images import degradations_figure, qualitative_figure
-from .save import save_figure
 from .schemes import seam_crops_figure, sweep_figure
 from .stats import REGIME_COLOURS, choose_site, depth_profile, fig_a3, heatmap
 
@@ -14,7 +14,6 @@ __all__ = [
     "fig_a3",
     "heatmap",
     "qualitative_figure",
-    "save_figure",
     "seam_crops_figure",
     "sweep_figure",
 ]

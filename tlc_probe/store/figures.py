@@ -1,4 +1,5 @@
-"""Writing figures: PNG and PDF with reproducible bytes, atomically."""
+"""Writing figures to disk: PNG and PDF with reproducible bytes, atomically (drawing them
+is :mod:`tlc_probe.viz`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from ..store.atomic import atomic_write
+from .atomic import atomic_write
 
 
 def save_figure(fig: Figure, out_dir: str | os.PathLike[str], name: str) -> list[Path]:
