@@ -151,6 +151,14 @@ def _architecture_table() -> dict[str, str]:
     return dict(rows)
 
 
+def test_architecture_md_layers_are_the_contract():
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| ((?:`\w+`(?:, )?)+) \|", text, re.M)
+    doc = [tuple(re.findall(r"`(\w+)`", comps)) for _, comps in rows]
+    assert [int(i) for i, _ in rows] == list(range(len(LAYERS)))
+    assert doc == LAYERS
+
+
 def test_architecture_md_lists_every_module_in_its_layer():
     table = _architecture_table()
     files = {str(p.relative_to(ROOT)) for p in MODULES.values()}

@@ -131,6 +131,14 @@ def test_library_errors_are_translated_to_the_commands_flags(tmp_path, capsys):
     assert main(["collect", "--checkpoint", str(raw), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "--model (and --preset)" in err and "--task" in err and "model_name" not in err
+    ck = str(shipped_checkpoints()[0])
+    for flags, says in (
+        (["--crops", "0"], "--crops must be >= 1"),
+        (["--overlap", "99"], "--overlap"),
+    ):
+        assert main(["collect", "--checkpoint", ck, "--out", str(tmp_path / "o"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "tile_overlap" not in err and "n_crops" not in err, err
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from test_shift import synthetic_stats
 
 from tlc_probe.metrics.shift import shift_table
 from tlc_probe.store import save_figure
-from tlc_probe.viz import stats as stat_plots
+from tlc_probe.viz import stats as viz_stats
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def _legend_texts(ax) -> list[str]:
 
 def test_fig_a3_panels_and_legends(stats, tmp_path):
     table = shift_table(stats)
-    fig = stat_plots.fig_a3(stats, "enc.0.norm", "mean", shift=table)
+    fig = viz_stats.fig_a3(stats, "enc.0.norm", "mean", shift=table)
     axes = fig.axes
     assert len(axes) == 2
     assert axes[0].get_shared_x_axes().joined(axes[0], axes[1])
@@ -41,13 +41,13 @@ def test_fig_a3_panels_and_legends(stats, tmp_path):
         texts = _legend_texts(ax)
         assert len(texts) == 2
         assert texts[0].startswith("train")
-        assert texts[1].startswith(stat_plots.REGIME_LABELS[regime]) and "W1=" in texts[1]
+        assert texts[1].startswith(viz_stats.REGIME_LABELS[regime]) and "W1=" in texts[1]
         row = rows[rows.comparison == f"{regime}~train"].iloc[0]
         assert f"W1={row.w1:.3g}" in texts[1] and f"KL={row.kl:.3g}" in texts[1]
         handles = ax.get_legend().legend_handles
         for handle, name in zip(handles, ("train", regime), strict=True):
             assert to_rgb(handle.get_facecolor()[:3]) == pytest.approx(
-                to_rgb(stat_plots.REGIME_COLOURS[name])
+                to_rgb(viz_stats.REGIME_COLOURS[name])
             )
     assert "enc.0.norm" in fig._suptitle.get_text() and "hinet-tiny" in fig._suptitle.get_text()
     paths = save_figure(fig, tmp_path, "fig_a3_in")
@@ -56,18 +56,18 @@ def test_fig_a3_panels_and_legends(stats, tmp_path):
 
 
 def test_fig_a3_computes_shift_itself_and_adds_tiles_panel(stats_tiles):
-    fig = stat_plots.fig_a3(stats_tiles, "dec.1.se")
+    fig = viz_stats.fig_a3(stats_tiles, "dec.1.se")
     assert len(fig.axes) == 3
     texts = _legend_texts(fig.axes[2])
-    assert texts[1].startswith(stat_plots.REGIME_LABELS["tiles"]) and "W1=" in texts[1]
+    assert texts[1].startswith(viz_stats.REGIME_LABELS["tiles"]) and "W1=" in texts[1]
     assert fig.get_figwidth() == pytest.approx(10.0)
 
 
 def test_fig_a3_rejects_ambiguous_model(stats):
     two = pd.concat([stats, stats.assign(model="nafnet-tiny")], ignore_index=True)
     with pytest.raises(ValueError, match="model"):
-        stat_plots.fig_a3(two, "enc.0.norm")
-    assert len(stat_plots.fig_a3(two, "enc.0.norm", model="nafnet-tiny").axes) == 2
+        viz_stats.fig_a3(two, "enc.0.norm")
+    assert len(viz_stats.fig_a3(two, "enc.0.norm", model="nafnet-tiny").axes) == 2
 
 
 def test_choose_site_takes_largest_normalised_whole_shift():
@@ -96,21 +96,21 @@ def test_choose_site_takes_largest_normalised_whole_shift():
     )
     decoy = table.assign(comparison="tlc~train", w1_norm=99.0)  # other comparisons ignored
     table = pd.concat([table, decoy], ignore_index=True)
-    assert stat_plots.choose_site(table, "in") == "b"
-    assert stat_plots.choose_site(table, "se") == "c"
+    assert viz_stats.choose_site(table, "in") == "b"
+    assert viz_stats.choose_site(table, "se") == "c"
     with pytest.raises(ValueError):
-        stat_plots.choose_site(table, "xx")
+        viz_stats.choose_site(table, "xx")
 
 
 def test_depth_profile_one_line_per_comparison(stats, stats_tiles, tmp_path):
     for data, comps in ((stats, ["whole~train", "tlc~train"]), (stats_tiles, None)):
         comps = comps or ["whole~train", "tlc~train", "tiles~train"]
-        fig = stat_plots.depth_profile(shift_table(data))
+        fig = viz_stats.depth_profile(shift_table(data))
         (ax,) = fig.axes
         lines = ax.get_lines()
         assert [ln.get_label() for ln in lines] == comps
         for line, comp in zip(lines, comps, strict=True):
-            assert to_rgb(line.get_color()) == to_rgb(stat_plots.REGIME_COLOURS[comp.split("~")[0]])
+            assert to_rgb(line.get_color()) == to_rgb(viz_stats.REGIME_COLOURS[comp.split("~")[0]])
             np.testing.assert_array_equal(line.get_xdata(), [0, 1])  # depths of the 2 sites
     paths = save_figure(fig, tmp_path, "depth_profile")
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
@@ -118,7 +118,7 @@ def test_depth_profile_one_line_per_comparison(stats, stats_tiles, tmp_path):
 
 def test_heatmap_rows_are_sites_by_depth(stats_tiles, tmp_path):
     table = shift_table(stats_tiles)
-    fig = stat_plots.heatmap(table, "hinet-tiny", stat="mean")
+    fig = viz_stats.heatmap(table, "hinet-tiny", stat="mean")
     ax = fig.axes[0]
     mesh = ax.collections[0]
     assert mesh.get_coordinates().shape[:2] == (2 + 1, 3 + 1)  # 2 sites x 3 comparisons
@@ -133,14 +133,14 @@ def test_heatmap_rows_are_sites_by_depth(stats_tiles, tmp_path):
     assert len(annotations) == 2 * 3
     w = table.set_index(["site", "stat", "channel", "comparison"]).w1_norm
     assert annotations[0] == f"{w[('enc.0.norm', 'mean', 'all', 'whole~train')]:.2g}"
-    std = stat_plots.heatmap(table, "hinet-tiny", stat="std", metric="kl")
+    std = viz_stats.heatmap(table, "hinet-tiny", stat="std", metric="kl")
     assert std.axes[0].collections[0].get_coordinates().shape[:2] == (1 + 1, 3 + 1)
     paths = save_figure(fig, tmp_path, "heatmap")
     assert all(p.stat().st_size > 0 for p in paths)
 
 
 def test_save_figure_is_deterministic(stats, tmp_path):
-    fig = stat_plots.depth_profile(shift_table(stats, per_channel=False))
+    fig = viz_stats.depth_profile(shift_table(stats, per_channel=False))
     first = [p.read_bytes() for p in save_figure(fig, tmp_path / "a", "f")]
     second = [p.read_bytes() for p in save_figure(fig, tmp_path / "b", "f")]
     assert first == second

@@ -1,4 +1,4 @@
-"""Shift metrics (tlc_probe.shift) against scipy, analytic values and the documented rule."""
+"""Shift metrics (tlc_probe.metrics.shift) against scipy, analytic values and the rule."""
 
 from __future__ import annotations
 

@@ -1,13 +1,21 @@
 """The checkpoints shipped with the package: loadable, with metadata, and restoring."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
+import tlc_probe
 from tlc_probe.data.datasets import SyntheticPairs
 from tlc_probe.metrics import psnr
-from tlc_probe.store import build_from_checkpoint, shipped_checkpoints
+from tlc_probe.store import (
+    CHECKPOINTS_ENV,
+    build_from_checkpoint,
+    checkpoint_dir,
+    shipped_checkpoints,
+)
 
-SHIPPED = shipped_checkpoints()
+SHIPPED = shipped_checkpoints(Path(tlc_probe.__file__).parent / "checkpoints")
 
 
 def test_the_trained_checkpoints_are_shipped():
@@ -39,3 +47,20 @@ def test_shipped_checkpoint_restores_held_out_photos(path):
     # smallest measured one (hinet-tiny-deblur, +0.30 dB) rounded down; see
     # tlc_probe/checkpoints/README.md.
     assert sum(gains) / len(gains) > 0.2
+
+
+def test_checkpoint_folder_is_the_argument_else_the_environment_else_the_package(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
+    assert checkpoint_dir() == Path(tlc_probe.__file__).parent / "checkpoints"
+    for name in ("b.pt", "a.pt", "a.pt.resume.pt", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(tmp_path))
+    assert checkpoint_dir() == tmp_path
+    assert shipped_checkpoints() == [tmp_path / "a.pt", tmp_path / "b.pt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert checkpoint_dir(empty) == empty
+    with pytest.raises(FileNotFoundError, match="no tlc-probe checkpoints"):
+        shipped_checkpoints(empty)

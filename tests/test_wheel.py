@@ -14,10 +14,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = sorted(p.name for p in (ROOT / "tlc_probe" / "checkpoints").glob("*.pt"))
+SHIPPED = sorted(
+    p.name
+    for p in (ROOT / "tlc_probe" / "checkpoints").glob("*.pt")
+    if not p.name.endswith(".resume.pt")
+)
 pytestmark = pytest.mark.slow
 IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", "results", "build", "*.egg-info", "__pycache__", ".*_cache", "dist"
+    ".git",
+    ".venv",
+    "results",
+    "build",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
+    "dist",
+    "*.resume.pt",
 )
 
 

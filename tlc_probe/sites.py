@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from .sizes import as_pair
 from .tensors import model_device_dtype
 
 SITE_KINDS: tuple[str, ...] = ("in", "se")
@@ -119,7 +120,7 @@ def temporary_hooks(
 def example_input(model: nn.Module, size: int | tuple[int, int] = 64, in_channels: int = 3):
     """A seeded uniform random (1, ``in_channels``, h, w) tensor on ``model``'s device and
     in its dtype: the input of calibration and ordering passes."""
-    h, w = (size, size) if isinstance(size, int) else size
+    h, w = as_pair(size, "size")
     device, dtype = model_device_dtype(model)
     gen = torch.Generator().manual_seed(0)
     return torch.rand(1, in_channels, h, w, generator=gen).to(device=device, dtype=dtype)

@@ -20,6 +20,9 @@ DESCRIPTION = (
 )
 
 
+FLAGS = {"overlap must": "--overlaps must"}
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """'720x1280' -> (720, 1280); ``ValueError`` naming ``--sizes`` otherwise."""
     try:

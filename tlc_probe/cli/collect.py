@@ -24,6 +24,14 @@ FLAGS = {
     "train_data= (a folder of the same layout)": "--train-data DIR (same layout)",
     "out of the regimes": "out of --regimes",
     "another out": "another --out",
+    "n_crops": "--crops",
+    "crop_batch": "--batch",
+    "tile_batch": "--batch",
+    "positions": "--positions",
+    "tile_overlap": "--overlap",
+    "kinds": "--kinds",
+    "base_size": "--base-size",
+    "site pattern": "--sites pattern",
 }
 
 
@@ -96,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite exclude each other")
     existing([args.checkpoint], "--checkpoint", kind="file")
-    existing([d for d in (args.data, args.train_data) if d], "--data / --train-data", kind="dir")
+    for flag, folder in (("--data", args.data), ("--train-data", args.train_data)):
+        if folder:
+            existing([folder], flag, kind="dir")
     cfg = CollectConfig(
         regimes=_items(args.regimes),
         kinds=_items(args.kinds),

@@ -10,6 +10,7 @@ an error message read as this command's flags (``mode='resume'`` -> ``--resume``
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
@@ -44,7 +45,8 @@ def error_line(command: object, error: BaseException) -> str:
     if isinstance(error, KeyError | AttributeError | TypeError | IndexError):
         text = f"{type(error).__name__}: {text}"
     for param, flag in getattr(command, "FLAGS", {}).items():
-        text = text.replace(param, flag)
+        # whole identifiers only, never inside a path or another word
+        text = re.sub(rf"(?<![\w/.-]){re.escape(param)}(?![\w/-])", flag, text)
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 

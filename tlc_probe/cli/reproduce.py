@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .paths import existing
+
 NAME = "reproduce"
 HELP = "run the main job on the embedded default (bundled photos, shipped checkpoints)"
 DESCRIPTION = (
@@ -28,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the main job and print the per-model summary; returns 0."""
     from ..jobs.reproduce import reproduce
 
+    if args.checkpoints:
+        existing(args.checkpoints, "--checkpoints", kind="file")
     r = reproduce(args.out, quick=args.quick, checkpoints=args.checkpoints)
     for row in r["summary"]:
         print(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from .paths import existing
+
 NAME = "train"
 HELP = "train a zoo model on patches of degraded bundled photos"
 DESCRIPTION = (
@@ -41,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     """Train and print the final loss and PSNR; returns 0."""
     from ..jobs.train import TrainConfig, train
 
+    if args.resume:
+        existing([args.out, args.out + ".resume.pt"], "--out (with --resume)", kind="file")
     cfg = TrainConfig(
         model=args.model,
         task=args.task,

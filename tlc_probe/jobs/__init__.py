@@ -3,7 +3,7 @@ figures, shift, reproduce) and their markdown. The CLI and the notebooks call th
 
 from .bench import bench, bench_outputs, seam_outputs, window_sweep
 from .collect import CollectConfig, CollectResult, collect, collect_checkpoint
-from .evaluate import held_out_psnr, held_out_scores, psnr_table, scheme_psnr, test_items
+from .evaluate import held_out_items, held_out_psnr, held_out_scores, psnr_table, scheme_psnr
 from .figures import qualitative, stats_figures
 from .render import markdown, table_a1
 from .reproduce import reproduce
@@ -29,7 +29,7 @@ __all__ = [
     "shift_outputs",
     "stats_figures",
     "table_a1",
-    "test_items",
+    "held_out_items",
     "train",
     "window_sweep",
     "write_shift",

@@ -175,7 +175,7 @@ def collect(
 
     Returns:
         A :class:`CollectResult`. Non-finite statistics are dropped and counted per site
-        unless ``config.keep_nonfinite``; a warning line is printed when any occur.
+        unless ``config.keep_nonfinite``; a ``RuntimeWarning`` names them when any occur.
     """
     cfg = config or CollectConfig()
     if mode not in MODES:
@@ -183,7 +183,7 @@ def collect(
     if "train" in cfg.regimes and train_data is None:
         raise ValueError("the train regime needs train_data (the training images)")
     if "tiles" in cfg.regimes and not 0 <= cfg.tile_overlap < train_size:
-        raise ValueError(f"tile overlap must be in [0, {train_size}), got {cfg.tile_overlap}")
+        raise ValueError(f"tile_overlap must be in [0, {train_size}), got {cfg.tile_overlap}")
     out = Path(out)
     # Sites are checked (and bad patterns reported) before anything under `out` changes.
     model = model.eval()
@@ -354,7 +354,7 @@ def collect_checkpoint(
     """:func:`collect` for a checkpoint file.
 
     A tlc-probe checkpoint rebuilds its own model and knows its task and train_size.
-    Any other checkpoint :func:`tlc_probe.models.load_checkpoint` accepts (official
+    Any other checkpoint :func:`tlc_probe.store.load_checkpoint` accepts (official
     state dicts) needs ``model_name`` (zoo name, built with ``preset``), ``task`` and
     ``train_size``. The model name in the statistics is ``<name>-<preset>``;
     ``n_images`` keeps only the first test images.

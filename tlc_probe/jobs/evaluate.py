@@ -1,5 +1,6 @@
 """Scores on the held-out test photos: the one loop that runs schemes over them, used by
-``evaluate``, training validation, the window sweep and the figures."""
+``evaluate``, training validation and the window sweep (and the test items the bench and
+the figures run on)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from ..store.checkpoint import build_from_checkpoint, model_label
 EVALUATE_SCHEMES = ("whole", "tlc", "tiles-16")
 
 
-def test_items(task: str, n: int | None = None, seed: int = 0) -> list[dict]:
+def held_out_items(task: str, n: int | None = None, seed: int = 0) -> list[dict]:
     """The first ``n`` (all if None) held-out test photos degraded for ``task`` with
     ``seed``, one degradation each: items ``{"input", "target": (3, H, W), "id"}``."""
     data = SyntheticPairs(task, split="test", n_per_photo=1, seed=seed)
@@ -31,9 +32,9 @@ def test_items(task: str, n: int | None = None, seed: int = 0) -> list[dict]:
 def load_for_test(
     checkpoint: str | Path, n_photos: int | None = None, seed: int = 0
 ) -> tuple[nn.Module, dict, list[dict]]:
-    """(model in eval mode, its checkpoint metadata, :func:`test_items` of its task)."""
+    """(model in eval mode, its checkpoint metadata, :func:`held_out_items` of its task)."""
     model, meta = build_from_checkpoint(checkpoint)
-    return model, meta, test_items(meta["task"], n_photos, seed)
+    return model, meta, held_out_items(meta["task"], n_photos, seed)
 
 
 def held_out_scores(
@@ -65,7 +66,7 @@ def held_out_psnr(
 ) -> dict[str, float]:
     """Mean PSNR (dB) over all test photos degraded for ``task``: of the input (key
     "input") and of each run (:func:`held_out_scores`); "n" is the number of photos."""
-    items = test_items(task, seed=seed)
+    items = held_out_items(task, seed=seed)
     scores = held_out_scores(runs, items)
     return {**{k: v["psnr"] for k, v in scores.items()}, "n": len(items)}
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 
 def temporary_name(path: str | os.PathLike[str]) -> Path:
-    """The hidden temporary file :func:`atomic_write` writes before renaming it to
-    ``path``: ``.<name>.<pid>.tmp`` in the same folder (readers skip names starting with
-    '.')."""
+    """A hidden temporary file for :func:`atomic_write` to write before renaming it to
+    ``path``: ``.<name>.<pid>-<random>.tmp`` in the same folder (unique per call, also
+    across threads; readers skip names starting with '.')."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
 
 
 def atomic_write(
