@@ -113,6 +113,7 @@ def test_a_path_that_does_not_exist_is_one_line_and_exit_2(case, tmp_path, capsy
     assert not list(tmp_path.iterdir()), "nothing may be written before the error"
 
 
+@pytest.mark.slow
 def test_the_console_script_prints_no_traceback_and_debug_shows_it(tmp_path):
     cmd = [sys.executable, "-m", "tlc_probe.cli", "evaluate", f"{MISSING}/a.pt"]
     r = subprocess.run(cmd, capture_output=True, text=True)

@@ -29,6 +29,7 @@ def test_the_trained_checkpoints_are_shipped():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_checkpoint_restores_held_out_photos(path):
     assert path.stat().st_size <= 5 * 2**20

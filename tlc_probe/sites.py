@@ -134,7 +134,8 @@ def execution_order(
     in_channels: int = 3,
 ) -> list[Site]:
     """Every site of ``model`` (kinds 'in' and 'se', global or TLC-converted) with its
-    execution ``depth`` from one forward pass.
+    execution ``depth`` from one forward pass (in eval mode, under ``no_grad``; the
+    model's mode is restored).
 
     Args:
         model: any module whose forward takes one (N, C, H, W) tensor.
@@ -154,8 +155,13 @@ def execution_order(
         return hook
 
     x = example if example is not None else example_input(model, size, in_channels)
-    with temporary_hooks((s.module, recorder(s.name)) for s in sites), torch.no_grad():
-        model(x)
+    was = model.training
+    model.eval()  # no running statistics move, no dropout: the pass only counts
+    try:
+        with temporary_hooks((s.module, recorder(s.name)) for s in sites), torch.no_grad():
+            model(x)
+    finally:
+        model.train(was)
     found = [replace(s, depth=order.get(s.name)) for s in sites]
     ran = sorted((s for s in found if s.executed), key=lambda s: s.depth)
     return ran + [s for s in found if not s.executed]

@@ -12,7 +12,9 @@ HELP = "train a zoo model on patches of degraded bundled photos"
 DESCRIPTION = (
     "Patch training (AdamW, cosine schedule, L1 over all stage outputs) on random crops of "
     "the degraded training photos, validation PSNR on the whole test photos; writes OUT "
-    "(weights + metadata, train_size = --patch) and OUT.resume.pt."
+    "(weights + metadata, train_size = --patch) and OUT.resume.pt. With --record-every N "
+    "the global sites' statistics are recorded while it trains (tlc-probe plot draws them "
+    "against the step)."
 )
 
 
@@ -37,6 +39,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-every", type=int, default=250, help="steps between validations")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--resume", action="store_true", help="continue from OUT and OUT.resume.pt")
+    p.add_argument(
+        "--record-every",
+        type=int,
+        metavar="N",
+        help="record the global sites' statistics every N steps (train batch, whole, tlc)",
+    )
+    p.add_argument("--stats", help="statistics directory of --record-every (default: OUT-stats)")
+    p.add_argument(
+        "--record-positions",
+        type=int,
+        default=8,
+        help="TLC grid positions per axis when recording (default: 8)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +74,19 @@ def run(args: argparse.Namespace) -> int:
         val_every=args.val_every,
     )
     t0 = time.perf_counter()
-    r = train(cfg, resume=args.resume)
+    if args.record_every is not None and args.record_every < 1:
+        raise ValueError(f"--record-every must be >= 1, got {args.record_every}")
+    r = train(
+        cfg,
+        resume=args.resume,
+        record_every=args.record_every,
+        stats=args.stats,
+        record_positions=args.record_positions,
+    )
+    if "recorded_steps" in r:
+        steps = r["recorded_steps"]
+        shown = ", ".join(map(str, steps[:6])) + (" ..." if len(steps) > 6 else "")
+        print(f"recorded {len(steps)} steps ({shown})")
     print(
         f"{args.model}/{args.task}: {r['iterations']} iterations, loss {r['loss']:.4f}, "
         f"test PSNR {r['input_psnr']:.2f} dB (input) -> {r['output_psnr']:.2f} dB (output), "

@@ -5,6 +5,7 @@ from .bench import bench, bench_outputs, seam_outputs, window_sweep
 from .collect import CollectConfig, CollectResult, collect, collect_checkpoint
 from .evaluate import held_out_items, held_out_psnr, held_out_scores, psnr_table, scheme_psnr
 from .figures import qualitative, stats_figures
+from .recorder import TrainingRecorder, read_quality
 from .render import markdown, table_a1
 from .reproduce import reproduce
 from .shift import shift_outputs, write_shift
@@ -14,22 +15,24 @@ __all__ = [
     "CollectConfig",
     "CollectResult",
     "TrainConfig",
+    "TrainingRecorder",
     "bench",
     "bench_outputs",
     "collect",
     "collect_checkpoint",
+    "held_out_items",
     "held_out_psnr",
     "held_out_scores",
     "markdown",
     "psnr_table",
     "qualitative",
+    "read_quality",
     "reproduce",
     "scheme_psnr",
     "seam_outputs",
     "shift_outputs",
     "stats_figures",
     "table_a1",
-    "held_out_items",
     "train",
     "window_sweep",
     "write_shift",

@@ -15,8 +15,24 @@ from ..schemes import make_schemes
 from ..store.checkpoint import model_label
 from ..store.figures import save_figure
 from ..store.read import read_stats
-from ..viz import choose_site, depth_profile, fig_a3, heatmap, qualitative_figure
+from ..viz import (
+    choose_site,
+    depth_profile,
+    fig_a3,
+    heatmap,
+    qualitative_figure,
+    training_dynamics,
+)
 from .evaluate import load_for_test
+from .recorder import QUALITY_CSV, read_quality
+
+
+def _quality(stats: str | Path | Sequence[str | Path]) -> pd.DataFrame:
+    roots = [stats] if isinstance(stats, str | Path) else list(stats)
+    found = [Path(r) / QUALITY_CSV for r in roots if Path(r).is_dir()]
+    found += [q for r in roots if Path(r).is_dir() for q in Path(r).glob(f"*/{QUALITY_CSV}")]
+    frames = [read_quality(q.parent) for q in dict.fromkeys(found) if q.exists()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def stats_figures(
@@ -25,15 +41,21 @@ def stats_figures(
     sites: Sequence[str] = (),
     stat: str = "mean",
     shift: pd.DataFrame | None = None,
+    quality: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Draw, for every (model, task) in ``stats``: the Fig. A3 figure of the site of each
     kind with the largest normalised whole~train W1 (:func:`tlc_probe.viz.choose_site`)
     and of every site in ``sites`` that the model has, the depth profile and the heatmap.
     Files ``<model>-<task>-a3-<site>.{png,pdf}``, ``...-depth.*``, ``...-heatmap.*`` in
-    ``out``. Returns the paths written.
+    ``out``. Statistics recorded during training (a ``step`` column) also give
+    ``<model>-<task>-training.*`` (:func:`tlc_probe.viz.training_dynamics`, with the probe
+    PSNR of ``quality``, read from the stores' ``_quality.csv`` when ``stats`` are paths),
+    and the other figures show the last recorded step. Returns the paths written.
 
     Raises ``ValueError`` when a name in ``sites`` belongs to no model in ``stats``."""
     df = stats if isinstance(stats, pd.DataFrame) else read_stats(stats)
+    if quality is None and not isinstance(stats, pd.DataFrame):
+        quality = _quality(stats)
     missing = [s for s in sites if s not in set(df["site"])]
     if missing:
         raise ValueError(f"sites {missing} are in no statistics given")
@@ -41,6 +63,11 @@ def stats_figures(
     paths: list[Path] = []
     for (model, task), sub in df.groupby(["model", "task"], sort=True):
         tab = table[(table["model"] == model) & (table["task"] == task)]
+        if "step" in tab.columns and sub["step"].notna().any():
+            fig = training_dynamics(tab, quality, stat=stat, model=model, task=task)
+            paths += save_figure(fig, out, f"{model}-{task}-training")
+            last = sub["step"].max()
+            sub, tab = sub[sub["step"] == last], tab[tab["step"] == last]
         chosen = []
         for kind in ("in", "se"):
             if (tab["kind"] == kind).any():

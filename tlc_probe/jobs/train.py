@@ -9,6 +9,7 @@ schedule state, so the shipped checkpoint stays small.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from tqdm.auto import tqdm
 from ..data.datasets import SyntheticPairs, random_patches
 from ..models import build
 from ..store.checkpoint import atomic_save, read_checkpoint, save_checkpoint
-from .evaluate import held_out_psnr
+from .evaluate import held_out_items, held_out_psnr
+from .recorder import TrainingRecorder
 
 
 @dataclass
@@ -62,13 +64,30 @@ def validate(model: torch.nn.Module, task: str, seed: int = 0) -> dict[str, floa
 
 
 def train(
-    cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_after: int | None = None
+    cfg: TrainConfig,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+    *,
+    record_every: int | None = None,
+    stats: str | Path | None = None,
+    record_positions: int = 8,
 ) -> dict:
     """Train per ``cfg``; write ``cfg.out`` (weights + metadata) at every validation and at
     the end. With ``resume`` continue from ``cfg.out`` and its ``.resume.pt``;
     ``stop_after`` ends this call after that many steps (checkpointing first), as an
-    interrupted run would. Returns {"iterations", "losses" (this call's, per step),
-    "loss" (mean of the last 50), "input_psnr", "output_psnr"} (PSNR in dB)."""
+    interrupted run would.
+
+    ``record_every``: record the global sites' statistics every that many steps (steps are
+    numbered from 1) with a :class:`~tlc_probe.jobs.recorder.TrainingRecorder` into
+    ``stats`` (default ``<out stem>-stats`` beside ``out``): the train rows of that step's
+    batch, and whole / tlc on the test photos with their PSNR. A resumed training continues
+    that store (steps from the restart on are recorded again, never twice);
+    ``record_positions``: TLC grid positions per axis.
+
+    Returns {"iterations", "losses" (this call's, per step), "loss" (mean of the last 50),
+    "input_psnr", "output_psnr"} (PSNR in dB), and "recorded_steps" (this call's) when
+    recording."""
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     state_path = out.with_name(out.name + ".resume.pt")
@@ -109,26 +128,44 @@ def train(
             val_psnr=f"{metrics['output_psnr']:.2f}",
         )
 
+    recorder = None
+    if record_every is not None:
+        recorder = TrainingRecorder(
+            model,
+            Path(stats) if stats is not None else out.with_name(f"{out.stem}-stats"),
+            train_size=cfg.patch,
+            every=record_every,
+            probe_images=held_out_items(cfg.task, seed=cfg.seed),
+            model_name=f"{cfg.model}-{cfg.preset}",
+            task=cfg.task,
+            positions=record_positions,
+            first_step=start + 1,
+            mode="resume" if resume else "overwrite",
+        )
     it = start
-    for x, y in _batches(cfg, start):
-        loss = sum((o - y).abs().mean() for o in model.forward_all(x))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        it += 1
-        bar.update(1)
-        if it % 10 == 0:
-            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
-        stop = stop_after is not None and it - start >= stop_after
-        if it % cfg.val_every == 0 or it == cfg.iters or stop:
-            checkpoint(it)
-        if stop:
-            break
+    with recorder or nullcontext():
+        for x, y in _batches(cfg, start):
+            loss = sum((o - y).abs().mean() for o in model.forward_all(x))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            it += 1
+            if recorder is not None:
+                recorder.step(it)
+            bar.update(1)
+            if it % 10 == 0:
+                bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
+            stop = stop_after is not None and it - start >= stop_after
+            if it % cfg.val_every == 0 or it == cfg.iters or stop:
+                checkpoint(it)
+            if stop:
+                break
     bar.close()
     if not metrics:  # resumed at the end already
         metrics = validate(model, cfg.task, cfg.seed)
     tail = losses[-50:]
     loss = sum(tail) / len(tail) if tail else float("nan")
-    return {"iterations": it, "losses": losses, "loss": loss, **metrics}
+    extra = {"recorded_steps": recorder.recorded} if recorder is not None else {}
+    return {"iterations": it, "losses": losses, "loss": loss, **metrics, **extra}

@@ -340,6 +340,11 @@ def shift_table(
     nats, ``w1`` in the units of the statistic, ``w1_norm`` dimensionless, ``n_ref``/``n_cmp``
     the numbers of values compared. Rows are ordered by model, task, depth, site, kind, stat,
     channel (numeric, then "all") and comparison (in the order given).
+
+    Statistics recorded during training (a ``step`` column with values) are compared within
+    each step: the table then has a ``step`` column after ``task`` (nullable Int64), rows
+    ordered by step after task, and each step's rows equal the table of that step's rows
+    alone. Without steps the table has no ``step`` column.
     """
     comparisons = list(dict.fromkeys(comparisons))
     parsed = [parse_comparison(c) for c in comparisons]
@@ -347,7 +352,10 @@ def shift_table(
     missing = [c for c in (*KEYS, "regime", "channel", "value") if c not in stats.columns]
     if missing:
         raise KeyError(f"statistics frame lacks columns {missing}")
-    empty = pd.DataFrame({c: pd.Series(dtype=_out_dtype(c)) for c in SHIFT_COLUMNS})
+    stepped = "step" in stats.columns and bool(stats["step"].notna().any())
+    keys_used = (*KEYS, "step") if stepped else KEYS
+    columns = _columns(stepped)
+    empty = pd.DataFrame({c: pd.Series(dtype=_out_dtype(c)) for c in columns})
 
     reg_codes, reg_uniques = _factorize(stats["regime"])
     lookup = np.array([regimes.index(str(u)) if str(u) in regimes else -1 for u in reg_uniques])
@@ -362,10 +370,10 @@ def shift_table(
     pairs = [(regimes.index(c), regimes.index(rf)) for c, rf in parsed]
 
     factors = {}
-    for k in (*KEYS, "channel"):
+    for k in (*keys_used, "channel"):
         codes, uniques = _factorize(stats[k])
         factors[k] = (subset(codes), uniques)
-    base, base_first = _combine([(factors[k][0], len(factors[k][1])) for k in KEYS])
+    base, base_first = _combine([(factors[k][0], len(factors[k][1])) for k in keys_used])
     value_order = np.argsort(values, kind="stable")
 
     granularities: list[tuple[np.ndarray, np.ndarray, bool]] = []
@@ -381,7 +389,7 @@ def shift_table(
         order = _sort_within_groups(group, value_order, n_groups)
         metrics = _group_metrics(group[order], values[order], r_codes[order], n_groups, pairs)
         del order
-        keys = {k: factors[k][1][factors[k][0][first]] for k in KEYS}
+        keys = {k: factors[k][1][factors[k][0][first]] for k in keys_used}
         if by_channel:
             ch_codes, ch_uniques = factors["channel"]
             channel = np.array([str(int(c)) for c in ch_uniques], dtype=object)[ch_codes[first]]
@@ -391,17 +399,24 @@ def shift_table(
             ok = (m["n_ref"] > 0) & (m["n_cmp"] > 0)
             if not ok.any():
                 continue
-            part = {k: keys[k][ok] for k in KEYS}
+            part = {k: keys[k][ok] for k in keys_used}
             part["channel"] = channel[ok]
             part["comparison"] = np.full(int(ok.sum()), comparison, dtype=object)
             part.update({k: m[k][ok] for k in ("kl", "js", "w1", "w1_norm", "n_ref", "n_cmp")})
             frames.append(pd.DataFrame(part))
     if not frames:
         return empty
-    return _tidy_table(pd.concat(frames, ignore_index=True), comparisons)
+    return _tidy_table(pd.concat(frames, ignore_index=True), comparisons, columns)
+
+
+def _columns(stepped: bool) -> list[str]:
+    cols = list(SHIFT_COLUMNS)
+    return cols[:2] + ["step"] + cols[2:] if stepped else cols
 
 
 def _out_dtype(column: str) -> str:
+    if column == "step":
+        return "Int64"
     if column in ("kl", "js", "w1", "w1_norm"):
         return "float64"
     if column in ("n_ref", "n_cmp"):
@@ -411,27 +426,28 @@ def _out_dtype(column: str) -> str:
     return "object"
 
 
-def _tidy_table(table: pd.DataFrame, comparisons: Sequence[str]) -> pd.DataFrame:
-    for c in SHIFT_COLUMNS:
+def _tidy_table(
+    table: pd.DataFrame, comparisons: Sequence[str], columns: Sequence[str]
+) -> pd.DataFrame:
+    for c in columns:
         if c in ("model", "task", "site", "kind", "stat", "channel", "comparison"):
             table[c] = table[c].astype(str)
         else:
             table[c] = table[c].astype(_out_dtype(c))
     channel_num = pd.to_numeric(table["channel"].where(table["channel"] != "all"))
     comp_rank = table["comparison"].map({c: i for i, c in enumerate(comparisons)})
-    order = np.lexsort(
-        (
-            comp_rank.to_numpy(),
-            channel_num.fillna(np.inf).to_numpy(),
-            table["stat"].to_numpy(),
-            table["kind"].to_numpy(),
-            table["site"].to_numpy(),
-            table["depth"].to_numpy(),
-            table["task"].to_numpy(),
-            table["model"].to_numpy(),
-        )
-    )
-    return table.iloc[order].reset_index(drop=True)[list(SHIFT_COLUMNS)]
+    keys = [
+        comp_rank.to_numpy(),
+        channel_num.fillna(np.inf).to_numpy(),
+        table["stat"].to_numpy(),
+        table["kind"].to_numpy(),
+        table["site"].to_numpy(),
+        table["depth"].to_numpy(),
+    ]
+    if "step" in columns:
+        keys.append(table["step"].fillna(-1).to_numpy(dtype=np.int64))
+    order = np.lexsort((*keys, table["task"].to_numpy(), table["model"].to_numpy()))
+    return table.iloc[order].reset_index(drop=True)[list(columns)]
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -448,26 +464,25 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
     If the table has ``tiles~train`` rows, ``frac_w1_improved_tiles`` and
     ``median_w1_ratio_tiles`` are added: the same with tiles in place of tlc (over the sites
-    having tiles and whole rows).
+    having tiles and whole rows). A table with a ``step`` column is summarised per step.
     """
     pooled = table[table["channel"].astype(str) == "all"]
-    index = ["model", "task", "stat", "site", "kind", "depth"]
+    group = ["model", "task", *(["step"] if "step" in table.columns else []), "stat"]
+    index = [*group, "site", "kind", "depth"]
     wide = pooled.pivot_table(
         index=index, columns="comparison", values=["w1", "kl"], aggfunc="first"
     )
     has_tiles = ("w1", "tiles~train") in wide.columns
     rows = []
-    for (model, task, stat), grp in wide.groupby(level=["model", "task", "stat"], sort=True):
-        row: dict[str, object] = {"model": model, "task": task, "stat": stat}
+    for key, grp in wide.groupby(level=group, sort=True):
+        row: dict[str, object] = dict(zip(group, key, strict=True))
         row.update(_improvement(grp, "tlc~train", ""))
         if has_tiles:
             tiles = _improvement(grp, "tiles~train", "_tiles")
             row.update({k: tiles[k] for k in ("frac_w1_improved_tiles", "median_w1_ratio_tiles")})
         rows.append(row)
     columns = [
-        "model",
-        "task",
-        "stat",
+        *group,
         "n_sites",
         "frac_w1_improved",
         "frac_kl_improved",

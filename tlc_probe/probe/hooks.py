@@ -20,7 +20,7 @@ the host once per batch (no per-site synchronisation inside the forward pass).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -105,6 +105,9 @@ class Probe:
         depths: inclusive (lo, hi) range of execution order (either end ``None``).
         positions: grid positions per axis for local (TLC) sites (16 -> up to 256 per map).
         example: input for the pass that numbers the sites (default: random 64 x 64).
+        enabled: called at every site call while active; the call is recorded only when
+            it returns True (default: always). A training recorder passes e.g.
+            ``lambda: model.training`` so that validation passes are not recorded.
 
     Example::
 
@@ -121,11 +124,13 @@ class Probe:
         depths: tuple[int | None, int | None] | None = None,
         positions: int = 16,
         example: torch.Tensor | None = None,
+        enabled: Callable[[], bool] | None = None,
     ) -> None:
         if positions < 1:
             raise ValueError(f"positions must be >= 1, got {positions}")
         self.model = model
         self.positions = positions
+        self.enabled = enabled
         self.all_sites = execution_order(model, example)
         self.sites = select_sites(self.all_sites, kinds, names, depths)
         self.never_run = [s.name for s in self.all_sites if not s.executed]
@@ -158,6 +163,8 @@ class Probe:
         return self._hooks is not None
 
     def _count(self, _module, args) -> None:
+        if self.enabled is not None and not self.enabled():
+            return
         x = args[0] if args else None
         self._batches.append(int(x.shape[0]) if isinstance(x, torch.Tensor) else 1)
 
@@ -165,6 +172,8 @@ class Probe:
         kind, local = log.site.kind, log.site.local
 
         def hook(module, args):
+            if self.enabled is not None and not self.enabled():
+                return
             x = args[0]
             f = max(0, len(self._batches) - 1)
             size = (x.shape[-2], x.shape[-1])
@@ -186,8 +195,14 @@ class Probe:
 
     # -- results ---------------------------------------------------------------------
     def pending(self) -> int:
-        """Number of samples that went through the model since the last :meth:`take`."""
-        return sum(self._batches)
+        """Number of samples that went through the model since the last :meth:`take`:
+        counted at the model's ``forward``, or, when the sites ran without it (e.g. through
+        a ``forward_all`` method), the fewest samples any site recorded."""
+        if self._batches:
+            return sum(self._batches)
+        counts = [sum(r.values.shape[0] for r in g.records if r.stat == "mean") for g in self._logs]
+        counts = [c for c in counts if c]
+        return min(counts) if counts else 0
 
     def clear(self) -> None:
         """Drop everything recorded so far."""

@@ -26,17 +26,18 @@ RECORD_SCHEMA = pa.schema(
 )
 #: Column order of :meth:`tlc_probe.Probe.take`.
 RECORD_COLUMNS: tuple[str, ...] = tuple(RECORD_SCHEMA.names)
-#: Columns that are null for global statistics (nullable ``Int32`` in pandas).
-NULLABLE: tuple[str, ...] = ("y", "x")
+#: Integer columns that may be null (y, x for global statistics; the store's ``step``
+#: outside training): nullable ``Int32`` / ``Int64`` in pandas.
+NULLABLE: tuple[str, ...] = ("y", "x", "step")
 
 
 def pandas_dtype(name: str, arrow_type: pa.DataType) -> object:
-    """The pandas dtype of a statistics column: ``str`` for strings, nullable ``Int32``
-    for :data:`NULLABLE`, the NumPy dtype of the Arrow type otherwise."""
+    """The pandas dtype of a statistics column: ``str`` for strings, nullable ``Int32`` /
+    ``Int64`` for :data:`NULLABLE`, the NumPy dtype of the Arrow type otherwise."""
     if pa.types.is_string(arrow_type):
         return str
     if name in NULLABLE:
-        return "Int32"
+        return "Int64" if arrow_type == pa.int64() else "Int32"
     return np.dtype(arrow_type.to_pandas_dtype())
 
 

@@ -45,6 +45,8 @@ def write_part(
     extra ignored) to ``path`` atomically (:func:`~tlc_probe.store.atomic.atomic_write`).
     ``meta`` goes into the schema metadata as JSON under ``META_KEY``. Returns ``path``."""
     schema = PART_SCHEMA.with_metadata({META_KEY: json.dumps(dict(meta or {}), default=str)})
+    if "step" not in frame.columns:  # rows not recorded during training
+        frame = frame.assign(step=pd.array([pd.NA] * len(frame), dtype="Int64"))
     table = pa.Table.from_pandas(frame[PART_SCHEMA.names], schema=schema, preserve_index=False)
     return atomic_write(path, lambda p: pq.write_table(table, p, compression="zstd"))
 

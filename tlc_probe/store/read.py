@@ -6,7 +6,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from ..probe.records import coerce
 from .schema import COLUMNS, STATS_SCHEMA
@@ -20,6 +22,7 @@ def read_stats(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     (``regime=...``) becoming columns, except names starting with '.' or '_' (temporary
     files, ``_run.json``). Returns the columns of :data:`COLUMNS` first, in that order:
     strings as ``str`` (not categorical), depth / channel int32, y / x nullable Int32,
+    step nullable Int64 (null outside training, also for stores older than the column),
     value float32. Raises ``FileNotFoundError`` when there is nothing to read.
     """
     roots = [paths] if isinstance(paths, str | Path) else list(paths)
@@ -33,16 +36,18 @@ def read_stats(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
             )
             if not files:
                 raise FileNotFoundError(f"no Parquet statistics under {root}")
-            dataset = ds.dataset(
-                [str(f) for f in files],
-                format="parquet",
-                partitioning="hive",
-                partition_base_dir=str(root),
-            )
-            frames.append(dataset.to_table().to_pandas())
+            kw = {"format": "parquet", "partitioning": "hive", "partition_base_dir": str(root)}
+            names = [str(f) for f in files]
+            found = ds.dataset(names, **kw)
+            # part files of several versions (with and without the step column) are read
+            # as one schema, missing columns null
+            schema = pa.unify_schemas([found.schema] + [pq.read_schema(f) for f in names])
+            frames.append(ds.dataset(names, schema=schema, **kw).to_table().to_pandas())
         else:
             frames.append(pd.read_parquet(root))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if "value" in df.columns and "step" not in df.columns:  # written before steps existed
+        df["step"] = pd.array([pd.NA] * len(df), dtype="Int64")
     coerce(df, STATS_SCHEMA)
     first = [c for c in COLUMNS if c in df.columns]
     return df[first + [c for c in df.columns if c not in first]]

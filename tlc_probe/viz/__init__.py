@@ -5,6 +5,7 @@ to disk is :func:`tlc_probe.store.save_figure`."""
 from .images import degradations_figure, qualitative_figure
 from .schemes import seam_crops_figure, sweep_figure
 from .stats import REGIME_COLOURS, choose_site, depth_profile, fig_a3, heatmap
+from .training import training_dynamics
 
 __all__ = [
     "REGIME_COLOURS",
@@ -16,4 +17,5 @@ __all__ = [
     "qualitative_figure",
     "seam_crops_figure",
     "sweep_figure",
+    "training_dynamics",
 ]
