@@ -14,8 +14,9 @@ What is recorded, per site, per sample, per channel (``stat``):
   window in feature-map coordinates: the window covers rows
   ``y - (k_h - 1) // 2 .. y - (k_h - 1) // 2 + k_h - 1`` and likewise columns.
 
-Hooks keep the gathered tensors on the model's device; :meth:`Probe.take` moves them to
-the host once per batch (no per-site synchronisation inside the forward pass).
+Hooks keep the gathered tensors on the model's device; :meth:`Probe.take` moves all of
+them to the host in one transfer (no per-site synchronisation inside the forward pass,
+one per ``take``).
 """
 
 from __future__ import annotations
@@ -245,6 +246,7 @@ class Probe:
         starts = np.concatenate([[0], np.cumsum(batches)])
         frames = []
         try:
+            self._to_host()
             for log in self._logs:
                 for f, b in enumerate(batches):
                     recs = [r for r in log.records if r.forward == f]
@@ -261,6 +263,23 @@ class Probe:
         if not frames:
             return empty_frame()
         return pd.concat(frames, ignore_index=True)
+
+
+    def _to_host(self) -> None:
+        """Move every recorded tensor (values and positions) to the host in one transfer
+        (one synchronisation on a GPU), exactly: through float64, back to each dtype."""
+        recs = [r for log in self._logs for r in log.records]
+        tensors = [t for r in recs for t in (r.values, r.ys, r.xs) if t is not None]
+        if not tensors:
+            return
+        flat = torch.cat([t.reshape(-1).to(torch.float64) for t in tensors]).cpu()
+        parts = iter(flat.split([t.numel() for t in tensors]))
+
+        def host(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else next(parts).reshape(t.shape).to(t.dtype)
+
+        for r in recs:
+            r.values, r.ys, r.xs = host(r.values), host(r.ys), host(r.xs)
 
 
 def _call_ids(site: Site, recs: list[_Record], ids: np.ndarray) -> np.ndarray:
