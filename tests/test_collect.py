@@ -70,8 +70,11 @@ def test_collect_all_regimes_layout_counts_and_readers(tmp_path):
     assert dict(r.written) == {"train": 3, "whole": 2, "tlc": 2, "tiles": 2}
     files = parts(tmp_path / "s")
     assert [f.parent.name for f in files].count("regime=train") == 3
+    # collect writes no step column (its files are as before training steps existed) ...
+    assert all("step" not in pq.read_schema(f).names for f in files)
     df = read_stats(tmp_path / "s")
-    assert tuple(df.columns) == COLUMNS
+    assert tuple(df.columns) == COLUMNS  # ... and reads back with a null one
+    assert df["step"].isna().all()
     assert set(df["regime"]) == {"train", "whole", "tlc", "tiles"}
     n_tiles = len(tile_starts(48, TS, 8)) * len(tile_starts(80, TS, 8))
     samples = df.groupby("regime")["sample"].nunique().to_dict()

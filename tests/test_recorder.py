@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from tlc_probe import shift_table
+from tlc_probe import shift_table, summary
 from tlc_probe.cli import main
 from tlc_probe.jobs.recorder import TrainingRecorder, read_quality
 from tlc_probe.store import read_stats
@@ -45,9 +45,11 @@ def _probe_images():
     ]
 
 
-def _train(steps, data, recorder=None, validate=False):
+def _train(steps, data, recorder=None, validate=False, frozen=False):
     torch.manual_seed(0)
     model = InputSE().train()
+    if frozen:  # a submodule kept in eval mode while the rest trains
+        model.body.eval()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     kw = recorder(model) if recorder else None
     ctx = TrainingRecorder(model, **kw) if kw else None
@@ -60,11 +62,15 @@ def _train(steps, data, recorder=None, validate=False):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            if validate:  # an eval pass between steps must not be recorded
+            if validate:  # eval and no_grad passes between steps must not be recorded
                 model.eval()
                 with torch.no_grad():
                     model(torch.rand(5, 3, 16, 16))
                 model.train()
+                with torch.no_grad():
+                    model(torch.rand(3, 3, 16, 16))
+            if frozen:
+                assert not model.body.training and model.gate.training
             if ctx:
                 ctx.step(step)
     finally:
@@ -104,9 +110,14 @@ def test_rows_exactly_at_the_recorded_steps_with_the_training_batch_statistic(tm
 
 def test_resume_continues_the_store_without_duplicate_steps(tmp_path):
     data = _data(8)
-    rec = lambda m: dict(out=tmp_path, train_size=16, every=1, probe_images=_probe_images())  # noqa: E731
+    rec = lambda m: dict(  # noqa: E731
+        out=tmp_path, train_size=16, every=1, probe_images=_probe_images(), writer="rank-0"
+    )
     _train(range(5), data, rec)  # steps 0..4; the "checkpoint" was at step 3
     rec2 = lambda m: dict(rec(m), first_step=3, mode="resume")  # noqa: E731
+    _train(range(3, 4), data, rec2)  # killed again after step 3: step 4 must be gone
+    assert sorted(read_stats(tmp_path)["step"].unique()) == [0, 1, 2, 3]
+    assert sorted(read_quality(tmp_path)["step"].tolist()) == sorted([0, 1, 2, 3] * 2)
     _train(range(3, 8), data, rec2)
     df = read_stats(tmp_path)
     assert sorted(df["step"].unique()) == list(range(8))
@@ -116,6 +127,13 @@ def test_resume_continues_the_store_without_duplicate_steps(tmp_path):
         _train(range(1), data, rec)
     with pytest.raises(ValueError, match="other settings"):
         _train(range(1), data, lambda m: dict(rec(m), every=2, mode="resume"))
+    with pytest.raises(ValueError, match="other settings"):
+        _train(range(1), data, lambda m: dict(rec(m), writer="rank-1", mode="resume"))
+
+
+def test_submodule_modes_survive_the_recorder(tmp_path):
+    rec = lambda m: dict(out=tmp_path, train_size=16, every=1, probe_images=_probe_images())  # noqa: E731
+    _train(range(2), _data(2), rec, frozen=True)  # asserts the modes after every step
 
 
 def test_per_step_shift_equals_the_shift_of_that_step_alone(tmp_path):
@@ -129,6 +147,12 @@ def test_per_step_shift_equals_the_shift_of_that_step_alone(tmp_path):
         alone = shift_table(df[df.step == step].drop(columns="step"))
         mine = table[table.step == step].drop(columns="step").reset_index(drop=True)
         pd.testing.assert_frame_equal(mine, alone)
+    # a store without steps read together keeps its own rows in the per-step summary
+    plain = df[df.step == 0].assign(model="other", step=pd.NA).astype({"step": "Int64"})
+    both = summary(shift_table(pd.concat([df, plain], ignore_index=True)))
+    assert set(both["model"]) == {"InputSE", "other"}
+    assert both.loc[both.model == "other", "step"].isna().all()
+    assert sorted(both.loc[both.model == "InputSE", "step"]) == [0, 1, 2, 3]
 
 
 def test_stores_without_the_step_column_still_read(tmp_path):
@@ -192,9 +216,10 @@ def test_train_command_records_and_plot_draws_the_dynamics(tmp_path, capsys):
     argv = ["train", "--model", "nafnet", "--task", "deblur", "--iters", "40", "--batch", "4"]
     argv += ["--record-every", "10", "--record-positions", "4", "--val-every", "20"]
     assert main([*argv, "--out", str(tmp_path / "n.pt"), "--stats", str(stats)]) == 0
-    assert "recorded 4 steps (10, 20, 30, 40)" in capsys.readouterr().out
+    assert "recorded 5 steps (0, 10, 20, 30, 40)" in capsys.readouterr().out
     df = read_stats(stats)
-    for regime in ("train", "whole", "tlc"):
-        assert sorted(df[df.regime == regime]["step"].unique()) == [10, 20, 30, 40]
+    assert sorted(df[df.regime == "train"]["step"].unique()) == [10, 20, 30, 40]
+    for regime in ("whole", "tlc"):  # step 0: the initial model
+        assert sorted(df[df.regime == regime]["step"].unique()) == [0, 10, 20, 30, 40]
     assert main(["plot", str(stats), "--out", str(tmp_path / "fig")]) == 0
     assert (tmp_path / "fig" / "nafnet-tiny-deblur-training.png").stat().st_size > 0

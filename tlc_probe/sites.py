@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .sizes import as_pair
-from .tensors import model_device_dtype
+from .tensors import eval_mode, model_device_dtype
 
 SITE_KINDS: tuple[str, ...] = ("in", "se")
 
@@ -134,8 +134,8 @@ def execution_order(
     in_channels: int = 3,
 ) -> list[Site]:
     """Every site of ``model`` (kinds 'in' and 'se', global or TLC-converted) with its
-    execution ``depth`` from one forward pass (in eval mode, under ``no_grad``; the
-    model's mode is restored).
+    execution ``depth`` from one forward pass (in eval mode, under ``no_grad``; every
+    submodule's mode is restored).
 
     Args:
         model: any module whose forward takes one (N, C, H, W) tensor.
@@ -155,13 +155,10 @@ def execution_order(
         return hook
 
     x = example if example is not None else example_input(model, size, in_channels)
-    was = model.training
-    model.eval()  # no running statistics move, no dropout: the pass only counts
-    try:
-        with temporary_hooks((s.module, recorder(s.name)) for s in sites), torch.no_grad():
-            model(x)
-    finally:
-        model.train(was)
+    # eval mode: no running statistics move, no dropout; the pass only counts
+    hooks = temporary_hooks((s.module, recorder(s.name)) for s in sites)
+    with eval_mode(model), hooks, torch.no_grad():
+        model(x)
     found = [replace(s, depth=order.get(s.name)) for s in sites]
     ran = sorted((s for s in found if s.executed), key=lambda s: s.depth)
     return ran + [s for s in found if not s.executed]

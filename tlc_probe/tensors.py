@@ -3,6 +3,9 @@ where and in what dtype does a model compute."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -30,3 +33,16 @@ def to_model(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``x`` moved to ``model``'s device and floating dtype (:func:`model_device_dtype`)."""
     device, dtype = model_device_dtype(model)
     return x.to(device=device, dtype=dtype)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside the block; afterwards every submodule gets back its
+    own mode (a frozen BatchNorm in a training model stays in eval mode)."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes.items():
+            m.training = training

@@ -8,6 +8,7 @@ import time
 from .paths import existing
 
 NAME = "train"
+FLAGS = {"mode='resume'": "--resume", "mode='overwrite'": "--overwrite-stats"}
 HELP = "train a zoo model on patches of degraded bundled photos"
 DESCRIPTION = (
     "Patch training (AdamW, cosine schedule, L1 over all stage outputs) on random crops of "
@@ -45,7 +46,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="record the global sites' statistics every N steps (train batch, whole, tlc)",
     )
-    p.add_argument("--stats", help="statistics directory of --record-every (default: OUT-stats)")
+    p.add_argument(
+        "--stats",
+        help="statistics directory of --record-every (default: <OUT without .pt>-stats, "
+        "replaced on every fresh run; a given --stats is never replaced unless "
+        "--overwrite-stats)",
+    )
+    p.add_argument("--overwrite-stats", action="store_true", help="replace the --stats directory")
     p.add_argument(
         "--record-positions",
         type=int,
@@ -76,12 +83,15 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.record_every is not None and args.record_every < 1:
         raise ValueError(f"--record-every must be >= 1, got {args.record_every}")
+    if args.record_every is None and (args.stats or args.overwrite_stats):
+        raise ValueError("--stats and --overwrite-stats go with --record-every N")
     r = train(
         cfg,
         resume=args.resume,
         record_every=args.record_every,
         stats=args.stats,
         record_positions=args.record_positions,
+        record_mode="overwrite" if args.overwrite_stats and not args.resume else None,
     )
     if "recorded_steps" in r:
         steps = r["recorded_steps"]

@@ -3,6 +3,7 @@ qualitative panels (the inference runs here; :mod:`tlc_probe.viz` only draws).""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,10 +65,20 @@ def stats_figures(
     for (model, task), sub in df.groupby(["model", "task"], sort=True):
         tab = table[(table["model"] == model) & (table["task"] == task)]
         if "step" in tab.columns and sub["step"].notna().any():
-            fig = training_dynamics(tab, quality, stat=stat, model=model, task=task)
-            paths += save_figure(fig, out, f"{model}-{task}-training")
+            if tab["comparison"].isin(["whole~train", "tlc~train"]).any():
+                fig = training_dynamics(tab, quality, stat=stat, model=model, task=task)
+                paths += save_figure(fig, out, f"{model}-{task}-training")
+            else:
+                warnings.warn(
+                    f"{model}/{task}: train rows only (no whole / tlc regime recorded): no "
+                    "training-dynamics figure",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             last = sub["step"].max()
             sub, tab = sub[sub["step"] == last], tab[tab["step"] == last]
+            if tab.empty:
+                continue
         chosen = []
         for kind in ("in", "se"):
             if (tab["kind"] == kind).any():

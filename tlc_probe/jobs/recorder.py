@@ -13,8 +13,11 @@ store (:mod:`tlc_probe.store`, rows with a ``step`` column):
 * ``_quality.csv``: the mean PSNR (dB) of those outputs against the probe images'
   targets, per step and regime (:func:`read_quality`).
 
-Hooks record only in train mode and only in the steps to be recorded, so validation passes
-in between and the steps not recorded cost nothing but a Python call per site.
+Hooks record only passes in train mode under autograd, and only in the steps to be
+recorded: validation passes (eval mode or ``no_grad``) are never mixed in, and the steps not
+recorded cost a Python call per site. The ``tlc`` model is converted once on entry (so a
+site that cannot be made local is reported before training goes on) and gets the current
+weights at each recorded step.
 
 Example::
 
@@ -55,7 +58,7 @@ from ..store.parts import (
     write_part,
     write_run_json,
 )
-from ..tensors import to_model
+from ..tensors import eval_mode, to_model
 from ..tlc import convert
 
 #: Regimes the recorder can evaluate on the probe images at a recorded step.
@@ -103,8 +106,9 @@ class TrainingRecorder:
         kinds, positions, fast_imp: as in :class:`tlc_probe.Probe` and ``convert``.
         first_step: the number of the first step :meth:`step` will be called with (a
             resumed training passes its next step).
-        mode: 'refuse' (error if ``out`` holds a run), 'resume' (keep the steps before
-            ``first_step``, drop any at or after it) or 'overwrite'.
+        mode: 'refuse' (error if ``out`` holds a run), 'resume' (same settings and writer;
+            keep the steps before ``first_step``, drop and record again those at or after
+            it) or 'overwrite'.
         writer: id in the part-file names.
         keep_nonfinite: write NaN/Inf rows instead of dropping (and warning about) them.
     """
@@ -158,6 +162,8 @@ class TrainingRecorder:
         self._armed = False
         self._train_probe: Probe | None = None
         self._whole_probe: Probe | None = None
+        self._tlc: nn.Module | None = None
+        self._tlc_probe: Probe | None = None
         self._quality: list[dict] = []
         self._run: dict[str, Any] = {}
 
@@ -167,7 +173,8 @@ class TrainingRecorder:
         return step in self.steps if self.steps is not None else step % self.every == 0
 
     def _recording(self) -> bool:
-        return self._armed and self.model.training
+        # a training forward pass: armed step, train mode, under autograd
+        return self._armed and self.model.training and torch.is_grad_enabled()
 
     # -- context manager -------------------------------------------------------------------
     def __enter__(self) -> TrainingRecorder:
@@ -175,6 +182,9 @@ class TrainingRecorder:
         # sites are found (and a bad selection reported) before anything is written
         self._train_probe = Probe(self.model, enabled=self._recording, **probe_kw)
         self._whole_probe = Probe(self.model, **probe_kw)
+        if "tlc" in self.regimes:  # converted once (errors show now); weights copied per step
+            self._tlc = convert(self.model, train_size=self.train_size, fast_imp=self.fast_imp)
+            self._tlc_probe = Probe(self._tlc, **probe_kw)
         self._run = {
             "model": self.model_name,
             "task": self.task,
@@ -188,6 +198,7 @@ class TrainingRecorder:
                 "kinds": list(self.kinds),
                 "positions": self.positions,
                 "fast_imp": self.fast_imp,
+                "writer": self.writer,
             },
         }
         self._prepare()
@@ -229,6 +240,7 @@ class TrainingRecorder:
                 p.unlink()
         quality = read_quality(self.out)
         self._quality = quality[quality["step"] < self.first_step].to_dict(orient="records")
+        self._write_quality()
 
     def __exit__(self, *exc) -> None:
         self._armed = False
@@ -247,7 +259,12 @@ class TrainingRecorder:
         probe = self._train_probe
         if recorded and self._armed and probe.pending():
             ids = [f"step{step}/s{i}" for i in range(probe.pending())]
-            self._write("train", step, probe.take(ids))
+            try:
+                rows = probe.take(ids)
+            except ValueError as e:  # never stop the user's training for a bookkeeping error
+                warnings.warn(f"step {step}: train rows skipped: {e}", RuntimeWarning, stacklevel=2)
+            else:
+                self._write("train", step, rows)
         else:
             probe.clear()
         if recorded and self.regimes:
@@ -273,18 +290,15 @@ class TrainingRecorder:
         write_part(frame, part_path(self.out, regime, step, self.writer), self._run)
 
     def _image_regimes(self, step: int) -> None:
-        was = self.model.training
-        self.model.eval()
-        # off while the model is copied by convert (a copy must not carry our hooks)
-        self._train_probe.remove()
-        try:
-            nets: dict[str, tuple[nn.Module, Probe]] = {}
-            if "whole" in self.regimes:
-                nets["whole"] = (self.model, self._whole_probe)
-            if "tlc" in self.regimes:
-                tlc = convert(self.model, train_size=self.train_size, fast_imp=self.fast_imp)
-                nets["tlc"] = (tlc, Probe(tlc, kinds=self.kinds, positions=self.positions))
+        nets: dict[str, tuple[nn.Module, Probe]] = {}
+        if "whole" in self.regimes:
+            nets["whole"] = (self.model, self._whole_probe)
+        if self._tlc is not None:
+            self._tlc.load_state_dict(self.model.state_dict())  # same keys: this step's weights
+            nets["tlc"] = (self._tlc, self._tlc_probe)
+        with eval_mode(self.model), eval_mode(nets.get("tlc", (self.model,))[0]):
             for regime, (net, probe) in nets.items():
+                probe.clear()
                 scores = []
                 with torch.no_grad(), probe:
                     for item in self.items:
@@ -298,9 +312,8 @@ class TrainingRecorder:
                     row = {"model": self.model_name, "task": self.task, "step": step}
                     row.update(regime=regime, psnr=float(np.mean(scores)))
                     self._quality.append({**row, "n_images": len(scores)})
-        finally:
-            self.model.train(was)
-            self._train_probe.__enter__()
-        if self._quality:
-            table = pd.DataFrame(self._quality)
-            atomic_write(self.out / QUALITY_CSV, lambda p: table.to_csv(p, index=False))
+        self._write_quality()
+
+    def _write_quality(self) -> None:
+        table = pd.DataFrame(self._quality, columns=QUALITY_COLUMNS)
+        atomic_write(self.out / QUALITY_CSV, lambda p: table.to_csv(p, index=False))

@@ -72,6 +72,7 @@ def train(
     record_every: int | None = None,
     stats: str | Path | None = None,
     record_positions: int = 8,
+    record_mode: str | None = None,
 ) -> dict:
     """Train per ``cfg``; write ``cfg.out`` (weights + metadata) at every validation and at
     the end. With ``resume`` continue from ``cfg.out`` and its ``.resume.pt``;
@@ -79,11 +80,14 @@ def train(
     interrupted run would.
 
     ``record_every``: record the global sites' statistics every that many steps (steps are
-    numbered from 1) with a :class:`~tlc_probe.jobs.recorder.TrainingRecorder` into
+    numbered from 1; a fresh run also records the initial model as step 0, without train
+    rows) with a :class:`~tlc_probe.jobs.recorder.TrainingRecorder` into
     ``stats`` (default ``<out stem>-stats`` beside ``out``): the train rows of that step's
     batch, and whole / tlc on the test photos with their PSNR. A resumed training continues
     that store (steps from the restart on are recorded again, never twice);
-    ``record_positions``: TLC grid positions per axis.
+    ``record_positions``: TLC grid positions per axis; ``record_mode``: the recorder's
+    mode, default 'resume' when resuming, else 'overwrite' for the default store (it
+    belongs to ``out``, which is overwritten too) and 'refuse' for a given ``stats``.
 
     Returns {"iterations", "losses" (this call's, per step), "loss" (mean of the last 50),
     "input_psnr", "output_psnr"} (PSNR in dB), and "recorded_steps" (this call's) when
@@ -139,11 +143,14 @@ def train(
             model_name=f"{cfg.model}-{cfg.preset}",
             task=cfg.task,
             positions=record_positions,
-            first_step=start + 1,
-            mode="resume" if resume else "overwrite",
+            first_step=start if start == 0 else start + 1,
+            mode=record_mode
+            or ("resume" if resume else "overwrite" if stats is None else "refuse"),
         )
     it = start
     with recorder or nullcontext():
+        if recorder is not None and start == 0:
+            recorder.step(0)  # the initial model: whole / tlc on the test photos, no train rows
         for x, y in _batches(cfg, start):
             loss = sum((o - y).abs().mean() for o in model.forward_all(x))
             opt.zero_grad(set_to_none=True)

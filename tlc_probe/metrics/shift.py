@@ -467,7 +467,10 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     having tiles and whole rows). A table with a ``step`` column is summarised per step.
     """
     pooled = table[table["channel"].astype(str) == "all"]
-    group = ["model", "task", *(["step"] if "step" in table.columns else []), "stat"]
+    stepped = "step" in table.columns
+    if stepped:  # rows without a step (collect stores read together) stay: key -1, then NA
+        pooled = pooled.assign(step=pooled["step"].fillna(-1))
+    group = ["model", "task", *(["step"] if stepped else []), "stat"]
     index = [*group, "site", "kind", "depth"]
     wide = pooled.pivot_table(
         index=index, columns="comparison", values=["w1", "kl"], aggfunc="first"
@@ -490,7 +493,10 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     ]
     if has_tiles:
         columns += ["frac_w1_improved_tiles", "median_w1_ratio_tiles"]
-    return pd.DataFrame(rows, columns=columns)
+    out = pd.DataFrame(rows, columns=columns)
+    if stepped:
+        out["step"] = out["step"].astype("Int64").mask(out["step"] == -1)
+    return out
 
 
 def _improvement(wide: pd.DataFrame, comparison: str, suffix: str) -> dict[str, float]:

@@ -264,22 +264,24 @@ class Probe:
             return empty_frame()
         return pd.concat(frames, ignore_index=True)
 
-
     def _to_host(self) -> None:
-        """Move every recorded tensor (values and positions) to the host in one transfer
-        (one synchronisation on a GPU), exactly: through float64, back to each dtype."""
+        """Move every recorded tensor (values and positions) to the host: one transfer per
+        device and dtype (typically two: float values, int64 positions), exact."""
         recs = [r for log in self._logs for r in log.records]
-        tensors = [t for r in recs for t in (r.values, r.ys, r.xs) if t is not None]
-        if not tensors:
-            return
-        flat = torch.cat([t.reshape(-1).to(torch.float64) for t in tensors]).cpu()
-        parts = iter(flat.split([t.numel() for t in tensors]))
-
-        def host(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else next(parts).reshape(t.shape).to(t.dtype)
-
+        groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
         for r in recs:
-            r.values, r.ys, r.xs = host(r.values), host(r.ys), host(r.xs)
+            for t in (r.values, r.ys, r.xs):
+                if t is not None:
+                    groups.setdefault((t.device, t.dtype), []).append(t)
+        host: dict[int, torch.Tensor] = {}
+        for ts in groups.values():
+            flat = torch.cat([t.reshape(-1) for t in ts]).cpu()
+            for t, part in zip(ts, flat.split([t.numel() for t in ts]), strict=True):
+                host[id(t)] = part.reshape(t.shape)
+        for r in recs:
+            r.values = host[id(r.values)]
+            r.ys = None if r.ys is None else host[id(r.ys)]
+            r.xs = None if r.xs is None else host[id(r.xs)]
 
 
 def _call_ids(site: Site, recs: list[_Record], ids: np.ndarray) -> np.ndarray:

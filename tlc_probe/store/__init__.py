@@ -23,7 +23,7 @@ from .parts import (
     write_run_json,
 )
 from .read import read_stats
-from .schema import COLUMNS, PART_SCHEMA, RUN_JSON, STATS_SCHEMA
+from .schema import COLUMNS, PART_SCHEMA, RUN_JSON, STATS_SCHEMA, STEP_PART_SCHEMA
 from .shipped import CHECKPOINTS_ENV, checkpoint_dir, shipped_checkpoints
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "PART_SCHEMA",
     "RUN_JSON",
     "STATS_SCHEMA",
+    "STEP_PART_SCHEMA",
     "atomic_save",
     "atomic_write",
     "build_from_checkpoint",

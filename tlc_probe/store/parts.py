@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .atomic import atomic_write, write_text
-from .schema import META_KEY, PART_SCHEMA, RUN_JSON
+from .schema import META_KEY, PART_SCHEMA, RUN_JSON, STEP_PART_SCHEMA
 
 
 def part_path(root: str | Path, regime: str, chunk: int, writer: str = "0") -> Path:
@@ -41,13 +41,13 @@ def part_path(root: str | Path, regime: str, chunk: int, writer: str = "0") -> P
 def write_part(
     frame: pd.DataFrame, path: str | Path, meta: Mapping[str, Any] | None = None
 ) -> Path:
-    """Write ``frame`` (the columns of :data:`~tlc_probe.store.schema.PART_SCHEMA`, any
-    extra ignored) to ``path`` atomically (:func:`~tlc_probe.store.atomic.atomic_write`).
-    ``meta`` goes into the schema metadata as JSON under ``META_KEY``. Returns ``path``."""
-    schema = PART_SCHEMA.with_metadata({META_KEY: json.dumps(dict(meta or {}), default=str)})
-    if "step" not in frame.columns:  # rows not recorded during training
-        frame = frame.assign(step=pd.array([pd.NA] * len(frame), dtype="Int64"))
-    table = pa.Table.from_pandas(frame[PART_SCHEMA.names], schema=schema, preserve_index=False)
+    """Write ``frame`` (the columns of :data:`~tlc_probe.store.schema.PART_SCHEMA`, plus
+    ``step`` for rows recorded during training; any extra ignored) to ``path``
+    atomically (:func:`~tlc_probe.store.atomic.atomic_write`). ``meta`` goes into the
+    schema metadata as JSON under ``META_KEY``. Returns ``path``."""
+    base = STEP_PART_SCHEMA if "step" in frame.columns else PART_SCHEMA
+    schema = base.with_metadata({META_KEY: json.dumps(dict(meta or {}), default=str)})
+    table = pa.Table.from_pandas(frame[base.names], schema=schema, preserve_index=False)
     return atomic_write(path, lambda p: pq.write_table(table, p, compression="zstd"))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -47,7 +48,7 @@ def read_stats(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
             frames.append(pd.read_parquet(root))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if "value" in df.columns and "step" not in df.columns:  # written before steps existed
-        df["step"] = pd.array([pd.NA] * len(df), dtype="Int64")
+        df["step"] = pd.array(np.full(len(df), pd.NA), dtype="Int64")
     coerce(df, STATS_SCHEMA)
     first = [c for c in COLUMNS if c in df.columns]
     return df[first + [c for c in df.columns if c not in first]]

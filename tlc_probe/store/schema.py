@@ -15,7 +15,9 @@ STEP_FIELD = pa.field("step", pa.int64())
 _RECORDS = list(RECORD_SCHEMA)
 _BEFORE_VALUE = _RECORDS[:-1] + [STEP_FIELD] + _RECORDS[-1:]
 #: Columns of every part file (``regime`` comes from the Hive directory name).
-PART_SCHEMA = pa.schema(RUN_FIELDS + _BEFORE_VALUE)
+PART_SCHEMA = pa.schema(RUN_FIELDS + _RECORDS)
+#: Columns of a part file of rows recorded during training.
+STEP_PART_SCHEMA = pa.schema(RUN_FIELDS + _BEFORE_VALUE)
 #: The statistics table as read back, in the order of DESIGN.md.
 STATS_SCHEMA = pa.schema(RUN_FIELDS + [pa.field("regime", pa.string())] + _BEFORE_VALUE)
 COLUMNS: tuple[str, ...] = tuple(STATS_SCHEMA.names)

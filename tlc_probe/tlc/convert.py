@@ -20,6 +20,7 @@ from torch import nn
 
 from ..sites import SITE_KINDS, Site, check_kinds, example_input, list_sites, temporary_hooks
 from ..sizes import as_pair
+from ..tensors import eval_mode
 from .box import FAST_MIN_CELLS
 from .norm import LocalInstanceNorm2d
 from .pooling import LocalAvgPool2d
@@ -222,9 +223,7 @@ def convert(
         warnings.warn(_MIXED_WARNING.format(names=left), UserWarning, stacklevel=2)
 
     x = example_input(target, train_hw, in_channels)
-    was_training = target.training
-    target.eval()
-    try:
+    with eval_mode(target):
         with torch.no_grad():
             ref, seen = _calibrate(target, chosen, x)
             if missed := [n for n, sizes in seen.items() if not sizes]:
@@ -246,8 +245,6 @@ def convert(
                     f"means:\n{lines}\nPass skip={[s.name for s, _ in bad]!r} to leave them "
                     "global, or rewrite the code after them as 1x1 convolutions."
                 )
-    finally:
-        target.train(was_training)
 
     for s in chosen:
         ((h, w),) = seen[s.name]
