@@ -94,6 +94,7 @@ BAD_PATHS = {
     "shift": ["shift", MISSING, "--out", "{tmp}/s"],
     "plot": ["plot", MISSING, "--out", "{tmp}/p"],
     "bench": ["bench", "--checkpoint", f"{MISSING}/a.pt", "--out", "{tmp}/b"],
+    "reliance": ["reliance", f"{MISSING}/a.pt", "--out", "{tmp}/rl"],
 }
 
 

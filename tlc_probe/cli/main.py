@@ -15,9 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
-from . import bench, collect, evaluate, plot, reproduce, shift, train
+from . import bench, collect, evaluate, plot, reliance, reproduce, shift, train
 
-COMMANDS = (reproduce, train, evaluate, collect, shift, plot, bench)
+COMMANDS = (reproduce, train, evaluate, collect, shift, plot, bench, reliance)
 
 
 def build_parser() -> argparse.ArgumentParser:

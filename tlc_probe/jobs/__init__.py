@@ -6,6 +6,7 @@ from .collect import CollectConfig, CollectResult, collect, collect_checkpoint
 from .evaluate import held_out_items, held_out_psnr, held_out_scores, psnr_table, scheme_psnr
 from .figures import qualitative, stats_figures
 from .recorder import TrainingRecorder, read_quality
+from .reliance import reliance, reliance_checkpoint, site_constants
 from .render import markdown, table_a1
 from .reproduce import reproduce
 from .shift import shift_outputs, write_shift
@@ -27,10 +28,13 @@ __all__ = [
     "psnr_table",
     "qualitative",
     "read_quality",
+    "reliance",
+    "reliance_checkpoint",
     "reproduce",
     "scheme_psnr",
     "seam_outputs",
     "shift_outputs",
+    "site_constants",
     "stats_figures",
     "table_a1",
     "train",

@@ -1,0 +1,148 @@
+"""Reliance: how much a network's output depends on the statistic each global site
+aggregates.
+
+A site's statistic is *frozen* by replacing it with a constant: its per-channel mean over
+the reference images (the whole test photos, global model). A squeeze-excitation pool
+then returns that constant for every image; an instance norm normalises with the constant
+mean and standard deviation instead of each image's own. Reliance is what freezing does
+to the output: the change of PSNR against the targets (dB) and the mean absolute change
+of the output itself. A shift at a site whose freezing changes nothing does not matter for
+the output, whatever its size.
+
+Example::
+
+    from tlc_probe.jobs.reliance import reliance
+
+    table = reliance(model, items)  # one row per site, and "all" (every site frozen)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..metrics.image import psnr
+from ..probe import Probe
+from ..sites import Site, temporary_hooks
+from ..store.checkpoint import model_label
+from ..tensors import eval_mode, to_model
+from .evaluate import load_for_test
+
+RELIANCE_COLUMNS = ("site", "kind", "depth", "psnr", "delta_psnr", "mean_abs_delta", "n_images")
+
+
+def site_constants(
+    model: nn.Module, items: Sequence[dict], probe: Probe | None = None
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Per site, the per-channel mean over ``items`` of each statistic the site aggregates
+    with the global ``model``: ``{site: {"mean": (C,), "std": (C,) for 'in'}}`` (float64,
+    averaged over images and, for sites run k times per pass, over the parts)."""
+    probe = probe or Probe(model)
+    with eval_mode(model), torch.no_grad(), probe:
+        for item in items:
+            model(to_model(model, item["input"][None]))
+        rows = probe.take([item.get("id", f"image{i}") for i, item in enumerate(items)])
+    means = rows.groupby(["site", "stat", "channel"], sort=True)["value"].mean()
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for (site, stat), g in means.groupby(level=["site", "stat"], sort=False):
+        out.setdefault(site, {})[stat] = torch.tensor(g.to_numpy(np.float64))
+    return out
+
+
+def _freezer(site: Site, const: dict[str, torch.Tensor]):
+    """A forward hook that replaces the site's output by what it computes with the
+    constant statistic."""
+    if site.kind == "se":
+
+        def hook(_module, args, out):
+            c = const["mean"].to(out.device, out.dtype)
+            return c.view(1, -1, 1, 1).expand(out.shape[0], -1, *out.shape[2:]).contiguous()
+
+        return hook
+
+    def hook(module, args, out):
+        x = args[0]
+        mean = const["mean"].to(x.device, x.dtype).view(1, -1, 1, 1)
+        var = const["std"].to(x.device, x.dtype).view(1, -1, 1, 1) ** 2
+        y = (x - mean) / torch.sqrt(var + module.eps)
+        if module.affine:
+            y = y * module.weight.view(1, -1, 1, 1) + module.bias.view(1, -1, 1, 1)
+        return y
+
+    return hook
+
+
+def _outputs(model: nn.Module, items: Sequence[dict], hooks) -> list[torch.Tensor]:
+    outs = []
+    with eval_mode(model), torch.no_grad(), temporary_hooks(hooks, pre=False):
+        for item in items:
+            out = model(to_model(model, item["input"][None]))
+            outs.append((out[0] if isinstance(out, tuple | list) else out)[0].float().cpu())
+    return outs
+
+
+def reliance(
+    model: nn.Module, items: Sequence[dict], sites: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Reliance of ``model`` (global, eval mode inside) on each site's statistic.
+
+    Args:
+        model: the network; ``items``: ``{"input", "target": (3, H, W), "id"}`` (the
+            reference images for the constants and the images scored; e.g.
+            :func:`tlc_probe.jobs.held_out_items`).
+        sites: names of the sites to freeze one at a time (default: every executed site).
+
+    Returns:
+        One row per site (in execution order) and a last row ``site = "all"`` with every
+        site frozen at once; columns :data:`RELIANCE_COLUMNS`: ``psnr`` (dB, mean over
+        items, output clamped to [0, 1]) with the site frozen, ``delta_psnr`` = that minus
+        the unfrozen PSNR, ``mean_abs_delta`` = mean |frozen - unfrozen output| over all
+        pixels and items, ``n_images``.
+    """
+    probe = Probe(model)
+    chosen = [s for s in probe.sites if sites is None or s.name in set(sites)]
+    if sites is not None and (missing := set(sites) - {s.name for s in chosen}):
+        raise ValueError(f"sites {sorted(missing)} are no executed site of the model")
+    const = site_constants(model, items, probe)
+    targets = [item["target"].float() for item in items]
+    base = _outputs(model, items, [])
+    base_psnr = float(np.mean([psnr(o.clamp(0, 1), t) for o, t in zip(base, targets, strict=True)]))
+
+    def row(name: str, kind: str, depth: int | None, frozen: Sequence[Site]) -> dict:
+        outs = _outputs(model, items, [(s.module, _freezer(s, const[s.name])) for s in frozen])
+        scores = [psnr(o.clamp(0, 1), t) for o, t in zip(outs, targets, strict=True)]
+        delta = float(
+            np.mean([(o - b).abs().mean().item() for o, b in zip(outs, base, strict=True)])
+        )
+        return {
+            "site": name,
+            "kind": kind,
+            "depth": depth,
+            "psnr": float(np.mean(scores)),
+            "delta_psnr": float(np.mean(scores)) - base_psnr,
+            "mean_abs_delta": delta,
+            "n_images": len(items),
+        }
+
+    rows = [row(s.name, s.kind, s.depth, [s]) for s in chosen]
+    rows.append(row("all", "all", None, chosen))
+    out = pd.DataFrame(rows, columns=list(RELIANCE_COLUMNS))
+    out["depth"] = out["depth"].astype("Int32")
+    return out
+
+
+def reliance_checkpoint(
+    checkpoint: str | Path, n_photos: int | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """:func:`reliance` of a tlc-probe checkpoint on its task's test photos, with ``model``
+    and ``task`` columns first."""
+    model, meta, items = load_for_test(checkpoint, n_photos, seed)
+    table = reliance(model, items)
+    table.insert(0, "task", meta["task"])
+    table.insert(0, "model", model_label(meta))
+    return table
