@@ -53,6 +53,7 @@ from ..store.parts import (
     clear_tmp,
     has_data,
     part_path,
+    part_writer_chunk,
     parts,
     read_run_json,
     write_part,
@@ -235,8 +236,8 @@ class TrainingRecorder:
             )
         clear_tmp(self.out, self.writer)
         for p in parts(self.out):  # steps at or after the restart are recorded again
-            writer, _, chunk = p.stem.removeprefix("part-").rpartition("-")
-            if writer == self.writer and int(chunk) >= self.first_step:
+            writer, chunk = part_writer_chunk(p)
+            if writer == self.writer and chunk >= self.first_step:
                 p.unlink()
         quality = read_quality(self.out)
         self._quality = quality[quality["step"] < self.first_step].to_dict(orient="records")

@@ -38,6 +38,13 @@ def part_path(root: str | Path, regime: str, chunk: int, writer: str = "0") -> P
     return Path(root) / f"regime={regime}" / f"part-{writer}-{chunk:06d}.parquet"
 
 
+def part_writer_chunk(path: str | Path) -> tuple[str, int]:
+    """(writer, chunk) of a part file named by :func:`part_path` (writer ids may contain
+    '-'; the chunk is the last field)."""
+    writer, _, chunk = Path(path).stem.removeprefix("part-").rpartition("-")
+    return writer, int(chunk)
+
+
 def write_part(
     frame: pd.DataFrame, path: str | Path, meta: Mapping[str, Any] | None = None
 ) -> Path:
