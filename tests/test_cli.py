@@ -12,7 +12,7 @@ import torch
 from tlc_probe.cli import build_parser, main
 from tlc_probe.jobs.collect import CollectConfig, collect
 from tlc_probe.jobs.reproduce import reproduce
-from tlc_probe.metrics.shift import SHIFT_COLUMNS
+from tlc_probe.metrics.shift import COMPARISONS, SHIFT_COLUMNS
 from tlc_probe.models import build
 from tlc_probe.store import save_checkpoint, shipped_checkpoints
 
@@ -60,7 +60,7 @@ def test_shift_then_plot(stats_dir, tmp_path, capsys):
     assert main(["shift", str(stats_dir), "--out", str(tmp_path / "shift")]) == 0
     table = pd.read_csv(tmp_path / "shift" / "shift.csv")
     assert tuple(table.columns)[: len(SHIFT_COLUMNS)] == SHIFT_COLUMNS
-    assert set(table["comparison"]) == {"whole~train", "tlc~train", "tiles~train"}
+    assert set(table["comparison"]) == set(COMPARISONS)
     assert "frac_w1_improved" in capsys.readouterr().out
     assert main(["plot", str(stats_dir), "--out", str(tmp_path / "fig")]) == 0
     pngs = sorted(p.name for p in (tmp_path / "fig").glob("*.png"))

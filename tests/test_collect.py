@@ -67,7 +67,7 @@ def test_collect_all_regimes_layout_counts_and_readers(tmp_path):
         config=cfg,
         progress=False,
     )
-    assert dict(r.written) == {"train": 3, "whole": 2, "tlc": 2, "tiles": 2}
+    assert dict(r.written) == {"train": 3, "whole": 2, "tlc": 2, "tiles": 2, "window": 2}
     files = parts(tmp_path / "s")
     assert [f.parent.name for f in files].count("regime=train") == 3
     # collect writes no step column (its files are as before training steps existed) ...
@@ -75,17 +75,21 @@ def test_collect_all_regimes_layout_counts_and_readers(tmp_path):
     df = read_stats(tmp_path / "s")
     assert tuple(df.columns) == COLUMNS  # ... and reads back with a null one
     assert df["step"].isna().all()
-    assert set(df["regime"]) == {"train", "whole", "tlc", "tiles"}
+    assert set(df["regime"]) == {"train", "whole", "tlc", "tiles", "window"}
     n_tiles = len(tile_starts(48, TS, 8)) * len(tile_starts(80, TS, 8))
     samples = df.groupby("regime")["sample"].nunique().to_dict()
-    assert samples == {"train": 5, "whole": 2, "tlc": 2, "tiles": 2 * n_tiles}
+    assert samples == {"train": 5, "whole": 2, "tlc": 2, "tiles": 2 * n_tiles, "window": 2}
     crops = df.loc[df.regime == "train", "sample"].str.extract(r"/c(\d+)@")[0].astype(int)
     assert sorted(set(crops)) == list(range(5))  # 5 crops in chunks of 2, 2, 1
     sizes = df[df.regime == "whole"].groupby("site")["channel"].nunique()
     assert len(df[df.regime == "whole"]) == 2 * sizes.sum()  # nafnet: se sites, mean only
     assert len(df[df.regime == "tiles"]) == 2 * n_tiles * sizes.sum()
     assert df.loc[df.regime == "tlc", "y"].notna().any()
-    assert df.loc[df.regime != "tlc", "y"].isna().all()
+    assert df.loc[df.regime == "window", "y"].notna().all()
+    assert df.loc[~df.regime.isin(["tlc", "window"]), "y"].isna().all()
+    # at most one window per tile and site (values and places: tests/test_window.py)
+    win = df[df.regime == "window"].groupby(["sample", "site", "channel", "stat"]).size()
+    assert 1 <= win.min() and win.max() <= n_tiles
     assert len(df) == sum(r.rows.values())
     assert len(pd.read_parquet(tmp_path / "s")) == len(df)  # plain pandas reads the folder
     # DuckDB reads the Hive layout with the regime column

@@ -350,10 +350,9 @@ def test_read_stats_and_write_shift_roundtrip(tmp_path):
 
     table = shift_table(back)
     paths = write_shift(table, tmp_path / "out")
-    assert {p.name for p in paths.values()} == {"shift.csv", "shift.parquet", "summary.csv"}
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        ["shift.csv", "shift.parquet", "summary.csv"]
-    )
+    names = {"shift.csv", "shift.parquet", "decomposition.csv", "summary.csv"}
+    assert {p.name for p in paths.values()} == names
+    assert {p.name for p in (tmp_path / "out").iterdir()} == names
     pd.testing.assert_frame_equal(pd.read_parquet(paths["shift_parquet"]), table)
     csv = pd.read_csv(paths["shift_csv"], dtype={"channel": str})
     assert list(csv.columns) == list(SHIFT_COLUMNS) and len(csv) == len(table)

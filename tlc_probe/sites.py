@@ -117,6 +117,43 @@ def temporary_hooks(
             h.remove()
 
 
+@contextmanager
+def recording_sizes(sites: Iterable[Site]) -> Iterator[dict[str, set[tuple[int, int]]]]:
+    """While the ``with`` block runs, the (H, W) of every 4-D input each site is called
+    with: yields ``{site name: set of (H, W)}`` (empty sets for sites not called)."""
+    sites = list(sites)
+    seen: dict[str, set[tuple[int, int]]] = {s.name: set() for s in sites}
+
+    def recorder(name: str):
+        def hook(_module, args):
+            if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
+                seen[name].add((int(args[0].shape[-2]), int(args[0].shape[-1])))
+
+        return hook
+
+    with temporary_hooks((s.module, recorder(s.name)) for s in sites):
+        yield seen
+
+
+def feature_sizes(
+    model: nn.Module, size: int | tuple[int, int], in_channels: int = 3
+) -> dict[str, list[tuple[int, int]]]:
+    """The feature-map sizes each site of ``model`` sees when the input is ``size``
+    (H, W pixels; an int for a square): one forward pass of :func:`example_input` in eval
+    mode under ``no_grad``. Returns ``{site name: sorted list of (H, W)}``: one size for
+    most sites, several for a site called on maps of different sizes in one pass, none
+    for a site the pass does not reach.
+
+    Example::
+
+        feature_sizes(hinet, 256)["down_path_2.3.norm"]   # [(32, 32)]
+    """
+    x = example_input(model, size, in_channels)
+    with eval_mode(model), torch.no_grad(), recording_sizes(list_sites(model)) as seen:
+        model(x)
+    return {name: sorted(v) for name, v in seen.items()}
+
+
 def example_input(model: nn.Module, size: int | tuple[int, int] = 64, in_channels: int = 3):
     """A seeded uniform random (1, ``in_channels``, h, w) tensor on ``model``'s device and
     in its dtype: the input of calibration and ordering passes."""

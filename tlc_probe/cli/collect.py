@@ -7,13 +7,16 @@ import argparse
 from .paths import existing
 
 NAME = "collect"
-HELP = "record global-site statistics in the train / whole / tlc / tiles regimes"
+HELP = "record global-site statistics in the train / whole / tlc / tiles / window regimes"
 DESCRIPTION = (
     "Run a checkpoint in the regimes of the paper's Fig. A3 with forward hooks on every "
     "global-aggregation site (instance norm, SE / channel-attention pooling) and stream the "
     "statistics into a Parquet directory (regime=*/part-*.parquet + _run.json). train: "
     "random train_size crops of the training images; whole: whole test images; tlc: the "
-    "TLC-converted model on them; tiles: overlapping train_size tiles of them."
+    "TLC-converted model on them; tiles: overlapping train_size tiles of them; window: "
+    "the whole test images, each site's statistics over windows of its training-time "
+    "extent placed where the tiles lie (tiles -> window = context shift, window -> whole "
+    "= aggregation shift, the part TLC acts on)."
 )
 FLAGS = {
     "mode='resume'": "--resume",
@@ -59,7 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="statistics directory to write")
     p.add_argument("--task", help="deblur | derain | dehaze (default: from the checkpoint)")
     p.add_argument(
-        "--regimes", default="train,whole,tlc,tiles", help="comma list (default: all four)"
+        "--regimes",
+        default="train,whole,tlc,tiles,window",
+        help="comma list (default: all five)",
     )
     p.add_argument("--kinds", default="in,se", help="site kinds, comma list (default: in,se)")
     p.add_argument(
@@ -73,7 +78,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch", type=int, default=16, help="crops or tiles per forward pass (default: 16)"
     )
-    p.add_argument("--overlap", type=int, default=16, help="tiles overlap, px (default: 16)")
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=16,
+        help="overlap of the tiles and of the window regime's windows, px (default: 16)",
+    )
     p.add_argument("--base-size", type=int, help="TLC base size, px (default: 1.5 x train)")
     p.add_argument("--fast", action="store_true", help="TLC with the fast_imp approximation")
     p.add_argument("--train-size", type=int, help="required if the checkpoint lacks it")

@@ -8,13 +8,16 @@ import time
 from .paths import existing
 
 NAME = "shift"
-HELP = "KL / JS / W1 between the train regime and whole / tlc / tiles, per site"
+HELP = "KL / JS / W1 between the regimes per site, and the shift's decomposition"
 DESCRIPTION = (
     "Shift metrics from collected statistics: for every (model, task, site, stat) and "
     "channel (and all channels pooled), W1 (scipy semantics), W1 / std(train), "
     "KL(train || other) and Jensen-Shannon on bins fixed from the train values (see "
-    "tlc_probe.metrics.shift). Writes shift.csv, shift.parquet and summary.csv (fraction of "
-    "sites where TLC reduces the shift, median W1 ratio tlc/whole)."
+    "tlc_probe.metrics.shift). Writes shift.csv, shift.parquet, decomposition.csv (per site: "
+    "content = tiles~train, context = window~tiles, aggregation = whole~window, and their "
+    "shares; only aggregation is TLC's business) and summary.csv (fraction of sites where "
+    "TLC reduces the shift, median W1 ratio tlc/whole, median shares; with --reliance the "
+    "sites the output relies on, and a flag when it relies on none)."
 )
 
 
@@ -23,16 +26,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("stats", nargs="+", help="statistics directories (or parent folders)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--pooled-only", action="store_true", help="skip per-channel rows")
+    p.add_argument(
+        "--reference",
+        default="train",
+        choices=("train", "tiles"),
+        help="regime every other is compared with (default: train; tiles = the test "
+        "images' own train_size tiles, which removes the content difference)",
+    )
+    p.add_argument(
+        "--reliance",
+        nargs="+",
+        metavar="CSV",
+        help="reliance tables of tlc-probe reliance, joined per site",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Write the tables and print the summary; returns 0."""
     from ..jobs.render import markdown
-    from ..jobs.shift import shift_outputs
+    from ..jobs.shift import read_reliance, shift_outputs
 
     existing(args.stats, "statistics")
+    if args.reliance:
+        existing(args.reliance, "--reliance", kind="file")
     t0 = time.perf_counter()
-    r = shift_outputs(args.stats, args.out, per_channel=not args.pooled_only)
+    r = shift_outputs(
+        args.stats,
+        args.out,
+        per_channel=not args.pooled_only,
+        reference=args.reference,
+        reliance=read_reliance(args.reliance) if args.reliance else None,
+    )
     print(markdown(r["summary"].round(3)))
     print(
         f"wrote {', '.join(str(p) for p in r['paths'].values())} ({len(r['table'])} rows) in "

@@ -37,6 +37,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=4,
         help="degraded versions of each training photo (default: 4)",
     )
+    p.add_argument(
+        "--deadleaves",
+        type=int,
+        default=0,
+        metavar="N",
+        help="mix N degraded dead-leaves images (384 px) into the training crops (default: 0)",
+    )
     p.add_argument("--val-every", type=int, default=250, help="steps between validations")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--resume", action="store_true", help="continue from OUT and OUT.resume.pt")
@@ -77,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         batch=args.batch,
         lr=args.lr,
         n_per_photo=args.n_per_photo,
+        deadleaves=args.deadleaves,
         seed=args.seed,
         val_every=args.val_every,
     )

@@ -1,10 +1,21 @@
-"""Input data: the photographs bundled with scikit-image and their synthetic degradations."""
+"""Input data: the photographs bundled with scikit-image, dead-leaves images, and their
+synthetic degradations."""
 
-from .datasets import PairedFolder, SyntheticPairs, random_patches, read_image, whole_images
+from .datasets import (
+    DeadLeavesPairs,
+    PairedFolder,
+    SyntheticPairs,
+    random_patches,
+    read_image,
+    whole_images,
+)
+from .deadleaves import dead_leaves
 from .photos import BUNDLED_PHOTOS, SPLITS, load_depth, load_photo, photo_names
 from .synth import TASKS, degrade, haze, motion_blur, rain_streaks
 
 __all__ = [
+    "DeadLeavesPairs",
+    "dead_leaves",
     "PairedFolder",
     "SyntheticPairs",
     "random_patches",

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .deadleaves import dead_leaves
 from .photos import load_depth, load_photo, photo_names
 from .synth import TASKS, degrade
 
@@ -164,6 +165,34 @@ class SyntheticPairs(torch.utils.data.Dataset):
         clean = load_photo(name)
         x = degrade(self.task, clean, self.seed * 100003 + i, depth=load_depth(name))
         return {"input": x, "target": clean, "id": f"{name}#{k}"}
+
+
+class DeadLeavesPairs(torch.utils.data.Dataset):
+    """``n`` dead-leaves images (:func:`~tlc_probe.data.deadleaves.dead_leaves`, ``size`` px
+    square) degraded for ``task``; item ``i`` draws its image from seed ``seed * 100003 + i``
+    and its degradation from the same seed + 50021 (haze: a synthetic depth). Ids
+    ``deadleaves#<i>``. Images are made on access."""
+
+    def __init__(self, task: str, n: int, size: int = 384, seed: int = 0) -> None:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; tasks: {TASKS}")
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        self.task, self.n, self.size, self.seed = task, n, size, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        s = self.seed * 100003 + i
+        clean = dead_leaves(self.size, s)
+        return {
+            "input": degrade(self.task, clean, s + 50021),
+            "target": clean,
+            "id": f"deadleaves#{i}",
+        }
 
 
 def draw_crop(

@@ -7,6 +7,11 @@ statistics directory.
 * ``tlc`` (red): ``convert(model, train_size)`` on the same whole test images.
 * ``tiles``: the global model on overlapping ``train_size`` tiles of the test images
   (the statistics overlapping-patch inference feeds its global layers).
+* ``window``: the global model on the whole test images, each site's statistics taken
+  over windows of its training-time feature extent placed where the tiles lie
+  (:mod:`tlc_probe.probe.windows`; a measurement, the output is unchanged). Between
+  ``tiles`` and ``window`` only the features change (context); between ``window`` and
+  ``whole`` only the extent of the mean (aggregation, what TLC acts on).
 
 Work is cut into chunks (``crop_batch`` crops, or one test image for the image
 regimes), each written as one part file the moment it is complete; no statistics
@@ -37,10 +42,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._version import __version__
-from ..data import PairedFolder, SyntheticPairs
+from ..data import DeadLeavesPairs, PairedFolder, SyntheticPairs
 from ..data.datasets import draw_crop
 from ..models import build
-from ..probe import Probe
+from ..probe import Probe, training_windows
 from ..sites import SITE_KINDS
 from ..store.checkpoint import build_from_checkpoint, load_checkpoint, model_label, read_checkpoint
 from ..store.parts import clear as clear_store
@@ -49,7 +54,7 @@ from ..tensors import to_model
 from ..tiling import image_tiles
 from ..tlc import convert
 
-REGIMES: tuple[str, ...] = ("train", "whole", "tlc", "tiles")
+REGIMES: tuple[str, ...] = ("train", "whole", "tlc", "tiles", "window")
 MODES = ("refuse", "resume", "overwrite")
 
 
@@ -182,7 +187,7 @@ def collect(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if "train" in cfg.regimes and train_data is None:
         raise ValueError("the train regime needs train_data (the training images)")
-    if "tiles" in cfg.regimes and not 0 <= cfg.tile_overlap < train_size:
+    if {"tiles", "window"} & set(cfg.regimes) and not 0 <= cfg.tile_overlap < train_size:
         raise ValueError(f"tile_overlap must be in [0, {train_size}), got {cfg.tile_overlap}")
     out = Path(out)
     # Sites are checked (and bad patterns reported) before anything under `out` changes.
@@ -248,14 +253,17 @@ def collect(
             emit("train", j, ids, model, [x], probe)
         cache.clear()
 
-    image_regimes = [r for r in ("whole", "tlc", "tiles") if r in cfg.regimes]
+    image_regimes = [r for r in ("whole", "tlc", "tiles", "window") if r in cfg.regimes]
     if image_regimes:
-        tlc_model = tlc_probe = None
+        tlc_model = tlc_probe = window_probe = None
         if "tlc" in image_regimes:
             tlc_model = convert(
                 model, train_size=train_size, base_size=cfg.base_size, fast_imp=cfg.fast_imp
             )
             tlc_probe = Probe(tlc_model, positions=cfg.positions, **probe_kw)
+        if "window" in image_regimes:
+            windows = training_windows(model, train_size, cfg.tile_overlap)
+            window_probe = Probe(model, positions=cfg.positions, windows=windows, **probe_kw)
         bar = tqdm(range(len(test_data)), desc="test images", disable=not progress)
         for j in bar:
             todo = [r for r in image_regimes if not part_path(out, r, j, cfg.writer).exists()]
@@ -270,6 +278,8 @@ def collect(
                     emit(regime, j, [item["id"]], model, [img[None]], probe)
                 elif regime == "tlc":
                     emit(regime, j, [item["id"]], tlc_model, [img[None]], tlc_probe)
+                elif regime == "window":
+                    emit(regime, j, [item["id"]], model, [img[None]], window_probe)
                 else:
                     boxes, tiles = image_tiles(img, train_size, cfg.tile_overlap)
                     ids = [f"{item['id']}/t{k:03d}@{y},{x}" for k, (y, x) in enumerate(boxes)]
@@ -311,17 +321,22 @@ def datasets_for(
     """The (train, test) datasets of a collection and a description of them.
 
     Without ``data``: the bundled photos degraded for ``task`` — test photos with
-    ``n_per_photo`` degradations each (seed ``seed``), and the training photos exactly
-    as training made them (``n_per_photo`` and ``seed`` of the checkpoint's
-    ``train_config`` when known, else 4 and 0). With ``data``: a paired folder of
-    ``layout`` (its test split for GoPro); the train regime reads ``train_data`` (same
-    layout), or the GoPro train split of ``data``, and is unavailable otherwise (None).
+    ``n_per_photo`` degradations each (seed ``seed``), and the training pool exactly as
+    training made it (``n_per_photo``, ``seed`` and ``deadleaves`` of the checkpoint's
+    ``train_config`` when known, else 4 photos each, seed 0, no dead leaves). With
+    ``data``: a paired folder of ``layout`` (its test split for GoPro); the train regime
+    reads ``train_data`` (same layout), or the GoPro train split of ``data``, and is
+    unavailable otherwise (None).
     """
     if data is None:
         tc = train_config or {}
-        train = SyntheticPairs(
-            task, split="train", n_per_photo=int(tc.get("n_per_photo", 4)), seed=tc.get("seed", 0)
+        seed_t = int(tc.get("seed", 0))
+        train: torch.utils.data.Dataset = SyntheticPairs(
+            task, split="train", n_per_photo=int(tc.get("n_per_photo", 4)), seed=seed_t
         )
+        if n_leaves := int(tc.get("deadleaves", 0)):
+            leaves = DeadLeavesPairs(task, n_leaves, int(tc.get("deadleaves_size", 384)), seed_t)
+            train = torch.utils.data.ConcatDataset([train, leaves])
         test = SyntheticPairs(task, split="test", n_per_photo=n_per_photo, seed=seed)
         return train, test, f"bundled photos, {task} (seed {seed}, {n_per_photo} per photo)"
     test = PairedFolder(data, layout, split="test")

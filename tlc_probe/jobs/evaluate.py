@@ -13,8 +13,10 @@ import torch
 from torch import nn
 
 from ..data import SyntheticPairs
+from ..metrics.decomposition import RELIED_DB
 from ..metrics.image import psnr, ssim
 from ..schemes import make_schemes
+from ..sites import feature_sizes
 from ..store.checkpoint import build_from_checkpoint, model_label
 
 #: Schemes of the ``evaluate`` table.
@@ -71,11 +73,22 @@ def held_out_psnr(
     return {**{k: v["psnr"] for k, v in scores.items()}, "n": len(items)}
 
 
+def site_map_range(model: nn.Module, train_size: int) -> str:
+    """The smallest and largest feature map any site of ``model`` sees on a
+    ``train_size`` input, as ``"HxW-HxW"`` (by area; one size: ``"HxW"``; no site: "-")."""
+    sizes = [hw for found in feature_sizes(model, train_size).values() for hw in found]
+    if not sizes:
+        return "-"
+    lo, hi = min(sizes, key=lambda s: s[0] * s[1]), max(sizes, key=lambda s: s[0] * s[1])
+    return f"{lo[0]}x{lo[1]}" if lo == hi else f"{lo[0]}x{lo[1]}-{hi[0]}x{hi[1]}"
+
+
 def scheme_psnr(checkpoint: str | Path, seed: int = 0) -> dict:
     """Mean PSNR (dB) over the test photos degraded for the checkpoint's task: of the
     input, and of the output with whole-image inference, TLC (the checkpoint's
     train_size) and overlapping tiles (tile = train_size, overlap 16).
-    Returns {"model", "task", "train_size", "input", "whole", "tlc", "tiles-16", "n"}."""
+    Returns {"model", "task", "train_size", "site_maps" (:func:`site_map_range`),
+    "input", "whole", "tlc", "tiles-16", "n"}."""
     model, meta = build_from_checkpoint(checkpoint)
     ts = int(meta["train_size"])
     runs = {s.name: s.run for s in make_schemes(model, ts, EVALUATE_SCHEMES)}
@@ -84,11 +97,28 @@ def scheme_psnr(checkpoint: str | Path, seed: int = 0) -> dict:
         "model": model_label(meta),
         "task": meta["task"],
         "train_size": ts,
+        "site_maps": site_map_range(model, ts),
         **{k: scores[k] for k in ("input", *EVALUATE_SCHEMES)},
         "n": scores["n"],
     }
 
 
-def psnr_table(checkpoints: Sequence[str | Path], seed: int = 0) -> pd.DataFrame:
-    """:func:`scheme_psnr` of each checkpoint, one row each, PSNR in dB."""
-    return pd.DataFrame([scheme_psnr(c, seed) for c in checkpoints])
+def psnr_table(
+    checkpoints: Sequence[str | Path], seed: int = 0, reliance: bool = False
+) -> pd.DataFrame:
+    """:func:`scheme_psnr` of each checkpoint, one row each, PSNR in dB. With
+    ``reliance``, also ``frozen_all`` (PSNR change, dB, with every site's statistic
+    frozen; :func:`tlc_probe.jobs.reliance.reliance`) and ``relied_sites`` ("k/n": sites
+    whose freezing alone changes PSNR by at least 0.01 dB)."""
+    rows = []
+    for c in checkpoints:
+        row = scheme_psnr(c, seed)
+        if reliance:
+            from .reliance import reliance_checkpoint  # reliance uses this module's loaders
+
+            rel = reliance_checkpoint(c, seed=seed)
+            one = rel[rel["site"] != "all"]
+            row["frozen_all"] = float(rel.loc[rel["site"] == "all", "delta_psnr"].iloc[0])
+            row["relied_sites"] = f"{int((one['delta_psnr'].abs() >= RELIED_DB).sum())}/{len(one)}"
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from ..metrics.decomposition import decomposition
 from ..metrics.shift import shift_table
 from ..schemes import make_schemes
 from ..store.checkpoint import model_label
@@ -18,6 +19,7 @@ from ..store.figures import save_figure
 from ..store.read import read_stats
 from ..viz import (
     choose_site,
+    decomposition_figure,
     depth_profile,
     fig_a3,
     heatmap,
@@ -43,6 +45,7 @@ def stats_figures(
     stat: str = "mean",
     shift: pd.DataFrame | None = None,
     quality: pd.DataFrame | None = None,
+    reliance: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Draw, for every (model, task) in ``stats``: the Fig. A3 figure of the site of each
     kind with the largest normalised whole~train W1 (:func:`tlc_probe.viz.choose_site`)
@@ -51,7 +54,10 @@ def stats_figures(
     ``out``. Statistics recorded during training (a ``step`` column) also give
     ``<model>-<task>-training.*`` (:func:`tlc_probe.viz.training_dynamics`, with the probe
     PSNR of ``quality``, read from the stores' ``_quality.csv`` when ``stats`` are paths),
-    and the other figures show the last recorded step. Returns the paths written.
+    and the other figures show the last recorded step. When the decomposition's regimes
+    (train, tiles, window, whole) are all there, ``<model>-<task>-decomposition.*``
+    (:func:`tlc_probe.viz.decomposition_figure`, sites not relied on marked when
+    ``reliance`` is given). Returns the paths written.
 
     Raises ``ValueError`` when a name in ``sites`` belongs to no model in ``stats``."""
     df = stats if isinstance(stats, pd.DataFrame) else read_stats(stats)
@@ -92,6 +98,11 @@ def stats_figures(
             depth_profile(tab, stat=stat, model=model, task=task), out, f"{tag}-depth"
         )
         paths += save_figure(heatmap(tab, model, stat=stat, task=task), out, f"{tag}-heatmap")
+        parts = decomposition(tab, reliance)
+        shares = parts[["content_share", "context_share", "aggregation_share"]]
+        if shares.notna().all(axis=1).any():
+            fig = decomposition_figure(parts, model=model, stat=stat)
+            paths += save_figure(fig, out, f"{tag}-decomposition")
     return paths
 
 

@@ -38,6 +38,97 @@ def table_a1(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def decomposition_section(parts: pd.DataFrame, pngs: list[Path], img) -> list[str]:
+    """REPORT.md lines: what the decomposition means, the median shares per model and
+    statistic, the figures, and the sites with the largest shift."""
+    lines = [
+        "## Where the shift comes from: content, context, aggregation",
+        "",
+        "At a site, whole-image statistics differ from the training patches' for three",
+        "reasons: the test pictures are not the training pictures (*content*: tiles of the",
+        "test images vs training crops), the features themselves change because in a patch",
+        "they see zero padding where the whole image has real context (*context*: the whole",
+        "image's features averaged over windows of the training extent, placed where the",
+        "tiles lie, vs the tiles), and the mean covers more of the map (*aggregation*: the",
+        "whole-image mean vs those windows). TLC changes only the extent of the mean, so it",
+        "can remove only the aggregation share; shares are fractions of the sum of the three",
+        "W1 distances (which bounds W1(whole, train)).",
+        "",
+    ]
+    keys = ["model", "task", "stat"]
+    agg = parts.groupby(keys, sort=True).agg(
+        n_sites=("site", "size"),
+        content=("content_share", "median"),
+        context=("context_share", "median"),
+        aggregation=("aggregation_share", "median"),
+    )
+    if "relied" in parts.columns:
+        agg["n_relied"] = parts.groupby(keys, sort=True)["relied"].sum()
+    lines += ["Median shares over sites:", "", markdown(agg.reset_index().round(3)), ""]
+    lines += [img(p, p.stem) for p in pngs] + [""]
+    cols = [
+        c
+        for c in (
+            "model",
+            "task",
+            "site",
+            "kind",
+            "depth",
+            "whole_w1",
+            "tlc_w1",
+            "content_share",
+            "context_share",
+            "aggregation_share",
+            "frozen_delta_psnr",
+        )
+        if c in parts.columns
+    ]
+    top = parts[parts["stat"] == "mean"].sort_values("whole_w1", ascending=False)
+    lines += [
+        "Sites with the largest W1(whole, train) of the mean (all: `shift/decomposition.csv`):",
+        "",
+        markdown(top[cols].head(10).round(4)),
+        "",
+    ]
+    return lines
+
+
+def reliance_section(reliance: pd.DataFrame) -> list[str]:
+    """REPORT.md lines: per model, the PSNR change with every site frozen, and the site
+    whose freezing changes it most."""
+    rows = []
+    for (model, task), g in reliance.groupby(["model", "task"], sort=True):
+        every = g[g["site"] == "all"]
+        one = g[g["site"] != "all"]
+        top = one.loc[one["delta_psnr"].abs().idxmax()] if len(one) else None
+        rows.append(
+            {
+                "model": model,
+                "task": task,
+                "sites": len(one),
+                "relied (|dPSNR| >= 0.01 dB)": int((one["delta_psnr"].abs() >= 0.01).sum()),
+                "all frozen dPSNR (dB)": _f(float(every["delta_psnr"].iloc[0]), 3)
+                if len(every)
+                else "-",
+                "most relied site": "-" if top is None else f"{top['site']} ({top['kind']})",
+                "its dPSNR (dB)": "-" if top is None else _f(float(top["delta_psnr"]), 3),
+                "photos": int(g["n_images"].iloc[0]),
+            }
+        )
+    return [
+        "## Reliance: does the output depend on the statistic?",
+        "",
+        "Each site's statistic frozen to its per-channel mean over the test photos (one site",
+        "at a time, and all at once); the PSNR change on the test photos. A shift at a site",
+        "the output does not rely on cannot matter for the output, whatever its size.",
+        "",
+        markdown(pd.DataFrame(rows)),
+        "",
+        "Per site: `reliance/reliance.csv`.",
+        "",
+    ]
+
+
 def _f(v: float, nd: int) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
 
@@ -53,10 +144,14 @@ def report_md(
     pooled: pd.DataFrame,
     figs: list[Path],
     benches: dict[str, dict[str, Any]],
+    parts: pd.DataFrame | None = None,
+    reliance: pd.DataFrame | None = None,
 ) -> str:
     """``REPORT.md`` of the main job written to ``out``: the summary table, the figures
-    (paths relative to ``out``), the largest shifts of the pooled shift table, Table A1
-    of each benchmarked checkpoint and the run settings and timings."""
+    (paths relative to ``out``), the decomposition of the shift (``parts``, a
+    :func:`~tlc_probe.metrics.decomposition` table) and the reliance table when given,
+    the largest shifts of the pooled shift table, Table A1 of each benchmarked checkpoint
+    and the run settings and timings."""
     pngs = [p for p in figs if p.suffix == ".png"]
 
     def img(p: Path, alt: str) -> str:
@@ -79,10 +174,15 @@ def report_md(
         "",
         markdown(summ.round(3)),
         "",
-        "## Fig. A3: distributions at one site (green train, blue whole, red TLC, purple tiles)",
+        "## Fig. A3: distributions at one site (green train, blue whole, red TLC, purple tiles,",
+        "orange: the whole image's features over training-extent windows)",
         "",
     ]
     lines += [img(p, p.stem) for p in pngs if "-a3-" in p.name] + [""]
+    if parts is not None:
+        lines += decomposition_section(parts, [p for p in pngs if "-decomposition" in p.stem], img)
+    if reliance is not None:
+        lines += reliance_section(reliance)
     lines += ["## Where the shift builds up: normalised W1 against site depth", ""]
     lines += [img(p, p.stem) for p in pngs if p.stem.endswith("-depth")] + [""]
     lines += ["## Site x comparison heatmaps", ""]

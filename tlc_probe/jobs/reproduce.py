@@ -9,8 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from ..metrics.decomposition import decomposition
 from ..metrics.shift import shift_table, summary
-from ..store.atomic import write_text
+from ..store.atomic import atomic_write, write_text
 from ..store.checkpoint import read_checkpoint
 from ..store.figures import save_figure
 from ..store.read import read_stats
@@ -18,6 +21,7 @@ from ..store.shipped import shipped_checkpoints
 from .bench import bench_outputs
 from .collect import CollectConfig, collect_checkpoint
 from .figures import qualitative, stats_figures
+from .reliance import reliance_checkpoint
 from .render import report_md
 from .shift import write_shift
 
@@ -31,6 +35,7 @@ REPRODUCE_SETTINGS: dict[str, dict[str, Any]] = {
         "bench_sizes": [(720, 1280)],
         "bench_repeats": 1,
         "sweep": ["hinet", "nafnet"],  # MPRNet's sweep alone would take ~1 min more
+        "reliance_photos": None,  # every test photo
     },
     "quick": {
         "crops": 16,
@@ -40,6 +45,7 @@ REPRODUCE_SETTINGS: dict[str, dict[str, Any]] = {
         "bench_sizes": [],
         "bench_repeats": 1,
         "sweep": [],
+        "reliance_photos": 1,
     },
 }
 #: Which architecture shows each task in the qualitative panels (Fig. A4-A6 analogues).
@@ -66,13 +72,15 @@ def reproduce(
 ) -> dict[str, Any]:
     """The main job on the embedded default, written to ``out``:
 
-    1. ``stats/<checkpoint>/``: the four regimes of every checkpoint (collect);
-    2. ``shift/``: KL / JS / W1 tables and the per-model summary;
-    3. ``figures/``: Fig. A3 (the most shifted IN and SE site of each model), depth
-       profiles, heatmaps, qualitative panels (Fig. A4-A6 analogues);
-    4. ``bench/<checkpoint>/``: Table A1 (test photos and 720 x 1280), window sweep and
+    1. ``stats/<checkpoint>/``: the five regimes of every checkpoint (collect);
+    2. ``reliance/reliance.csv``: each site's statistic frozen, one at a time and all;
+    3. ``shift/``: KL / JS / W1 tables, the per-site decomposition into content, context
+       and aggregation (reliance joined) and the per-model summary;
+    4. ``figures/``: Fig. A3 (the most shifted IN and SE site of each model), depth
+       profiles, heatmaps, decomposition bars, qualitative panels (Fig. A4-A6 analogues);
+    5. ``bench/<checkpoint>/``: Table A1 (test photos and 720 x 1280), window sweep and
        seam crops of the deblurring checkpoints;
-    5. ``REPORT.md`` with the tables and figures, and ``summary.json``.
+    6. ``REPORT.md`` with the tables and figures, and ``summary.json``.
 
     ``checkpoints`` default to :func:`tlc_probe.store.shipped_checkpoints`; each one's
     architecture and task come from its metadata. ``quick`` uses one test photo, fewer
@@ -102,15 +110,23 @@ def reproduce(
         timings[f"collect {ck.stem}"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    rel = pd.concat(
+        [reliance_checkpoint(ck, s["reliance_photos"]) for ck in ckpts], ignore_index=True
+    )
+    atomic_write(out / "reliance" / "reliance.csv", lambda p: rel.to_csv(p, index=False))
+    timings["reliance"] = time.perf_counter() - t
+
+    t = time.perf_counter()
     stats = read_stats([out / "stats" / ck.stem for ck in ckpts])
     table = shift_table(stats)
-    write_shift(table, out / "shift")
-    summ = summary(table)
+    write_shift(table, out / "shift", rel)
+    summ = summary(table, rel)
+    parts = decomposition(table, rel)
     pooled = table[table["channel"] == "all"]
     timings["shift"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    figs = stats_figures(stats, out / "figures", shift=pooled)
+    figs = stats_figures(stats, out / "figures", shift=pooled, reliance=rel)
     by_task: dict[str, Path] = {}
     for ck in ckpts:
         name, task = info[ck]["name"], info[ck]["task"]
@@ -148,5 +164,5 @@ def reproduce(
         "seconds": timings,
     }
     write_text(out / "summary.json", json.dumps(result, indent=2, default=str) + "\n")
-    write_text(out / "REPORT.md", report_md(out, result, summ, pooled, figs, benches))
+    write_text(out / "REPORT.md", report_md(out, result, summ, pooled, figs, benches, parts, rel))
     return result

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..data.datasets import SyntheticPairs, random_patches
+from ..data.datasets import DeadLeavesPairs, SyntheticPairs, random_patches
 from ..models import build
 from ..store.checkpoint import atomic_save, read_checkpoint, save_checkpoint
 from .evaluate import held_out_items, held_out_psnr
@@ -27,7 +27,9 @@ from .recorder import TrainingRecorder
 class TrainConfig:
     """What to train and how. ``patch`` is the training size (pixels); ``iters`` the
     number of optimizer steps of ``batch`` patches; ``n_per_photo`` degraded versions of
-    each training photo to crop from."""
+    each training photo to crop from; ``deadleaves`` degraded dead-leaves images
+    (``deadleaves_size`` px square) mixed into the crop pool, 0 for photos only. The test
+    photos are never in the pool."""
 
     model: str
     task: str
@@ -41,10 +43,17 @@ class TrainConfig:
     n_per_photo: int = 4
     seed: int = 0
     val_every: int = 250
+    deadleaves: int = 0
+    deadleaves_size: int = 384
 
 
 def _batches(cfg: TrainConfig, start: int):
-    data = SyntheticPairs(cfg.task, split="train", n_per_photo=cfg.n_per_photo, seed=cfg.seed)
+    data: torch.utils.data.Dataset = SyntheticPairs(
+        cfg.task, split="train", n_per_photo=cfg.n_per_photo, seed=cfg.seed
+    )
+    if cfg.deadleaves:
+        leaves = DeadLeavesPairs(cfg.task, cfg.deadleaves, cfg.deadleaves_size, seed=cfg.seed)
+        data = torch.utils.data.ConcatDataset([data, leaves])
     stream = random_patches(data, cfg.patch, cfg.iters * cfg.batch, seed=cfg.seed)
     for _ in range(start * cfg.batch):  # a resumed run continues the same patch stream
         next(stream)

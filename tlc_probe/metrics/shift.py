@@ -48,9 +48,21 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from .decomposition import decomposition
+
 EPS = 1e-6
 MAX_BINS = 512
-COMPARISONS: tuple[str, ...] = ("whole~train", "tlc~train", "tiles~train")
+#: The default comparisons: each inference regime against training, and the two links of
+#: the decomposition (:mod:`tlc_probe.metrics.decomposition`): context (window~tiles) and
+#: aggregation extent (whole~window).
+COMPARISONS: tuple[str, ...] = (
+    "whole~train",
+    "tlc~train",
+    "tiles~train",
+    "window~train",
+    "window~tiles",
+    "whole~window",
+)
 KEYS: tuple[str, ...] = ("model", "task", "site", "kind", "depth", "stat")
 SHIFT_COLUMNS: tuple[str, ...] = (
     "model",
@@ -68,6 +80,19 @@ SHIFT_COLUMNS: tuple[str, ...] = (
     "n_ref",
     "n_cmp",
 )
+
+
+def comparisons_for(reference: str = "train") -> tuple[str, ...]:
+    """The comparisons of a shift table against ``reference``: every inference regime
+    (whole, tlc, tiles, window) against it, then the decomposition's two links
+    (window~tiles, whole~window); a regime is never compared with itself.
+    ``"train"`` gives :data:`COMPARISONS`; ``"tiles"`` compares with the test images'
+    own training-size tiles, which takes the content difference between training and
+    test images out of every comparison."""
+    if not reference or "~" in reference:
+        raise ValueError(f"reference must be a regime name, got {reference!r}")
+    own = [f"{r}~{reference}" for r in ("whole", "tlc", "tiles", "window") if r != reference]
+    return tuple(dict.fromkeys([*own, "window~tiles", "whole~window"]))
 
 
 def parse_comparison(comparison: str) -> tuple[str, str]:
@@ -450,11 +475,14 @@ def _tidy_table(
     return table.iloc[order].reset_index(drop=True)[list(columns)]
 
 
-def summary(table: pd.DataFrame) -> pd.DataFrame:
+def summary(
+    table: pd.DataFrame, reliance: pd.DataFrame | None = None, reference: str = "train"
+) -> pd.DataFrame:
     """The paper's claim, measured: does TLC pull the statistics back towards training?
 
     Uses the pooled (``channel == "all"``) rows of a :func:`shift_table`. Per (model, task,
-    stat), over the sites that have both ``whole~train`` and ``tlc~train`` rows:
+    stat), over the sites that have both ``whole~train`` and ``tlc~train`` rows (with
+    ``reference="tiles"``: ``whole~tiles`` and ``tlc~tiles``, and so on below):
 
     * ``n_sites``;
     * ``frac_w1_improved`` / ``frac_kl_improved``: fraction of sites where
@@ -464,7 +492,15 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
     If the table has ``tiles~train`` rows, ``frac_w1_improved_tiles`` and
     ``median_w1_ratio_tiles`` are added: the same with tiles in place of tlc (over the sites
-    having tiles and whole rows). A table with a ``step`` column is summarised per step.
+    having tiles and whole rows). If it has the decomposition's comparisons
+    (:mod:`tlc_probe.metrics.decomposition`), ``median_content_share``,
+    ``median_context_share`` and ``median_aggregation_share`` (medians over sites). With a
+    ``reliance`` table (columns model, task, site, delta_psnr): ``n_relied`` (sites whose
+    freezing changes PSNR by at least :data:`~tlc_probe.metrics.decomposition.RELIED_DB`),
+    ``frac_w1_improved_relied`` (over those), ``all_frozen_delta_psnr`` (the
+    ``site == "all"`` row) and ``flag``: ``"output relies on no site"`` when no site is
+    relied on (then no shift of this model matters for its output), else empty.
+    A table with a ``step`` column is summarised per step.
     """
     pooled = table[table["channel"].astype(str) == "all"]
     stepped = "step" in table.columns
@@ -475,14 +511,29 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     wide = pooled.pivot_table(
         index=index, columns="comparison", values=["w1", "kl"], aggfunc="first"
     )
-    has_tiles = ("w1", "tiles~train") in wide.columns
+    has_tiles = reference != "tiles" and ("w1", f"tiles~{reference}") in wide.columns
+    decomposed = ("w1", "window~tiles") in wide.columns or ("w1", "whole~window") in wide.columns
+    parts = None
+    if decomposed or reliance is not None:
+        parts = decomposition(table, reliance)
+        if stepped:
+            parts = parts.assign(step=parts["step"].fillna(-1))
+        parts = parts.set_index(index)
     rows = []
     for key, grp in wide.groupby(level=group, sort=True):
         row: dict[str, object] = dict(zip(group, key, strict=True))
-        row.update(_improvement(grp, "tlc~train", ""))
+        row.update(_improvement(grp, f"tlc~{reference}", "", reference))
         if has_tiles:
-            tiles = _improvement(grp, "tiles~train", "_tiles")
+            tiles = _improvement(grp, f"tiles~{reference}", "_tiles", reference)
             row.update({k: tiles[k] for k in ("frac_w1_improved_tiles", "median_w1_ratio_tiles")})
+        if parts is not None:
+            mine = parts.loc[parts.index.intersection(grp.index)]
+            if decomposed:
+                for name in ("content", "context", "aggregation"):
+                    share = mine[f"{name}_share"].dropna()
+                    row[f"median_{name}_share"] = float(share.median()) if share.size else np.nan
+            if reliance is not None:
+                row.update(_reliance_columns(grp, mine, reliance, row, reference))
         rows.append(row)
     columns = [
         *group,
@@ -493,21 +544,48 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     ]
     if has_tiles:
         columns += ["frac_w1_improved_tiles", "median_w1_ratio_tiles"]
+    if decomposed:
+        columns += ["median_content_share", "median_context_share", "median_aggregation_share"]
+    if reliance is not None:
+        columns += ["n_relied", "frac_w1_improved_relied", "all_frozen_delta_psnr", "flag"]
     out = pd.DataFrame(rows, columns=columns)
     if stepped:
         out["step"] = out["step"].astype("Int64").mask(out["step"] == -1)
     return out
 
 
-def _improvement(wide: pd.DataFrame, comparison: str, suffix: str) -> dict[str, float]:
+def _reliance_columns(
+    wide: pd.DataFrame, parts: pd.DataFrame, reliance: pd.DataFrame, key: dict, reference: str
+) -> dict[str, object]:
+    """n_relied, frac_w1_improved_relied, all_frozen_delta_psnr and flag of one group."""
+    relied = parts.index[parts["relied"].to_numpy(dtype=bool)]
+    sub = _improvement(wide.loc[wide.index.intersection(relied)], f"tlc~{reference}", "", reference)
+    mine = reliance[
+        (reliance["model"].astype(str) == str(key["model"]))
+        & (reliance["task"].astype(str) == str(key["task"]))
+    ]
+    everything = mine.loc[mine["site"].astype(str) == "all", "delta_psnr"]
+    n = len(relied)
+    return {
+        "n_relied": n,
+        "frac_w1_improved_relied": sub["frac_w1_improved"] if n else np.nan,
+        "all_frozen_delta_psnr": float(everything.iloc[0]) if len(everything) else np.nan,
+        "flag": "output relies on no site" if n == 0 and len(mine) else "",
+    }
+
+
+def _improvement(
+    wide: pd.DataFrame, comparison: str, suffix: str, reference: str = "train"
+) -> dict[str, float]:
     def col(metric: str, comp: str) -> pd.Series:
         if (metric, comp) in wide.columns:
             return wide[(metric, comp)]
         return pd.Series(np.nan, index=wide.index)
 
-    both = col("w1", comparison).notna() & col("w1", "whole~train").notna()
-    w_new, w_old = col("w1", comparison)[both], col("w1", "whole~train")[both]
-    k_new, k_old = col("kl", comparison)[both], col("kl", "whole~train")[both]
+    whole = f"whole~{reference}"
+    both = col("w1", comparison).notna() & col("w1", whole).notna()
+    w_new, w_old = col("w1", comparison)[both], col("w1", whole)[both]
+    k_new, k_old = col("kl", comparison)[both], col("kl", whole)[both]
     n = int(both.sum())
     ratio = (w_new / w_old)[w_old > 0]
     return {

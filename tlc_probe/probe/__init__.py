@@ -3,5 +3,15 @@ aggregates, returned as tidy records."""
 
 from .hooks import Probe, grid_starts
 from .records import RECORD_COLUMNS, RECORD_SCHEMA
+from .windows import Window, training_windows, window_starts, window_stats
 
-__all__ = ["RECORD_COLUMNS", "RECORD_SCHEMA", "Probe", "grid_starts"]
+__all__ = [
+    "RECORD_COLUMNS",
+    "RECORD_SCHEMA",
+    "Probe",
+    "Window",
+    "grid_starts",
+    "training_windows",
+    "window_starts",
+    "window_stats",
+]

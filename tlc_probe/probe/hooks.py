@@ -13,6 +13,10 @@ What is recorded, per site, per sample, per channel (``stat``):
   replicate padding, so they add no new values). ``y, x`` is the centre pixel of the
   window in feature-map coordinates: the window covers rows
   ``y - (k_h - 1) // 2 .. y - (k_h - 1) // 2 + k_h - 1`` and likewise columns.
+* a global site given a training-extent :class:`~tlc_probe.probe.windows.Window`
+  (``windows=``): the same statistics over windows of that extent placed where the
+  training-size tiles lie (:func:`~tlc_probe.probe.windows.window_stats`), ``y, x`` their
+  centres; the model's output is unchanged (the ``window`` regime).
 
 Hooks keep the gathered tensors on the model's device; :meth:`Probe.take` moves all of
 them to the host in one transfer (no per-site synchronisation inside the forward pass,
@@ -21,7 +25,7 @@ one per ``take``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +36,7 @@ from torch import nn
 from ..sites import SITE_KINDS, Site, execution_order, select_sites, temporary_hooks
 from ..tlc.box import box_mean_fast_valid, box_mean_valid, valid_region
 from .records import RECORD_COLUMNS, empty_frame
+from .windows import Window, window_stats
 
 
 def grid_starts(n_valid: int, positions: int) -> torch.Tensor:
@@ -109,6 +114,9 @@ class Probe:
         enabled: called at every site call while active; the call is recorded only when
             it returns True (default: always). A training recorder passes e.g.
             ``lambda: model.training`` so that validation passes are not recorded.
+        windows: ``{site name: Window}`` (e.g. :func:`~tlc_probe.probe.training_windows`):
+            those global sites record their statistics over training-extent windows
+            instead of the whole map. Naming a TLC-converted site raises ``ValueError``.
 
     Example::
 
@@ -126,6 +134,7 @@ class Probe:
         positions: int = 16,
         example: torch.Tensor | None = None,
         enabled: Callable[[], bool] | None = None,
+        windows: Mapping[str, Window] | None = None,
     ) -> None:
         if positions < 1:
             raise ValueError(f"positions must be >= 1, got {positions}")
@@ -135,6 +144,9 @@ class Probe:
         self.all_sites = execution_order(model, example)
         self.sites = select_sites(self.all_sites, kinds, names, depths)
         self.never_run = [s.name for s in self.all_sites if not s.executed]
+        self.windows = dict(windows or {})
+        if local := [s.name for s in self.sites if s.local and s.name in self.windows]:
+            raise ValueError(f"windows= is for global sites; these are TLC-converted: {local}")
         self._logs = [_SiteLog(s) for s in self.sites]
         self._hooks = None  # the temporary_hooks context while active
         self._batches: list[int] = []  # batch size of each model forward pass since take()
@@ -171,6 +183,7 @@ class Probe:
 
     def _hook(self, log: _SiteLog):
         kind, local = log.site.kind, log.site.local
+        window = self.windows.get(log.site.name)
 
         def hook(module, args):
             if self.enabled is not None and not self.enabled():
@@ -179,6 +192,11 @@ class Probe:
             f = max(0, len(self._batches) - 1)
             size = (x.shape[-2], x.shape[-1])
             with torch.no_grad():
+                if window is not None:
+                    stats, ys, xs = window_stats(x, kind, window)
+                    for stat, v in stats.items():
+                        log.records.append(_Record(stat, v, ys, xs, f))
+                    return
                 if local and not module.covers(size):
                     stats, ys, xs = _local_stats(module, kind, x, self.positions)
                     for stat, v in stats.items():

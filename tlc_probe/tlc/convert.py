@@ -18,7 +18,15 @@ from collections.abc import Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
-from ..sites import SITE_KINDS, Site, check_kinds, example_input, list_sites, temporary_hooks
+from ..sites import (
+    SITE_KINDS,
+    Site,
+    check_kinds,
+    example_input,
+    list_sites,
+    recording_sizes,
+    temporary_hooks,
+)
 from ..sizes import as_pair
 from ..tensors import eval_mode
 from .box import FAST_MIN_CELLS
@@ -74,16 +82,7 @@ def _same_output(a, b) -> bool:
 
 
 def _calibrate(model, sites, x) -> tuple[object, dict[str, set[tuple[int, int]]]]:
-    seen: dict[str, set[tuple[int, int]]] = {s.name: set() for s in sites}
-
-    def recorder(name):
-        def hook(_module, args):
-            if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
-                seen[name].add((int(args[0].shape[-2]), int(args[0].shape[-1])))
-
-        return hook
-
-    with temporary_hooks((s.module, recorder(s.name)) for s in sites):
+    with recording_sizes(sites) as seen:
         try:
             ref = model(x)
         except Exception as e:  # the model itself fails at train_size: say so, plainly

@@ -3,7 +3,8 @@
 Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot state) and
 returns it; :func:`tlc_probe.store.save_figure` writes it as PNG and PDF. Colours follow
 the paper's Fig. A3: green = training patches, blue = whole images, red = whole images with TLC;
-overlapping tiles get a fourth colour (purple).
+overlapping tiles get a fourth colour (purple), the training-extent windows of the whole
+image (the ``window`` regime) a fifth (orange).
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ REGIME_COLOURS: dict[str, str] = {
     "whole": "#1f77b4",  # blue
     "tlc": "#d62728",  # red
     "tiles": "#9467bd",  # purple
+    "window": "#ff7f0e",  # orange
 }
 REGIME_LABELS: dict[str, str] = {
     "train": "train patches",
     "whole": "whole image",
     "tlc": "whole image + TLC",
     "tiles": "tiles",
+    "window": "whole image, training-extent windows",
 }
 KIND_MARKERS: dict[str, str] = {"in": "o", "se": "s"}
 _MAX_HIST_BINS = 80
@@ -63,12 +66,14 @@ def fig_a3(
     """Paper Fig. A3 for one site: the distribution of a statistic, training vs inference.
 
     Panel (a) train (green) vs whole images (blue); (b) train vs whole images with TLC (red);
-    (c), if the ``tiles`` regime is present, train vs overlapping tiles (purple). Values are
+    (c), if the ``tiles`` regime is present, train vs overlapping tiles (purple); (d), if the
+    ``window`` regime is present, train vs the whole image's features averaged over
+    training-extent windows (orange). Values are
     pooled over channels (each local mean of the tlc regime is one value) and drawn as
     density step histograms on bins common to all panels; panels share both axes. Legend
     entries carry W1 and KL of the pooled (``channel == "all"``) rows of ``shift`` (computed
     from ``stats`` when not given). ``model``/``task`` may be omitted when ``stats`` holds
-    only one. Returns a Figure 7 × 2.6 in (10 × 2.6 in with three panels).
+    only one. Returns a Figure 3.5 in wide per panel (at least 7 in), 2.6 in high.
     """
     df, model = _only(stats, "model", model, "fig_a3")
     df, task = _only(df, "task", task, "fig_a3")
@@ -78,9 +83,9 @@ def fig_a3(
     regimes = set(df["regime"].astype(str))
     if "train" not in regimes:
         raise ValueError(f"site {site!r} has no train statistics")
-    others = [r for r in ("whole", "tlc", "tiles") if r in regimes]
+    others = [r for r in ("whole", "tlc", "tiles", "window") if r in regimes]
     if not others:
-        raise ValueError(f"site {site!r} has no whole/tlc/tiles statistics to compare with")
+        raise ValueError(f"site {site!r} has no whole/tlc/tiles/window statistics to compare with")
     kind, depth = str(df["kind"].iloc[0]), int(df["depth"].iloc[0])
 
     if shift is None:
@@ -100,9 +105,9 @@ def fig_a3(
     if edges.size - 1 > _MAX_HIST_BINS or edges.size < 3:
         edges = np.linspace(pooled.min(), pooled.max() + (pooled.min() == pooled.max()), 41)
 
-    letters = "abc"
+    letters = "abcd"
     with _rc():
-        width = 10.0 if len(others) > 2 else 7.0
+        width = max(7.0, 3.5 * len(others))
         fig = Figure(figsize=(width, 2.6), layout="constrained")
         axes = fig.subplots(1, len(others), sharex=True, sharey=True, squeeze=False)[0]
         for ax, letter, regime in zip(axes, letters, others, strict=False):
@@ -182,12 +187,16 @@ def _comparisons(table: pd.DataFrame) -> list[str]:
 def depth_profile(
     shift_table: pd.DataFrame, stat: str = "mean", model: str | None = None, task: str | None = None
 ) -> Figure:
-    """Normalised W1 against site depth: one line per comparison (whole blue, tlc red, tiles
-    purple), one marker per site shaped by its kind (circle ``in``, square ``se``). Uses the
-    pooled rows of ``stat``; one panel per task (or only ``task``). Returns the Figure."""
+    """Normalised W1 against site depth: one line per comparison with training (whole blue,
+    tlc red, tiles purple, window orange), one marker per site shaped by its kind (circle
+    ``in``, square ``se``). Uses the pooled rows of ``stat``; one panel per task (or only
+    ``task``). Comparisons with another reference (the decomposition's links) are drawn by
+    :func:`tlc_probe.viz.decomposition_figure`; they appear here only when the table has
+    no ``~train`` comparison. Returns the Figure."""
     t, model = _pooled(shift_table, model, stat, "depth_profile")
     tasks = _tasks(t, task)
     comps = _comparisons(t)
+    comps = [c for c in comps if c.endswith("~train")] or comps
     with _rc():
         fig = Figure(figsize=(7.0, 2.6 * len(tasks)), layout="constrained")
         axes = fig.subplots(len(tasks), 1, squeeze=False, sharex=True)[:, 0]

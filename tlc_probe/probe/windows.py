@@ -1,0 +1,128 @@
+"""Training-extent windows: the statistics a global site would aggregate if its mean
+covered only as much of the whole-image feature map as a training patch does.
+
+This is a measurement on the unchanged global model (the ``window`` regime): at each site
+the whole-image features are averaged over windows of the site's *training-time* feature
+extent (the map size it sees on a ``train_size`` input), placed exactly where the
+``train_size`` tiles of the ``tiles`` regime lie, mapped to the site's resolution. So:
+
+* ``tiles`` -> ``window`` changes only the features (same extent and place; in a tile the
+  features near its edges see zero padding, in the whole image they see real context):
+  the *context* shift;
+* ``window`` -> ``whole`` changes only the extent of the mean (same features): the
+  *aggregation* shift, the only part that TLC's local means can remove.
+
+Example::
+
+    windows = training_windows(model, train_size=64, overlap=16)
+    with Probe(model, windows=windows) as probe:
+        model(image)                       # (1, 3, H, W), the whole image
+    df = probe.take(["image"])             # y, x: window centres in feature pixels
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..sites import feature_sizes
+from ..sizes import as_int, as_pair
+from ..tiling import tile_starts
+
+
+@dataclass(frozen=True)
+class Window:
+    """The window of one site: ``kernel`` = (h, w), the feature-map size the site sees on a
+    training patch; ``overlap`` = (h, w) feature pixels shared by neighbouring windows
+    (the tiles' overlap at the site's resolution, less than the kernel)."""
+
+    kernel: tuple[int, int]
+    overlap: tuple[int, int]
+
+
+def training_windows(
+    model: nn.Module,
+    train_size: int | tuple[int, int],
+    overlap: int | tuple[int, int] = 0,
+    in_channels: int = 3,
+) -> dict[str, Window]:
+    """The :class:`Window` of every site ``model`` reaches on a ``train_size`` input.
+
+    Args:
+        model: the global network.
+        train_size: training patch size (H, W) in input pixels (an int for a square).
+        overlap: overlap of the ``tiles`` regime's tiles in input pixels; at a site whose
+            map is ``s`` times the input size it becomes ``round(overlap * s)`` (at most
+            kernel - 1).
+        in_channels: channels of the calibration input.
+
+    Returns:
+        ``{site name: Window}``; sites the pass does not reach are left out.
+
+    Raises:
+        ValueError: a site sees maps of several sizes in one pass (no single extent), or
+            the overlap is not below ``train_size``.
+    """
+    th, tw = as_pair(train_size, "train_size")
+    oh, ow = as_pair(overlap, "overlap", minimum=0)
+    if oh >= th or ow >= tw:
+        raise ValueError(f"overlap {(oh, ow)} must be below train_size {(th, tw)}")
+    sizes = feature_sizes(model, (th, tw), in_channels)
+    if multi := {n: v for n, v in sizes.items() if len(v) > 1}:
+        raise ValueError(
+            f"sites called with several feature sizes at train_size {(th, tw)}, so no single "
+            f"training extent: {multi}"
+        )
+    out = {}
+    for name, found in sizes.items():
+        if found:
+            ((h, w),) = found
+            o = (min(h - 1, round(oh * h / th)), min(w - 1, round(ow * w / tw)))
+            out[name] = Window((h, w), o)
+    return out
+
+
+def window_starts(n: int, kernel: int, overlap: int) -> list[int]:
+    """First rows (or columns) of the windows on a map of length ``n``: the tile starts of
+    :func:`tlc_probe.tiling.tile_starts` for ``kernel`` and ``overlap`` (the kernel clipped
+    to the map, one window when the map is no longer than it)."""
+    n, kernel = as_int(n, "n", minimum=1), as_int(kernel, "kernel", minimum=1)
+    k = min(kernel, n)
+    return tile_starts(n, k, min(as_int(overlap, "overlap", minimum=0), k - 1))
+
+
+def window_stats(
+    x: torch.Tensor, kind: str, window: Window
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Statistics of a site's input ``x`` (N, C, H, W) over the windows of ``window``.
+
+    Each window's statistics are computed as the global site computes them on a map of
+    that size: the mean, and for kind 'in' the biased std (``torch.var_mean``), in float32
+    (float64 for float64 input). Returns ``({"mean": (N, C, P)[, "std": ...]}, ys, xs)``
+    with ``P`` windows row-major and ``ys``, ``xs`` (P,) their centre pixels: the window
+    covers rows ``y - (k_h - 1) // 2 .. y - (k_h - 1) // 2 + k_h - 1``, as in the probe's
+    TLC records.
+    """
+    h, w = x.shape[-2:]
+    kh, kw = min(window.kernel[0], h), min(window.kernel[1], w)
+    rows = window_starts(h, window.kernel[0], window.overlap[0])
+    cols = window_starts(w, window.kernel[1], window.overlap[1])
+    xf = x.detach().float() if x.dtype != torch.float64 else x.detach()
+    means, stds = [], []
+    for y0 in rows:
+        for x0 in cols:
+            patch = xf[..., y0 : y0 + kh, x0 : x0 + kw]
+            if kind == "in":
+                var, mean = torch.var_mean(patch, dim=(-2, -1), correction=0)
+                stds.append(var.sqrt())
+            else:
+                mean = patch.mean(dim=(-2, -1))
+            means.append(mean)
+    out = {"mean": torch.stack(means, dim=-1)}
+    if kind == "in":
+        out["std"] = torch.stack(stds, dim=-1)
+    iy = torch.tensor(rows, device=x.device) + (kh - 1) // 2
+    ix = torch.tensor(cols, device=x.device) + (kw - 1) // 2
+    return out, iy.repeat_interleave(len(cols)), ix.repeat(len(rows))
