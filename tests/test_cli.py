@@ -173,3 +173,11 @@ def test_reproduce_quick_on_a_shipped_checkpoint(tmp_path):
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["summary"][0]["model"] == "nafnet-tiny" and s["summary"][0]["n_sites"] > 0
     assert set(r["bench"]) == {"nafnet-tiny-deblur"}
+    # the decomposition and reliance reach the report, the tables and the summary
+    assert "## Where the shift comes from" in report and "## Reliance" in report
+    assert "figures/nafnet-tiny-deblur-decomposition.png" in report
+    parts = pd.read_csv(tmp_path / "shift" / "decomposition.csv")
+    assert parts["frozen_delta_psnr"].notna().all() and parts["context_share"].notna().all()
+    rel = pd.read_csv(tmp_path / "reliance" / "reliance.csv")
+    assert set(rel["site"]) >= {"all"} and (rel["n_images"] == 1).all()
+    assert {"n_relied", "flag", "median_aggregation_share"} <= set(s["summary"][0])

@@ -86,3 +86,24 @@ def test_instance_norm_frozen_to_the_statistics_it_would_compute_changes_nothing
 def test_unknown_site_names_are_refused():
     with pytest.raises(ValueError, match="no executed site"):
         reliance(IgnoredSite().eval(), _items(), sites=["nosuch"])
+
+
+def test_constants_from_a_reference_score_a_subset():
+    # One scored image with itself as reference: its own statistic, nothing changes.
+    torch.manual_seed(0)
+    model, items = GatedByMean().eval(), _items()
+    alone = reliance(model, items[:1])
+    assert alone["mean_abs_delta"].max() < 1e-7
+    # The same image with all three as reference: the gate sees the mean of the three
+    # images' means; the frozen output is x * sigmoid(4 gate(that mean)), by hand.
+    table = reliance(model, items[:1], reference=items)
+    mean = torch.stack([it["input"].mean(dim=(1, 2)) for it in items]).mean(0)
+    with torch.no_grad():
+        x = items[0]["input"][None]
+        gate = torch.sigmoid(4 * model.gate(mean.view(1, 3, 1, 1)))
+        frozen, free = x * gate, model(x)
+    expected = (frozen - free).abs().mean().item()
+    assert table.loc[table.site == "pool", "mean_abs_delta"].item() == pytest.approx(
+        expected, rel=1e-5
+    )
+    assert table["n_images"].tolist() == [1, 1]

@@ -10,6 +10,7 @@ from torch import nn
 
 from tlc_probe.jobs.collect import CollectConfig, collect
 from tlc_probe.metrics import decomposition, shift_table, summary
+from tlc_probe.metrics.shift import comparisons_for
 from tlc_probe.probe import Probe, Window, training_windows, window_starts, window_stats
 from tlc_probe.store.read import read_stats
 from tlc_probe.tiling import tile_starts
@@ -216,3 +217,19 @@ def test_summary_reports_shares_and_flags_sites_nothing_relies_on(tmp_path):
     s2 = summary(table, rel.assign(delta_psnr=[-0.5, -0.5])).iloc[0]
     assert s2["n_relied"] == 1 and s2["flag"] == ""
     assert "median_context_share" not in summary(table[table["comparison"] == "whole~train"])
+
+
+def test_tiles_as_reference(tmp_path):
+    stats, _, _ = _decompose(InputSE(), tmp_path, overlap=8)
+    comps = comparisons_for("tiles")
+    assert comps == ("whole~tiles", "tlc~tiles", "window~tiles", "whole~window")
+    table = shift_table(stats, comps, per_channel=False)
+    w1 = table.set_index("comparison")["w1"]
+    # no context at this site: the tiles' means are the windows' means, so comparing the
+    # whole image with either gives the same W1
+    assert w1["whole~tiles"] == pytest.approx(w1["whole~window"], rel=1e-6)
+    s = summary(table, reference="tiles").iloc[0]
+    expected = float(w1["tlc~tiles"] / w1["whole~tiles"])
+    assert s["n_sites"] == 1 and s["median_w1_ratio"] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="regime name"):
+        comparisons_for("whole~train")

@@ -5,8 +5,8 @@ Public API (re-exports only). The layers, bottom to top, are described in
 """
 
 from ._version import __version__
-from .metrics import shift_table, summary
-from .probe import Probe
+from .metrics import decomposition, shift_table, summary
+from .probe import Probe, training_windows
 from .schemes import Scheme, make_schemes
 from .sites import Site, execution_order, list_sites, site_kind
 from .store import read_stats, shipped_checkpoints
@@ -21,6 +21,7 @@ __all__ = [
     "Site",
     "__version__",
     "convert",
+    "decomposition",
     "execution_order",
     "list_sites",
     "make_schemes",
@@ -32,4 +33,5 @@ __all__ = [
     "tile_starts",
     "tiled_inference",
     "tlc_windows",
+    "training_windows",
 ]

@@ -21,7 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``reliance``."""
     p.add_argument("checkpoints", nargs="+", help="tlc-probe checkpoints")
     p.add_argument("--out", required=True, help="output folder (reliance.csv)")
-    p.add_argument("--photos", type=int, help="first N test photos only (default: all)")
+    p.add_argument(
+        "--photos",
+        type=int,
+        help="score the first N test photos (default: all; the constants always come from all)",
+    )
     p.add_argument("--seed", type=int, default=0, help="degradation seed (default: 0)")
 
 

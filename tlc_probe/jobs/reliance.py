@@ -87,15 +87,21 @@ def _outputs(model: nn.Module, items: Sequence[dict], hooks) -> list[torch.Tenso
 
 
 def reliance(
-    model: nn.Module, items: Sequence[dict], sites: Sequence[str] | None = None
+    model: nn.Module,
+    items: Sequence[dict],
+    sites: Sequence[str] | None = None,
+    reference: Sequence[dict] | None = None,
 ) -> pd.DataFrame:
     """Reliance of ``model`` (global, eval mode inside) on each site's statistic.
 
     Args:
-        model: the network; ``items``: ``{"input", "target": (3, H, W), "id"}`` (the
-            reference images for the constants and the images scored; e.g.
-            :func:`tlc_probe.jobs.held_out_items`).
+        model: the network; ``items``: ``{"input", "target": (3, H, W), "id"}``, the
+            images scored (e.g. :func:`tlc_probe.jobs.held_out_items`).
         sites: names of the sites to freeze one at a time (default: every executed site).
+        reference: the images whose mean statistics are the constants (default:
+            ``items``). With a single scored image and no other reference the constant
+            is that image's own statistic and nothing changes, so score a subset of the
+            reference instead.
 
     Returns:
         One row per site (in execution order) and a last row ``site = "all"`` with every
@@ -108,7 +114,7 @@ def reliance(
     chosen = [s for s in probe.sites if sites is None or s.name in set(sites)]
     if sites is not None and (missing := set(sites) - {s.name for s in chosen}):
         raise ValueError(f"sites {sorted(missing)} are no executed site of the model")
-    const = site_constants(model, items, probe)
+    const = site_constants(model, items if reference is None else reference, probe)
     targets = [item["target"].float() for item in items]
     base = _outputs(model, items, [])
     base_psnr = float(np.mean([psnr(o.clamp(0, 1), t) for o, t in zip(base, targets, strict=True)]))
@@ -139,10 +145,11 @@ def reliance(
 def reliance_checkpoint(
     checkpoint: str | Path, n_photos: int | None = None, seed: int = 0
 ) -> pd.DataFrame:
-    """:func:`reliance` of a tlc-probe checkpoint on its task's test photos, with ``model``
-    and ``task`` columns first."""
-    model, meta, items = load_for_test(checkpoint, n_photos, seed)
-    table = reliance(model, items)
+    """:func:`reliance` of a tlc-probe checkpoint, with ``model`` and ``task`` columns
+    first: the constants are the means over all its task's test photos, the PSNR is
+    scored on the first ``n_photos`` of them (all if None)."""
+    model, meta, items = load_for_test(checkpoint, None, seed)
+    table = reliance(model, items[:n_photos], reference=items)
     table.insert(0, "task", meta["task"])
     table.insert(0, "model", model_label(meta))
     return table

@@ -4,12 +4,13 @@ into content, context and aggregation."""
 
 from .decomposition import DECOMPOSITION_COLUMNS, RELIED_DB, decomposition
 from .image import psnr, seam_index, ssim
-from .shift import COMPARISONS, SHIFT_COLUMNS, kl_js, shift_table, summary, w1
+from .shift import COMPARISONS, SHIFT_COLUMNS, comparisons_for, kl_js, shift_table, summary, w1
 
 __all__ = [
     "COMPARISONS",
     "DECOMPOSITION_COLUMNS",
     "RELIED_DB",
+    "comparisons_for",
     "decomposition",
     "SHIFT_COLUMNS",
     "kl_js",
