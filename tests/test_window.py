@@ -60,6 +60,23 @@ class Strided(nn.Module):
         return (y * self.p2(y)).mean(1, keepdim=True).expand(-1, 3, -1, -1)
 
 
+class PaddedPooled(nn.Module):
+    """Pads its input with zeros to a multiple of 16 at the bottom and right (as NAFNet,
+    HINet and MPRNet do), then an SE pool on 4 x 4 block means: the site's features at
+    1/4 depend only on the pixels of their block, never on context."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        x = torch.nn.functional.pad(x, (0, -w % 16, 0, -h % 16))
+        f = torch.nn.functional.avg_pool2d(x, 4)
+        g = f * torch.sigmoid(self.pool(f))
+        return torch.nn.functional.interpolate(g, scale_factor=4.0)[..., :h, :w]
+
+
 def _box_map(h: int, w: int) -> np.ndarray:
     """PaddedOnes's site input, by hand."""
 
@@ -81,24 +98,33 @@ def _images(n: int, h: int, w: int, seed: int) -> list[dict]:
     return items
 
 
-def test_window_starts_are_the_tile_starts():
-    assert window_starts(100, 32, 8) == tile_starts(100, 32, 8)
-    assert window_starts(20, 32, 8) == [0]  # a map smaller than the window: one window
-    assert window_starts(33, 32, 40) == [0, 1]  # overlap clipped below the kernel
+def test_window_starts_lie_over_the_tiles():
+    # input 92 px, tiles of 32 overlapping by 8: starts 0, 24, 48, 60 (the last one flush
+    # with the border); a site at 1/4 (kernel 8) on a map padded to 96 / 4 = 24 rows
+    assert tile_starts(92, 32, 8) == [0, 24, 48, 60]
+    assert window_starts(24, 8, 32, 8, n_input=92) == [0, 6, 12, 15]  # not 16: padding
+    assert window_starts(23, 8, 32, 8, n_input=92) == [0, 6, 12, 15]  # floor(92 / 4)
+    # overlaps that do not divide: one window per tile (starts 0, 44, ..., 220, 232),
+    # each start / 8 rounded half to even
+    assert window_starts(37, 8, 64, 20, n_input=296) == [0, 6, 11, 16, 22, 28, 29]
+    assert window_starts(20, 32, 32, 8, n_input=20) == [0]  # map shorter than the window
+    # a site on half the input (a part): tiled in its own frame, overlap 8 -> 2 at 1/4
+    assert window_starts(12, 8, 32, 8, n_input=96) == [0, 4]
 
 
 def test_training_windows_scale_with_the_site_resolution():
     windows = training_windows(Strided(), train_size=32, overlap=8)
-    assert windows["n0"] == Window((32, 32), (8, 8))
-    assert windows["n1"] == Window((16, 16), (4, 4))
-    assert windows["p2"] == Window((8, 8), (2, 2))
+    assert windows["n0"] == Window((32, 32), (32, 32), (8, 8))
+    assert windows["n1"] == Window((16, 16), (32, 32), (8, 8))
+    assert windows["p2"] == Window((8, 8), (32, 32), (8, 8))
     with pytest.raises(ValueError, match="below train_size"):
         training_windows(Strided(), train_size=32, overlap=32)
 
 
 def test_window_stats_match_brute_force():
     x = torch.randn(2, 3, 23, 37, dtype=torch.float64)
-    stats, ys, xs = window_stats(x, "in", Window((8, 10), (3, 2)))
+    # no input size: the map is tiled in its own frame (here: train = kernel, scale 1)
+    stats, ys, xs = window_stats(x, "in", Window((8, 10), (8, 10), (3, 2)))
     rows, cols = tile_starts(23, 8, 3), tile_starts(37, 10, 2)
     a = x.numpy()
     k = 0
@@ -110,7 +136,7 @@ def test_window_stats_match_brute_force():
             assert (int(ys[k]), int(xs[k])) == (y0 + 3, x0 + 4)  # centres
             k += 1
     assert stats["mean"].shape == (2, 3, len(rows) * len(cols))
-    se, _, _ = window_stats(x, "se", Window((8, 10), (3, 2)))
+    se, _, _ = window_stats(x, "se", Window((8, 10), (8, 10), (3, 2)))
     assert set(se) == {"mean"}
 
 
@@ -125,8 +151,10 @@ def test_window_probe_leaves_the_output_alone_and_records_local_rows():
     assert torch.equal(ref, got)
     df = probe.take(["a"])
     n1 = df[(df["site"] == "n1") & (df["stat"] == "mean")]
-    # 1/2 resolution: a 32 x 48 map, 16 x 16 windows without overlap -> 2 x 3 windows
-    assert n1[["y", "x"]].drop_duplicates().shape[0] == 6
+    # 1/2 resolution: a 32 x 48 map, 16 x 16 windows without overlap -> 2 x 3 windows,
+    # centred at 8 + 16 i (rows) and 8 + 16 j (columns) of the map
+    places = n1[["y", "x"]].drop_duplicates().astype(int)
+    assert sorted(map(tuple, places.to_numpy())) == [(y, x) for y in (7, 23) for x in (7, 23, 39)]
     assert df["y"].notna().all()
     with pytest.raises(ValueError, match="TLC-converted"):
         from tlc_probe import convert
@@ -177,6 +205,19 @@ def test_pure_global_mean_of_the_input_has_no_context_shift(tmp_path):
     assert row["whole_w1"] <= row["chain_w1"] + 1e-12
 
 
+def test_padded_model_windows_are_the_tiles_at_reduced_resolution(tmp_path):
+    # 92 x 124 is padded to 96 x 128; tiles start on the 4-px block grid (0, 24, 48, 60 and
+    # 0, 24, 48, 72, 92), so every tile's 1/4-scale block means are the whole image's
+    # block means under it: window == tiles exactly, no context shift
+    stats, _, dec = _decompose(PaddedPooled(), tmp_path, size=(92, 124), overlap=8)
+    win = stats[(stats["regime"] == "window") & (stats["sample"] == "img0")]
+    n_tiles = len(tile_starts(92, 32, 8)) * len(tile_starts(124, 32, 8))
+    assert len(win) == 3 * n_tiles  # one window per tile and channel, none on the padding
+    row = dec.set_index("site").loc["pool"]
+    assert row["context_w1"] == pytest.approx(0.0, abs=1e-7)
+    assert row["aggregation_w1"] > 1e-3
+
+
 def test_constant_map_with_border_effects_is_context_not_aggregation(tmp_path):
     h, w, t = 256, 320, 16
     stats, table, dec = _decompose(PaddedOnes(), tmp_path, size=(h, w), train=t, n=2)
@@ -216,13 +257,21 @@ def test_summary_reports_shares_and_flags_sites_nothing_relies_on(tmp_path):
     assert s["all_frozen_delta_psnr"] == pytest.approx(-0.001)
     s2 = summary(table, rel.assign(delta_psnr=[-0.5, -0.5])).iloc[0]
     assert s2["n_relied"] == 1 and s2["flag"] == ""
+    # a site missing from the reliance table is unmeasured, not "not relied on"
+    only_all = rel[rel["site"] == "all"].assign(delta_psnr=-1.0)
+    s3 = summary(table, only_all).iloc[0]
+    assert s3["n_relied"] == 0 and s3["flag"] == "" and s3["all_frozen_delta_psnr"] == -1.0
+    assert decomposition(table, only_all)["relied"].isna().all()
+    with pytest.raises(ValueError, match="several rows"):
+        summary(table, pd.concat([rel, rel]))
     assert "median_context_share" not in summary(table[table["comparison"] == "whole~train"])
 
 
 def test_tiles_as_reference(tmp_path):
     stats, _, _ = _decompose(InputSE(), tmp_path, overlap=8)
     comps = comparisons_for("tiles")
-    assert comps == ("whole~tiles", "tlc~tiles", "window~tiles", "whole~window")
+    assert comps[:4] == ("whole~tiles", "tlc~tiles", "window~tiles", "whole~window")
+    assert {"whole~train", "tiles~train"} <= set(comps)  # the decomposition still works
     table = shift_table(stats, comps, per_channel=False)
     w1 = table.set_index("comparison")["w1"]
     # no context at this site: the tiles' means are the windows' means, so comparing the
@@ -231,5 +280,6 @@ def test_tiles_as_reference(tmp_path):
     s = summary(table, reference="tiles").iloc[0]
     expected = float(w1["tlc~tiles"] / w1["whole~tiles"])
     assert s["n_sites"] == 1 and s["median_w1_ratio"] == pytest.approx(expected)
+    assert decomposition(table)["aggregation_share"].notna().all()
     with pytest.raises(ValueError, match="regime name"):
         comparisons_for("whole~train")

@@ -338,7 +338,8 @@ def datasets_for(
             leaves = DeadLeavesPairs(task, n_leaves, int(tc.get("deadleaves_size", 384)), seed_t)
             train = torch.utils.data.ConcatDataset([train, leaves])
         test = SyntheticPairs(task, split="test", n_per_photo=n_per_photo, seed=seed)
-        return train, test, f"bundled photos, {task} (seed {seed}, {n_per_photo} per photo)"
+        leaves = f", training pool + {n_leaves} dead-leaves images" if n_leaves else ""
+        return train, test, f"bundled photos, {task} (seed {seed}, {n_per_photo} per photo){leaves}"
     test = PairedFolder(data, layout, split="test")
     if train_data is not None:
         train = PairedFolder(train_data, layout, split="train")

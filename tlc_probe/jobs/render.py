@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from ..metrics.decomposition import RELIED_DB
+
 
 def markdown(table: pd.DataFrame) -> str:
     """A DataFrame as a GitHub markdown table (no extra dependency)."""
@@ -100,13 +102,16 @@ def reliance_section(reliance: pd.DataFrame) -> list[str]:
     for (model, task), g in reliance.groupby(["model", "task"], sort=True):
         every = g[g["site"] == "all"]
         one = g[g["site"] != "all"]
-        top = one.loc[one["delta_psnr"].abs().idxmax()] if len(one) else None
+        measured = one.dropna(subset=["delta_psnr"])
+        top = measured.loc[measured["delta_psnr"].abs().idxmax()] if len(measured) else None
         rows.append(
             {
                 "model": model,
                 "task": task,
                 "sites": len(one),
-                "relied (|dPSNR| >= 0.01 dB)": int((one["delta_psnr"].abs() >= 0.01).sum()),
+                f"relied (|dPSNR| >= {RELIED_DB} dB)": int(
+                    (one["delta_psnr"].abs() >= RELIED_DB).sum()
+                ),
                 "all frozen dPSNR (dB)": _f(float(every["delta_psnr"].iloc[0]), 3)
                 if len(every)
                 else "-",

@@ -68,8 +68,12 @@ def decomposition(
     Returns:
         One row per (model, task[, step], site, kind, depth, stat) with columns
         :data:`DECOMPOSITION_COLUMNS` (W1 in the units of the statistic, shares in
-        [0, 1]) and, with ``reliance``, ``frozen_delta_psnr`` (dB; NaN for a site the
-        reliance table lacks) and ``relied`` (bool). Ordered like the shift table.
+        [0, 1]) and, with ``reliance``, ``frozen_delta_psnr`` (dB) and ``relied``
+        (nullable boolean): both NA for a site the reliance table lacks (not measured is
+        not "not relied on"). Ordered like the shift table.
+
+    Raises:
+        ValueError: the reliance table has several rows for one (model, task, site).
     """
     stepped = "step" in table.columns
     keys = [*SITE_KEYS[:2], *(["step"] if stepped else []), *SITE_KEYS[2:]]
@@ -94,7 +98,13 @@ def decomposition(
         rel = rel[["model", "task", "site", "delta_psnr"]].rename(
             columns={"delta_psnr": "frozen_delta_psnr"}
         )
-        out = out.merge(rel, on=["model", "task", "site"], how="left")
-        out["relied"] = out["frozen_delta_psnr"].abs() >= relied_db
+        if (dup := rel.duplicated(["model", "task", "site"], keep=False)).any():
+            twice = sorted(set(map(tuple, rel.loc[dup, ["model", "task", "site"]].to_numpy())))
+            raise ValueError(f"the reliance table has several rows for {twice[:5]}")
+        out = out.merge(rel, on=["model", "task", "site"], how="left", validate="many_to_one")
+        measured = out["frozen_delta_psnr"].notna()
+        relied = pd.array(out["frozen_delta_psnr"].abs() >= relied_db, dtype="boolean")
+        relied[~measured.to_numpy()] = pd.NA
+        out["relied"] = relied
     out["depth"] = out["depth"].astype("int32")
     return out.reset_index(drop=True)

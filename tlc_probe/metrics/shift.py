@@ -48,7 +48,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .decomposition import decomposition
+from .decomposition import RELIED_DB, decomposition
 
 EPS = 1e-6
 MAX_BINS = 512
@@ -84,15 +84,17 @@ SHIFT_COLUMNS: tuple[str, ...] = (
 
 def comparisons_for(reference: str = "train") -> tuple[str, ...]:
     """The comparisons of a shift table against ``reference``: every inference regime
-    (whole, tlc, tiles, window) against it, then the decomposition's two links
-    (window~tiles, whole~window); a regime is never compared with itself.
-    ``"train"`` gives :data:`COMPARISONS`; ``"tiles"`` compares with the test images'
-    own training-size tiles, which takes the content difference between training and
-    test images out of every comparison."""
+    (whole, tlc, tiles, window) against it, then what the decomposition
+    (:mod:`tlc_probe.metrics.decomposition`) needs and is not there yet (window~tiles,
+    whole~window, whole~train, tlc~train, tiles~train); a regime is never compared with
+    itself. ``"train"`` gives :data:`COMPARISONS`; ``"tiles"`` compares with the test
+    images' own training-size tiles, which takes the content difference between training
+    and test images out of the comparisons with the reference."""
     if not reference or "~" in reference:
         raise ValueError(f"reference must be a regime name, got {reference!r}")
     own = [f"{r}~{reference}" for r in ("whole", "tlc", "tiles", "window") if r != reference]
-    return tuple(dict.fromkeys([*own, "window~tiles", "whole~window"]))
+    links = ["window~tiles", "whole~window", "whole~train", "tlc~train", "tiles~train"]
+    return tuple(dict.fromkeys([*own, *links]))
 
 
 def parse_comparison(comparison: str) -> tuple[str, str]:
@@ -498,8 +500,9 @@ def summary(
     ``reliance`` table (columns model, task, site, delta_psnr): ``n_relied`` (sites whose
     freezing changes PSNR by at least :data:`~tlc_probe.metrics.decomposition.RELIED_DB`),
     ``frac_w1_improved_relied`` (over those), ``all_frozen_delta_psnr`` (the
-    ``site == "all"`` row) and ``flag``: ``"output relies on no site"`` when no site is
-    relied on (then no shift of this model matters for its output), else empty.
+    ``site == "all"`` row) and ``flag``: ``"output relies on no site"`` when every site was
+    measured, none is relied on and freezing all of them changes PSNR by less than
+    RELIED_DB too (then no shift of this model matters for its output), else empty.
     A table with a ``step`` column is summarised per step.
     """
     pooled = table[table["channel"].astype(str) == "all"]
@@ -558,19 +561,22 @@ def _reliance_columns(
     wide: pd.DataFrame, parts: pd.DataFrame, reliance: pd.DataFrame, key: dict, reference: str
 ) -> dict[str, object]:
     """n_relied, frac_w1_improved_relied, all_frozen_delta_psnr and flag of one group."""
-    relied = parts.index[parts["relied"].to_numpy(dtype=bool)]
+    relied = parts.index[parts["relied"].fillna(False).to_numpy(dtype=bool)]
+    every_site_measured = bool(parts["relied"].notna().all()) and len(parts) > 0
     sub = _improvement(wide.loc[wide.index.intersection(relied)], f"tlc~{reference}", "", reference)
     mine = reliance[
         (reliance["model"].astype(str) == str(key["model"]))
         & (reliance["task"].astype(str) == str(key["task"]))
     ]
     everything = mine.loc[mine["site"].astype(str) == "all", "delta_psnr"]
+    all_frozen = float(everything.iloc[0]) if len(everything) else np.nan
     n = len(relied)
+    quiet = not abs(all_frozen) >= RELIED_DB  # NaN (no "all" row) counts as quiet
     return {
         "n_relied": n,
         "frac_w1_improved_relied": sub["frac_w1_improved"] if n else np.nan,
-        "all_frozen_delta_psnr": float(everything.iloc[0]) if len(everything) else np.nan,
-        "flag": "output relies on no site" if n == 0 and len(mine) else "",
+        "all_frozen_delta_psnr": all_frozen,
+        "flag": "output relies on no site" if n == 0 and every_site_measured and quiet else "",
     }
 
 

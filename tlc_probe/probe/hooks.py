@@ -150,6 +150,7 @@ class Probe:
         self._logs = [_SiteLog(s) for s in self.sites]
         self._hooks = None  # the temporary_hooks context while active
         self._batches: list[int] = []  # batch size of each model forward pass since take()
+        self._input_size: tuple[int, int] | None = None  # (H, W) of the last model input
 
     # -- context manager -------------------------------------------------------------
     def __enter__(self) -> Probe:
@@ -167,6 +168,7 @@ class Probe:
     def remove(self) -> None:
         """Remove every hook this probe registered (idempotent)."""
         hooks, self._hooks = self._hooks, None
+        self._input_size = None
         if hooks is not None:
             hooks.__exit__(None, None, None)
 
@@ -180,6 +182,8 @@ class Probe:
             return
         x = args[0] if args else None
         self._batches.append(int(x.shape[0]) if isinstance(x, torch.Tensor) else 1)
+        is_map = isinstance(x, torch.Tensor) and x.dim() == 4
+        self._input_size = (int(x.shape[-2]), int(x.shape[-1])) if is_map else None
 
     def _hook(self, log: _SiteLog):
         kind, local = log.site.kind, log.site.local
@@ -193,7 +197,7 @@ class Probe:
             size = (x.shape[-2], x.shape[-1])
             with torch.no_grad():
                 if window is not None:
-                    stats, ys, xs = window_stats(x, kind, window)
+                    stats, ys, xs = window_stats(x, kind, window, self._input_size)
                     for stat, v in stats.items():
                         log.records.append(_Record(stat, v, ys, xs, f))
                     return

@@ -3,8 +3,10 @@ covered only as much of the whole-image feature map as a training patch does.
 
 This is a measurement on the unchanged global model (the ``window`` regime): at each site
 the whole-image features are averaged over windows of the site's *training-time* feature
-extent (the map size it sees on a ``train_size`` input), placed exactly where the
-``train_size`` tiles of the ``tiles`` regime lie, mapped to the site's resolution. So:
+extent (the map size it sees on a ``train_size`` input), placed where the ``train_size``
+tiles of the ``tiles`` regime lie, mapped to the site's resolution (:func:`window_starts`;
+exactly for sites whose map spans the input, in their own frame for sites that run on
+parts of it). So:
 
 * ``tiles`` -> ``window`` changes only the features (same extent and place; in a tile the
   features near its edges see zero padding, in the whole image they see real context):
@@ -22,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -35,10 +38,11 @@ from ..tiling import tile_starts
 @dataclass(frozen=True)
 class Window:
     """The window of one site: ``kernel`` = (h, w), the feature-map size the site sees on a
-    training patch; ``overlap`` = (h, w) feature pixels shared by neighbouring windows
-    (the tiles' overlap at the site's resolution, less than the kernel)."""
+    ``train_size`` (H, W) patch; ``overlap`` = (H, W) input pixels shared by neighbouring
+    tiles of the ``tiles`` regime."""
 
     kernel: tuple[int, int]
+    train_size: tuple[int, int]
     overlap: tuple[int, int]
 
 
@@ -53,9 +57,7 @@ def training_windows(
     Args:
         model: the global network.
         train_size: training patch size (H, W) in input pixels (an int for a square).
-        overlap: overlap of the ``tiles`` regime's tiles in input pixels; at a site whose
-            map is ``s`` times the input size it becomes ``round(overlap * s)`` (at most
-            kernel - 1).
+        overlap: overlap of the ``tiles`` regime's tiles in input pixels.
         in_channels: channels of the calibration input.
 
     Returns:
@@ -75,28 +77,44 @@ def training_windows(
             f"sites called with several feature sizes at train_size {(th, tw)}, so no single "
             f"training extent: {multi}"
         )
-    out = {}
-    for name, found in sizes.items():
-        if found:
-            ((h, w),) = found
-            o = (min(h - 1, round(oh * h / th)), min(w - 1, round(ow * w / tw)))
-            out[name] = Window((h, w), o)
-    return out
+    return {name: Window(found[0], (th, tw), (oh, ow)) for name, found in sizes.items() if found}
 
 
-def window_starts(n: int, kernel: int, overlap: int) -> list[int]:
-    """First rows (or columns) of the windows on a map of length ``n``: the tile starts of
-    :func:`tlc_probe.tiling.tile_starts` for ``kernel`` and ``overlap`` (the kernel clipped
-    to the map, one window when the map is no longer than it)."""
+def window_starts(
+    n: int, kernel: int, train: int, overlap: int, n_input: int | None = None
+) -> list[int]:
+    """First rows (or columns) of the windows on a site's map of length ``n``, one per
+    tile, for a site whose map is ``kernel / train`` times its input.
+
+    * The map spans the model input (``n_input`` given and ``n >= floor(n_input * kernel /
+      train)``, as for any stride or padding of the input): the tiles of
+      :func:`tlc_probe.tiling.tile_starts` (``n_input``, ``train``, ``overlap``) mapped to the
+      map, ``min(round(t * kernel / train), n - kernel)``. A model that pads its input
+      (to a multiple of its downsampling) has a longer map; the windows still lie over the
+      tiles, not over the padding.
+    * Otherwise (the site runs on a part of the input, as MPRNet's stage 1 does on quarter
+      patches, or the input size is unknown): the map is tiled in its own frame with the
+      tiles' overlap mapped to it, ``tile_starts(n, kernel, round(overlap * kernel /
+      train))``; the windows then have the training extent but not exactly the tiles' places.
+
+    The kernel is clipped to the map (one window when the map is no longer than it).
+    """
     n, kernel = as_int(n, "n", minimum=1), as_int(kernel, "kernel", minimum=1)
-    k = min(kernel, n)
-    return tile_starts(n, k, min(as_int(overlap, "overlap", minimum=0), k - 1))
+    train, overlap = as_int(train, "train", minimum=1), as_int(overlap, "overlap", minimum=0)
+    k, scale = min(kernel, n), kernel / train
+    if n_input is not None and n >= math.floor(n_input * scale):
+        return [min(round(t * scale), n - k) for t in tile_starts(n_input, train, overlap)]
+    return tile_starts(n, k, min(round(overlap * scale), k - 1))
 
 
 def window_stats(
-    x: torch.Tensor, kind: str, window: Window
+    x: torch.Tensor,
+    kind: str,
+    window: Window,
+    input_size: tuple[int, int] | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """Statistics of a site's input ``x`` (N, C, H, W) over the windows of ``window``.
+    """Statistics of a site's input ``x`` (N, C, H, W) over the windows of ``window``
+    (placed by :func:`window_starts`; ``input_size`` = the model input's (H, W)).
 
     Each window's statistics are computed as the global site computes them on a map of
     that size: the mean, and for kind 'in' the biased std (``torch.var_mean``), in float32
@@ -107,8 +125,10 @@ def window_stats(
     """
     h, w = x.shape[-2:]
     kh, kw = min(window.kernel[0], h), min(window.kernel[1], w)
-    rows = window_starts(h, window.kernel[0], window.overlap[0])
-    cols = window_starts(w, window.kernel[1], window.overlap[1])
+    (th, tw), (oh, ow) = window.train_size, window.overlap
+    in_h, in_w = input_size if input_size is not None else (None, None)
+    rows = window_starts(h, window.kernel[0], th, oh, in_h)
+    cols = window_starts(w, window.kernel[1], tw, ow, in_w)
     xf = x.detach().float() if x.dtype != torch.float64 else x.detach()
     means, stds = [], []
     for y0 in rows:

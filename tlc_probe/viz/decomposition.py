@@ -51,7 +51,12 @@ def decomposition_figure(
         for ax, task in zip(axes, tasks, strict=True):
             t = d[d["task"].astype(str) == task].sort_values(["depth", "site"])
             x = np.arange(len(t))
-            relied = t["relied"].to_numpy(bool) if "relied" in t.columns else np.ones(len(t), bool)
+            # not measured (NA) is drawn like relied on: only a measured 'no' is pale
+            relied = (
+                t["relied"].fillna(True).to_numpy(bool)
+                if "relied" in t.columns
+                else np.ones(len(t), bool)
+            )
             bottom = np.zeros(len(t))
             for link, colour in LINK_COLOURS.items():
                 share = t[f"{link}_share"].to_numpy(np.float64)
@@ -70,14 +75,15 @@ def decomposition_figure(
                         )
                 bottom += share
             for xi, w in zip(x, t["whole_w1"].to_numpy(np.float64), strict=True):
-                ax.text(xi, 1.01, f"{w:.2g}", ha="center", va="bottom", fontsize=5, rotation=90)
+                if np.isfinite(w):
+                    ax.text(xi, 1.01, f"{w:.2g}", ha="center", va="bottom", fontsize=5, rotation=90)
             ax.set_xticks(x, [f"{s} ({k})" for s, k in zip(t["site"], t["kind"], strict=True)])
             ax.tick_params(axis="x", labelrotation=90, labelsize=5)
             ax.set_ylim(0, 1.18)
             ax.set_ylabel(f"share of the shift of {stat}")
             ax.set_title(f"{model} · {task}: above each bar W1(whole, train)", loc="left")
         handles = [Patch(color=c, label=LINK_LABELS[k]) for k, c in LINK_COLOURS.items()]
-        if "relied" in d.columns and not d["relied"].all():
+        if "relied" in d.columns and not d["relied"].fillna(True).all():
             handles.append(
                 Patch(facecolor="white", edgecolor="k", hatch="///", label="not relied on")
             )
