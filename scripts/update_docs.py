@@ -3,7 +3,8 @@
 Usage: ``make docs`` (runs the main job, then this), or
 ``python scripts/update_docs.py [results]`` after ``tlc-probe reproduce --out results``.
 Copies the Fig. A3 figure of the most shifted HINet instance-norm site and MPRNet SE site,
-the depth profile of MPRNet, the seam crops and window sweep of the deblurring models, and
+the depth profile of MPRNet, the decomposition bars of HINet (deblurring) and NAFNet, the
+seam crops and window sweep of the deblurring models, and
 prints the Table A1 markdown of each deblurring model for the README.
 """
 
@@ -21,6 +22,8 @@ def main(results: Path) -> None:
         "fig_a3_hinet_in.png": next(figs.glob("hinet-tiny-deblur-a3-*.png")),
         "fig_a3_mprnet_se.png": next(figs.glob("mprnet-tiny-deblur-a3-*.png")),
         "depth_mprnet.png": figs / "mprnet-tiny-deblur-depth.png",
+        "decomposition_hinet.png": figs / "hinet-tiny-deblur-decomposition.png",
+        "decomposition_nafnet.png": figs / "nafnet-tiny-deblur-decomposition.png",
         "qualitative_ffanet.png": figs / "qualitative-ffanet-tiny-dehaze.png",
         "seams_hinet.png": results / "bench" / "hinet-tiny-deblur" / "seams.png",
         "sweep_nafnet.png": results / "bench" / "nafnet-tiny-deblur" / "sweep.png",

@@ -136,7 +136,7 @@ def test_library_errors_are_translated_to_the_commands_flags(tmp_path, capsys):
     ck = str(shipped_checkpoints()[0])
     for flags, says in (
         (["--crops", "0"], "--crops must be >= 1"),
-        (["--overlap", "99"], "--overlap"),
+        (["--overlap", "999"], "--overlap"),  # >= train_size (128)
     ):
         assert main(["collect", "--checkpoint", ck, "--out", str(tmp_path / "o"), *flags]) == 2
         err = capsys.readouterr().err

@@ -10,10 +10,12 @@ NAME = "reproduce"
 HELP = "run the main job on the embedded default (bundled photos, shipped checkpoints)"
 DESCRIPTION = (
     "The main job on the embedded default: for every checkpoint shipped with the package "
-    "(or in $TLC_PROBE_CHECKPOINTS, or --checkpoints), collect the four regimes' statistics "
-    "on the bundled photos, compute the shift tables, draw the Fig. A3 / depth / heatmap "
-    "figures and the qualitative panels, run Table A1 (whole / TLC / tiles) and the window "
-    "sweep for the deblurring models, and write OUT/REPORT.md."
+    "(or in $TLC_PROBE_CHECKPOINTS, or --checkpoints), collect the five regimes' statistics "
+    "on the bundled photos, measure the output's reliance on each site, compute the shift "
+    "tables and their decomposition (content / context / aggregation), draw the Fig. A3 / "
+    "depth / heatmap / decomposition figures and the qualitative panels, run Table A1 "
+    "(whole / TLC / tiles) and the window sweep for the deblurring models, and write "
+    "OUT/REPORT.md."
 )
 
 

@@ -1,5 +1,5 @@
-"""The collect job: the four regimes of the paper's Fig. A3 argument, run into a Parquet
-statistics directory.
+"""The collect job: the four regimes of the paper's Fig. A3 argument and the window regime
+of the decomposition, run into a Parquet statistics directory.
 
 * ``train`` (green): the global model on random ``train_size`` crops of the degraded
   *training* images, with the training flips / rotations, drawn afresh from ``seed``.

@@ -109,7 +109,7 @@ def reliance_section(reliance: pd.DataFrame) -> list[str]:
                 "model": model,
                 "task": task,
                 "sites": len(one),
-                f"relied (|dPSNR| >= {RELIED_DB} dB)": int(
+                f"relied (abs dPSNR >= {RELIED_DB} dB)": int(
                     (one["delta_psnr"].abs() >= RELIED_DB).sum()
                 ),
                 "all frozen dPSNR (dB)": _f(float(every["delta_psnr"].iloc[0]), 3)
