@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 import skimage.io
@@ -97,6 +98,11 @@ def test_collect_all_regimes_layout_counts_and_readers(tmp_path):
     q += "hive_partitioning=true) group by regime"
     counts = dict(duckdb.sql(q).fetchall())
     assert counts == df["regime"].value_counts().to_dict()
+    # pyarrow reads it lazily: a filtered count touches only what it needs
+    lazy = ds.dataset(tmp_path / "s", format="parquet", partitioning="hive")
+    site = df["site"].iloc[0]
+    cond = (ds.field("regime") == "tlc") & (ds.field("site") == site)
+    assert lazy.count_rows(filter=cond) == int(((df.regime == "tlc") & (df.site == site)).sum())
     meta = read_meta(files[0])
     assert meta["train_size"] == TS and meta["config"]["positions"] == 3
     assert json.loads((tmp_path / "s" / "_run.json").read_text())["model"] == "nafnet-tiny"

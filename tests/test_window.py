@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tlc_probe.jobs.collect import CollectConfig, collect
-from tlc_probe.metrics import decomposition, shift_table, summary
+from tlc_probe.metrics import decomposition, relied_on, shift_table, summary
 from tlc_probe.metrics.shift import comparisons_for
 from tlc_probe.probe import Probe, Window, training_windows, window_starts, window_stats
 from tlc_probe.store.read import read_stats
@@ -265,6 +265,26 @@ def test_summary_reports_shares_and_flags_sites_nothing_relies_on(tmp_path):
     with pytest.raises(ValueError, match="several rows"):
         summary(table, pd.concat([rel, rel]))
     assert "median_context_share" not in summary(table[table["comparison"] == "whole~train"])
+
+
+def test_relied_on_is_the_threshold_with_unmeasured_left_na():
+    got = relied_on(pd.Series([0.0099, -0.01, 0.5, None, float("nan")])).tolist()
+    assert got[:3] == [False, True, True]
+    assert got[3] is pd.NA and got[4] is pd.NA
+    assert relied_on(pd.Series([0.02]), relied_db=0.05).tolist() == [False]
+
+
+def test_summary_with_the_decomposition_given_is_the_same(tmp_path):
+    _, table, _ = _decompose(InputSE(), tmp_path, overlap=8)
+    rel = pd.DataFrame(
+        {"model": ["toy"] * 2, "task": ["t"] * 2, "site": ["pool", "all"], "delta_psnr": [-0.3] * 2}
+    )
+    parts = decomposition(table, rel)
+    pd.testing.assert_frame_equal(summary(table, rel, parts=parts), summary(table, rel))
+    # the given decomposition is what is used: one whose site is not relied on flips n_relied
+    quiet = parts.assign(relied=pd.array([False] * len(parts), dtype="boolean"))
+    assert summary(table, rel, parts=quiet).iloc[0]["n_relied"] == 0
+    assert summary(table, rel).iloc[0]["n_relied"] == 1
 
 
 def test_tiles_as_reference(tmp_path):

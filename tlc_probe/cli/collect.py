@@ -110,6 +110,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Collect and print the rows and part files per regime; returns 0."""
     from ..jobs.collect import CollectConfig, collect_checkpoint
+    from ..jobs.distributed import close, shard_from_env
 
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite exclude each other")
@@ -134,24 +135,33 @@ def run(args: argparse.Namespace) -> int:
         writer=args.writer,
     )
     mode = "resume" if args.resume else "overwrite" if args.overwrite else "refuse"
-    r = collect_checkpoint(
-        args.checkpoint,
-        args.out,
-        task=args.task,
-        train_size=args.train_size,
-        model_name=args.model,
-        preset=args.preset,
-        data=args.data,
-        layout=args.layout,
-        train_data=args.train_data,
-        n_per_photo=args.n_per_photo,
-        config=cfg,
-        mode=mode,
-    )
+    shard = shard_from_env()  # one process, or a rank of torchrun
+    try:
+        if shard.world_size > 1 and args.writer != "0":
+            raise ValueError("under torchrun each rank writes as writer <rank>: drop --writer")
+        r = collect_checkpoint(
+            args.checkpoint,
+            args.out,
+            task=args.task,
+            train_size=args.train_size,
+            model_name=args.model,
+            preset=args.preset,
+            data=args.data,
+            layout=args.layout,
+            train_data=args.train_data,
+            n_per_photo=args.n_per_photo,
+            config=cfg,
+            mode=mode,
+            shard=shard,
+            device=shard.device if shard.world_size > 1 else None,
+        )
+    finally:
+        close(shard)
+    who = f"rank {shard.rank}/{shard.world_size}: " if shard.world_size > 1 else ""
     for regime in cfg.regimes:
         print(
-            f"  {regime}: {r.rows[regime]} rows in {r.written[regime]} new part files"
+            f"  {who}{regime}: {r.rows[regime]} rows in {r.written[regime]} new part files"
             + (f", {r.skipped[regime]} already complete" if r.skipped[regime] else "")
         )
-    print(f"wrote {args.out} in {r.seconds:.1f} s")
+    print(f"{who}wrote {args.out} in {r.seconds:.1f} s")
     return 0

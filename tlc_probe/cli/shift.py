@@ -17,7 +17,8 @@ DESCRIPTION = (
     "content = tiles~train, context = window~tiles, aggregation = whole~window, and their "
     "shares; only aggregation is TLC's business) and summary.csv (fraction of sites where "
     "TLC reduces the shift, median W1 ratio tlc/whole, median shares; with --reliance the "
-    "sites the output relies on, and a flag when it relies on none)."
+    "sites the output relies on, and a flag when it relies on none). The store is read one "
+    "site at a time: memory stays about one site's rows, however many images it holds."
 )
 
 
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         per_channel=not args.pooled_only,
         reference=args.reference,
         reliance=read_reliance(args.reliance) if args.reliance else None,
+        progress=True,
     )
     print(markdown(r["summary"].round(3)))
     print(

@@ -3,18 +3,26 @@ figures, shift, reproduce) and their markdown. The CLI and the notebooks call th
 
 from .bench import bench, bench_outputs, seam_outputs, window_sweep
 from .collect import CollectConfig, CollectResult, collect, collect_checkpoint
+from .distributed import Shard, shard_from_env
 from .evaluate import held_out_items, held_out_psnr, held_out_scores, psnr_table, scheme_psnr
 from .figures import qualitative, stats_figures
 from .recorder import TrainingRecorder, read_quality
 from .reliance import reliance, reliance_checkpoint, site_constants
 from .render import markdown, table_a1
 from .reproduce import reproduce
-from .shift import shift_outputs, write_shift
+from .shift import (
+    shift_outputs,
+    shift_results,
+    store_shift_table,
+    write_shift,
+    write_shift_results,
+)
 from .train import TrainConfig, train
 
 __all__ = [
     "CollectConfig",
     "CollectResult",
+    "Shard",
     "TrainConfig",
     "TrainingRecorder",
     "bench",
@@ -33,11 +41,15 @@ __all__ = [
     "reproduce",
     "scheme_psnr",
     "seam_outputs",
+    "shard_from_env",
     "shift_outputs",
+    "shift_results",
     "site_constants",
     "stats_figures",
+    "store_shift_table",
     "table_a1",
     "train",
     "window_sweep",
     "write_shift",
+    "write_shift_results",
 ]

@@ -53,6 +53,7 @@ from ..store.parts import clear_tmp, has_data, part_path, read_run_json, write_p
 from ..tensors import to_model
 from ..tiling import image_tiles
 from ..tlc import convert
+from .distributed import Shard
 
 REGIMES: tuple[str, ...] = ("train", "whole", "tlc", "tiles", "window")
 MODES = ("refuse", "resume", "overwrite")
@@ -161,6 +162,7 @@ def collect(
     mode: str = "refuse",
     meta: dict[str, Any] | None = None,
     progress: bool = True,
+    shard: Shard | None = None,
 ) -> CollectResult:
     """Run the regimes of ``config`` and write their statistics under ``out``.
 
@@ -176,11 +178,19 @@ def collect(
             already written; the configuration must match the existing _run.json) or
             'overwrite' (delete the existing run first).
         meta: extra run metadata (checkpoint, data source ...) for _run.json / schema.
-        progress: tqdm bars per regime / per image.
+        progress: tqdm bars per regime / per image (rank 0 only).
+        shard: this process's share of a job of several ranks
+            (:mod:`tlc_probe.jobs.distributed`): it does the chunks
+            :meth:`~tlc_probe.jobs.distributed.Shard.takes` gives it, writes its part
+            files as writer ``<rank>`` (``config.writer`` is not used), rank 0 clears an
+            overwritten run and writes ``_run.json`` (``world_size`` recorded), and every
+            rank waits for the others after the checks, after ``_run.json`` and at the
+            end. Resuming with another world size is refused. Default: one process.
 
     Returns:
-        A :class:`CollectResult`. Non-finite statistics are dropped and counted per site
-        unless ``config.keep_nonfinite``; a ``RuntimeWarning`` names them when any occur.
+        A :class:`CollectResult` (of this rank's chunks). Non-finite statistics are
+        dropped and counted per site unless ``config.keep_nonfinite``; a
+        ``RuntimeWarning`` names them when any occur.
     """
     cfg = config or CollectConfig()
     if mode not in MODES:
@@ -190,6 +200,10 @@ def collect(
     if {"tiles", "window"} & set(cfg.regimes) and not 0 <= cfg.tile_overlap < train_size:
         raise ValueError(f"tile_overlap must be in [0, {train_size}), got {cfg.tile_overlap}")
     out = Path(out)
+    shard = shard or Shard()
+    many = shard.world_size > 1
+    writer = str(shard.rank) if many else cfg.writer
+    progress = progress and shard.rank == 0
     # Sites are checked (and bad patterns reported) before anything under `out` changes.
     model = model.eval()
     probe_kw = {"kinds": cfg.kinds, "names": cfg.names, "depths": cfg.depths}
@@ -199,33 +213,46 @@ def collect(
         "task": task,
         "train_size": int(train_size),
         "base_size": cfg.base_size if cfg.base_size is not None else int(1.5 * train_size),
-        "config": asdict(cfg),
+        "config": {**asdict(cfg), **({"writer": "<rank>"} if many else {})},
+        "world_size": shard.world_size,
         **(meta or {}),
     }
-    if has_data(out):
+    existed = has_data(out)
+    if existed:
         if mode == "refuse":
             raise FileExistsError(
                 f"{out} already holds statistics; pass mode='resume' to complete it or "
                 "mode='overwrite' to replace it"
             )
-        if mode == "overwrite":
-            clear_store(out)
-        else:
+        if mode == "resume":
             old = read_run_json(out) or {}
+            if (had := int(old.get("world_size", 1))) != shard.world_size:
+                raise ValueError(
+                    f"cannot resume {out}: it was collected by {had} process(es) and this "
+                    f"run has {shard.world_size}; resume with the same number of processes "
+                    "(torchrun --nproc_per_node) or use mode='overwrite'"
+                )
             mine = json.loads(json.dumps(_comparable(run), default=str))
             if _comparable(old) != mine:
                 raise ValueError(
                     f"cannot resume {out}: its _run.json was made with other settings "
                     f"({_diff(_comparable(old), mine)}); use mode='overwrite' or another out"
                 )
-            clear_tmp(out, cfg.writer)  # this writer's unfinished part files
+    shard.barrier()  # every rank has checked before anything under `out` changes
+    if existed:
+        if mode == "overwrite" and shard.rank == 0:
+            clear_store(out)
+        elif mode == "resume":
+            clear_tmp(out, writer)  # this writer's unfinished part files
     run["versions"] = {
         "tlc_probe": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
     run["command"] = " ".join(sys.argv)
-    write_run_json(out, run)
+    if shard.rank == 0:
+        write_run_json(out, run)
+    shard.barrier()
 
     result = CollectResult(out=out)
     t0 = time.perf_counter()
@@ -236,15 +263,16 @@ def collect(
             for x in batches:
                 net(to_model(model, x))
         frame = _finite(p.take(ids).assign(**base), result, cfg.keep_nonfinite)
-        write_part(frame, part_path(out, regime, chunk, cfg.writer), run)
+        write_part(frame, part_path(out, regime, chunk, writer), run)
         result.rows[regime] += len(frame)
         result.written[regime] += 1
 
     if "train" in cfg.regimes:
         n_chunks = math.ceil(cfg.n_crops / cfg.crop_batch)
         cache: dict[int, dict] = {}
-        for j in tqdm(range(n_chunks), desc="train crops", disable=not progress):
-            if part_path(out, "train", j, cfg.writer).exists():
+        mine = [j for j in range(n_chunks) if shard.takes(j)]
+        for j in tqdm(mine, desc="train crops", disable=not progress):
+            if part_path(out, "train", j, writer).exists():
                 result.skipped["train"] += 1
                 continue
             size = min(cfg.crop_batch, cfg.n_crops - j * cfg.crop_batch)
@@ -264,9 +292,10 @@ def collect(
         if "window" in image_regimes:
             windows = training_windows(model, train_size, cfg.tile_overlap)
             window_probe = Probe(model, positions=cfg.positions, windows=windows, **probe_kw)
-        bar = tqdm(range(len(test_data)), desc="test images", disable=not progress)
+        mine = [j for j in range(len(test_data)) if shard.takes(j)]
+        bar = tqdm(mine, desc="test images", disable=not progress)
         for j in bar:
-            todo = [r for r in image_regimes if not part_path(out, r, j, cfg.writer).exists()]
+            todo = [r for r in image_regimes if not part_path(out, r, j, writer).exists()]
             result.skipped.update({r: 1 for r in image_regimes if r not in todo})
             if not todo:
                 continue
@@ -286,6 +315,7 @@ def collect(
                     batches = tiles.split(cfg.tile_batch)
                     emit(regime, j, ids, model, batches, probe)
     result.seconds = time.perf_counter() - t0
+    shard.barrier()  # the run is complete when every rank's files are
     if result.nonfinite:
         what = "kept" if cfg.keep_nonfinite else "dropped"
         warnings.warn(
@@ -296,7 +326,7 @@ def collect(
     return result
 
 
-_VOLATILE = ("versions", "command")
+_VOLATILE = ("versions", "command", "world_size")  # world_size is checked on its own
 
 
 def _comparable(run: dict[str, Any]) -> dict[str, Any]:
@@ -366,8 +396,11 @@ def collect_checkpoint(
     config: CollectConfig | None = None,
     mode: str = "refuse",
     progress: bool = True,
+    shard: Shard | None = None,
+    device: str | torch.device | None = None,
 ) -> CollectResult:
-    """:func:`collect` for a checkpoint file.
+    """:func:`collect` for a checkpoint file, run on ``device`` (default: the CPU) as
+    ``shard`` of a job (default: one process).
 
     A tlc-probe checkpoint rebuilds its own model and knows its task and train_size.
     Any other checkpoint :func:`tlc_probe.store.load_checkpoint` accepts (official
@@ -390,6 +423,8 @@ def collect_checkpoint(
         load_checkpoint(model, checkpoint)
         model.eval()
         name = f"{model_name}-{preset}"
+    if device is not None:
+        model = model.to(device)
     ts = train_size if train_size is not None else meta.get("train_size")
     if ts is None:
         raise ValueError(f"{checkpoint} records no train_size: pass train_size=")
@@ -435,4 +470,5 @@ def collect_checkpoint(
         mode=mode,
         meta=run_meta,
         progress=progress,
+        shard=shard,
     )

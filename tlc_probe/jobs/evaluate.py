@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..data import SyntheticPairs
-from ..metrics.decomposition import RELIED_DB
+from ..metrics.decomposition import relied_on
 from ..metrics.image import psnr, ssim
 from ..schemes import make_schemes
 from ..sites import feature_sizes
@@ -89,17 +89,20 @@ def scheme_psnr(checkpoint: str | Path, seed: int = 0) -> dict:
     train_size) and overlapping tiles (tile = train_size, overlap 16).
     Returns {"model", "task", "train_size", "site_maps" (:func:`site_map_range`),
     "input", "whole", "tlc", "tiles-16", "n"}."""
-    model, meta = build_from_checkpoint(checkpoint)
+    return _scheme_row(*load_for_test(checkpoint, None, seed))
+
+
+def _scheme_row(model: nn.Module, meta: dict, items: Sequence[dict]) -> dict:
     ts = int(meta["train_size"])
     runs = {s.name: s.run for s in make_schemes(model, ts, EVALUATE_SCHEMES)}
-    scores = held_out_psnr(runs, meta["task"], seed)
+    scores = held_out_scores(runs, items)
     return {
         "model": model_label(meta),
         "task": meta["task"],
         "train_size": ts,
         "site_maps": site_map_range(model, ts),
-        **{k: scores[k] for k in ("input", *EVALUATE_SCHEMES)},
-        "n": scores["n"],
+        **{k: scores[k]["psnr"] for k in ("input", *EVALUATE_SCHEMES)},
+        "n": len(items),
     }
 
 
@@ -108,17 +111,19 @@ def psnr_table(
 ) -> pd.DataFrame:
     """:func:`scheme_psnr` of each checkpoint, one row each, PSNR in dB. With
     ``reliance``, also ``frozen_all`` (PSNR change, dB, with every site's statistic
-    frozen; :func:`tlc_probe.jobs.reliance.reliance`) and ``relied_sites`` ("k/n": sites
-    whose freezing alone changes PSNR by at least 0.01 dB)."""
+    frozen to its mean over the test photos; :func:`tlc_probe.jobs.reliance.reliance`)
+    and ``relied_sites`` ("k/n": sites whose freezing alone changes PSNR by at least
+    :data:`~tlc_probe.metrics.decomposition.RELIED_DB`)."""
     rows = []
     for c in checkpoints:
-        row = scheme_psnr(c, seed)
+        model, meta, items = load_for_test(c, None, seed)
+        row = _scheme_row(model, meta, items)
         if reliance:
-            from .reliance import reliance_checkpoint  # reliance uses this module's loaders
+            from .reliance import reliance as freeze  # reliance uses this module's loaders
 
-            rel = reliance_checkpoint(c, seed=seed)
+            rel = freeze(model, items, reference=items)
             one = rel[rel["site"] != "all"]
             row["frozen_all"] = float(rel.loc[rel["site"] == "all", "delta_psnr"].iloc[0])
-            row["relied_sites"] = f"{int((one['delta_psnr'].abs() >= RELIED_DB).sum())}/{len(one)}"
+            row["relied_sites"] = f"{int(relied_on(one['delta_psnr']).sum())}/{len(one)}"
         rows.append(row)
     return pd.DataFrame(rows)

@@ -12,11 +12,11 @@ import torch
 from matplotlib.figure import Figure
 
 from ..metrics.decomposition import decomposition
-from ..metrics.shift import shift_table
+from ..metrics.shift import COMPARISONS, shift_table
 from ..schemes import make_schemes
 from ..store.checkpoint import model_label
 from ..store.figures import save_figure
-from ..store.read import read_stats
+from ..store.read import read_site, site_groups
 from ..viz import (
     choose_site,
     decomposition_figure,
@@ -28,6 +28,7 @@ from ..viz import (
 )
 from .evaluate import load_for_test
 from .recorder import QUALITY_CSV, read_quality
+from .shift import store_shift_table
 
 
 def _quality(stats: str | Path | Sequence[str | Path]) -> pd.DataFrame:
@@ -59,18 +60,40 @@ def stats_figures(
     (:func:`tlc_probe.viz.decomposition_figure`, sites not relied on marked when
     ``reliance`` is given). Returns the paths written.
 
+    Statistics given as paths are read one site at a time (the shift table site by site,
+    :func:`~tlc_probe.jobs.shift.store_shift_table`, and the raw rows only of the sites
+    drawn), so memory stays bounded for stores of any size.
+
     Raises ``ValueError`` when a name in ``sites`` belongs to no model in ``stats``."""
-    df = stats if isinstance(stats, pd.DataFrame) else read_stats(stats)
-    if quality is None and not isinstance(stats, pd.DataFrame):
-        quality = _quality(stats)
-    missing = [s for s in sites if s not in set(df["site"])]
+    if isinstance(stats, pd.DataFrame):
+        groups = sorted(set(map(tuple, stats[["model", "task", "site"]].drop_duplicates().values)))
+
+        def rows_of(model: str, task: str, site: str) -> pd.DataFrame:
+            sel = (stats["model"] == model) & (stats["task"] == task) & (stats["site"] == site)
+            return stats[sel]
+    else:
+        groups = site_groups(stats)
+        if quality is None:
+            quality = _quality(stats)
+
+        def rows_of(model: str, task: str, site: str) -> pd.DataFrame:
+            return read_site(stats, (model, task, site))
+
+    missing = [s for s in sites if s not in {g[2] for g in groups}]
     if missing:
         raise ValueError(f"sites {missing} are in no statistics given")
-    table = shift if shift is not None else shift_table(df, per_channel=False)
+    if shift is not None:
+        table = shift
+    elif isinstance(stats, pd.DataFrame):
+        table = shift_table(stats, per_channel=False)
+    else:
+        table = store_shift_table(stats, COMPARISONS, per_channel=False)
     paths: list[Path] = []
-    for (model, task), sub in df.groupby(["model", "task"], sort=True):
+    for model, task in sorted({(m, t) for m, t, _ in groups}):
+        mine = {g[2] for g in groups if g[:2] == (model, task)}
         tab = table[(table["model"] == model) & (table["task"] == task)]
-        if "step" in tab.columns and sub["step"].notna().any():
+        last = None
+        if "step" in tab.columns and tab["step"].notna().any():
             if tab["comparison"].isin(["whole~train", "tlc~train"]).any():
                 fig = training_dynamics(tab, quality, stat=stat, model=model, task=task)
                 paths += save_figure(fig, out, f"{model}-{task}-training")
@@ -81,17 +104,20 @@ def stats_figures(
                     RuntimeWarning,
                     stacklevel=2,
                 )
-            last = sub["step"].max()
-            sub, tab = sub[sub["step"] == last], tab[tab["step"] == last]
+            last = tab["step"].max()
+            tab = tab[tab["step"] == last]
             if tab.empty:
                 continue
         chosen = []
         for kind in ("in", "se"):
             if (tab["kind"] == kind).any():
                 chosen.append(choose_site(tab, kind, model=model))
-        chosen += [s for s in sites if s in set(sub["site"]) and s not in chosen]
+        chosen += [s for s in sites if s in mine and s not in chosen]
         tag = f"{model}-{task}"
         for site in chosen:
+            sub = rows_of(model, task, site)
+            if last is not None:
+                sub = sub[sub["step"] == last]
             fig = fig_a3(sub, site, stat=stat, shift=tab, model=model, task=task)
             paths += save_figure(fig, out, f"{tag}-a3-{site}")
         paths += save_figure(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..metrics.decomposition import RELIED_DB
+from ..metrics.decomposition import RELIED_DB, relied_on
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -109,9 +109,7 @@ def reliance_section(reliance: pd.DataFrame) -> list[str]:
                 "model": model,
                 "task": task,
                 "sites": len(one),
-                f"relied (abs dPSNR >= {RELIED_DB} dB)": int(
-                    (one["delta_psnr"].abs() >= RELIED_DB).sum()
-                ),
+                f"relied (abs dPSNR >= {RELIED_DB} dB)": int(relied_on(one["delta_psnr"]).sum()),
                 "all frozen dPSNR (dB)": _f(float(every["delta_psnr"].iloc[0]), 3)
                 if len(every)
                 else "-",

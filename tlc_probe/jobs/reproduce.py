@@ -11,8 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..metrics.decomposition import decomposition
-from ..metrics.shift import shift_table, summary
+from ..metrics.shift import shift_table
 from ..store.atomic import atomic_write, write_text
 from ..store.checkpoint import read_checkpoint
 from ..store.figures import save_figure
@@ -23,7 +22,7 @@ from .collect import CollectConfig, collect_checkpoint
 from .figures import qualitative, stats_figures
 from .reliance import reliance_checkpoint
 from .render import report_md
-from .shift import write_shift
+from .shift import shift_results, write_shift_results
 
 #: Settings of the main job: (default, quick).
 REPRODUCE_SETTINGS: dict[str, dict[str, Any]] = {
@@ -121,9 +120,9 @@ def reproduce(
     t = time.perf_counter()
     stats = read_stats([out / "stats" / ck.stem for ck in ckpts])
     table = shift_table(stats)
-    write_shift(table, out / "shift", rel)
-    summ = summary(table, rel)
-    parts = decomposition(table, rel)
+    results = shift_results(table, rel)
+    write_shift_results(results, out / "shift")
+    summ, parts = results["summary"], results["decomposition"]
     pooled = table[table["channel"] == "all"]
     timings["shift"] = time.perf_counter() - t
 

@@ -7,27 +7,68 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+from tqdm.auto import tqdm
 
 from ..metrics.decomposition import decomposition
-from ..metrics.shift import comparisons_for, shift_table, summary
+from ..metrics.shift import KEYS, comparisons_for, concat_shift_tables, shift_table, summary
 from ..store.atomic import atomic_write
-from ..store.read import read_stats
+from ..store.read import iter_sites, site_groups
+
+#: The columns a shift table is computed from (the store's other columns are not read).
+SHIFT_INPUT = (*KEYS, "regime", "channel", "step", "value")
 
 
-def write_shift(
-    table: pd.DataFrame,
-    out_dir: str | os.PathLike[str],
-    reliance: pd.DataFrame | None = None,
-    reference: str = "train",
-) -> dict[str, Path]:
-    """Write ``shift.csv``, ``shift.parquet``, ``decomposition.csv`` (per site: content,
-    context and aggregation W1 and shares, with ``reliance`` joined when given) and
-    ``summary.csv`` (:func:`~tlc_probe.metrics.summary` against ``reference``) into
-    ``out_dir`` (created if needed), each atomically. Returns ``{"shift_csv",
-    "shift_parquet", "decomposition_csv", "summary_csv"}`` -> paths."""
-    out = Path(out_dir)
-    summ = summary(table, reliance, reference)
+def store_shift_table(
+    stats: str | Path | Sequence[str | Path],
+    comparisons: Sequence[str],
+    per_channel: bool = True,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """:func:`~tlc_probe.metrics.shift_table` of the statistics at ``stats`` (as
+    :func:`~tlc_probe.store.read_stats` takes them), computed one (model, task, site) at a
+    time (:func:`~tlc_probe.store.read.iter_sites`, only the columns it needs), so peak
+    memory is about one site's rows whatever the size of the store. The same table as
+    ``shift_table(read_stats(stats), ...)``: every group of a shift table lies within one
+    site. W1 stays exact (each site's values are all in memory while it is compared).
+    ``progress`` shows a bar over the sites.
+
+    Raises ``FileNotFoundError`` when there is nothing to read and ``ValueError`` when
+    what was read is no statistics table."""
+    try:
+        groups = site_groups(stats)
+        tables = []
+        frames = iter_sites(stats, columns=SHIFT_INPUT, categorical=True)
+        for _key, frame in tqdm(frames, total=len(groups), desc="shift", disable=not progress):
+            tables.append(shift_table(frame, comparisons, per_channel=per_channel))
+    except (KeyError, pa.ArrowInvalid) as e:
+        raise ValueError(f"{stats} is not a statistics table: {e}") from None
+    return concat_shift_tables(tables, comparisons)
+
+
+def shift_results(
+    table: pd.DataFrame, reliance: pd.DataFrame | None = None, reference: str = "train"
+) -> dict[str, pd.DataFrame]:
+    """A shift table's derived frames, each computed once: ``{"table", "decomposition"
+    (:func:`~tlc_probe.metrics.decomposition`, ``reliance`` joined when given), "summary"
+    (:func:`~tlc_probe.metrics.summary` against ``reference``)}``."""
     parts = decomposition(table, reliance)
+    return {
+        "table": table,
+        "decomposition": parts,
+        "summary": summary(table, reliance, reference, parts=parts),
+    }
+
+
+def write_shift_results(
+    results: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str]
+) -> dict[str, Path]:
+    """Write :func:`shift_results` into ``out_dir`` (created if needed), each file
+    atomically: ``shift.csv``, ``shift.parquet``, ``decomposition.csv`` and
+    ``summary.csv``. Returns ``{"shift_csv", "shift_parquet", "decomposition_csv",
+    "summary_csv"}`` -> paths."""
+    out = Path(out_dir)
+    table, parts, summ = results["table"], results["decomposition"], results["summary"]
     return {
         "shift_csv": atomic_write(out / "shift.csv", lambda p: table.to_csv(p, index=False)),
         "shift_parquet": atomic_write(
@@ -38,6 +79,17 @@ def write_shift(
         ),
         "summary_csv": atomic_write(out / "summary.csv", lambda p: summ.to_csv(p, index=False)),
     }
+
+
+def write_shift(
+    table: pd.DataFrame,
+    out_dir: str | os.PathLike[str],
+    reliance: pd.DataFrame | None = None,
+    reference: str = "train",
+) -> dict[str, Path]:
+    """:func:`shift_results` of ``table`` written by :func:`write_shift_results`; returns
+    its paths."""
+    return write_shift_results(shift_results(table, reliance, reference), out_dir)
 
 
 def read_reliance(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
@@ -60,24 +112,16 @@ def shift_outputs(
     *,
     reference: str = "train",
     reliance: pd.DataFrame | None = None,
+    progress: bool = False,
 ) -> dict:
-    """Read ``stats`` (directories or part files), compute the shift table
-    (:func:`tlc_probe.metrics.shift_table`, comparisons
+    """Read ``stats`` (directories or part files) site by site, compute the shift table
+    (:func:`store_shift_table`, comparisons
     :func:`~tlc_probe.metrics.shift.comparisons_for` ``reference``), its decomposition
     and summary (with ``reliance`` when given), and write them to ``out``
     (:func:`write_shift`). Returns {"table", "summary", "decomposition", "paths"}.
 
     Raises ``FileNotFoundError`` when there is nothing to read and ``ValueError`` when
     what was read is no statistics table."""
-    frame = read_stats(stats)
-    try:
-        table = shift_table(frame, comparisons_for(reference), per_channel=per_channel)
-    except KeyError as e:
-        raise ValueError(f"{stats} is not a statistics table: {e}") from None
-    paths = write_shift(table, out, reliance, reference)
-    return {
-        "table": table,
-        "summary": summary(table, reliance, reference),
-        "decomposition": decomposition(table, reliance),
-        "paths": paths,
-    }
+    table = store_shift_table(stats, comparisons_for(reference), per_channel, progress)
+    results = shift_results(table, reliance, reference)
+    return {**results, "paths": write_shift_results(results, out)}

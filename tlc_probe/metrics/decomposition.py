@@ -53,6 +53,13 @@ DECOMPOSITION_COLUMNS: tuple[str, ...] = (
 RELIANCE_JOIN = ("frozen_delta_psnr", "relied")
 
 
+def relied_on(delta_psnr: pd.Series, relied_db: float = RELIED_DB) -> pd.Series:
+    """Whether each site is relied on: ``|delta_psnr| >= relied_db`` (dB) as a nullable
+    boolean Series (NA where ``delta_psnr`` is NA: not measured is not "not relied on")."""
+    delta = pd.to_numeric(pd.Series(delta_psnr), errors="coerce").astype("Float64")
+    return delta.abs() >= relied_db
+
+
 def decomposition(
     table: pd.DataFrame, reliance: pd.DataFrame | None = None, relied_db: float = RELIED_DB
 ) -> pd.DataFrame:
@@ -102,9 +109,6 @@ def decomposition(
             twice = sorted(set(map(tuple, rel.loc[dup, ["model", "task", "site"]].to_numpy())))
             raise ValueError(f"the reliance table has several rows for {twice[:5]}")
         out = out.merge(rel, on=["model", "task", "site"], how="left", validate="many_to_one")
-        measured = out["frozen_delta_psnr"].notna()
-        relied = pd.array(out["frozen_delta_psnr"].abs() >= relied_db, dtype="boolean")
-        relied[~measured.to_numpy()] = pd.NA
-        out["relied"] = relied
+        out["relied"] = relied_on(out["frozen_delta_psnr"], relied_db).array
     out["depth"] = out["depth"].astype("int32")
     return out.reset_index(drop=True)

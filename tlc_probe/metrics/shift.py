@@ -48,7 +48,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .decomposition import RELIED_DB, decomposition
+from .decomposition import decomposition, relied_on
 
 EPS = 1e-6
 MAX_BINS = 512
@@ -436,6 +436,24 @@ def shift_table(
     return _tidy_table(pd.concat(frames, ignore_index=True), comparisons, columns)
 
 
+def concat_shift_tables(
+    tables: Sequence[pd.DataFrame], comparisons: Sequence[str] = COMPARISONS
+) -> pd.DataFrame:
+    """One shift table from tables of disjoint groups (e.g. :func:`shift_table` of each
+    site's rows alone), in the row order and dtypes :func:`shift_table` gives the rows
+    read together: tables without a ``step`` column get a null one when another has it.
+    ``comparisons`` orders the comparisons as in :func:`shift_table`."""
+    comparisons = list(dict.fromkeys(comparisons))
+    stepped = any("step" in t.columns for t in tables)
+    columns = _columns(stepped)
+    full = [t for t in tables if len(t)]
+    if not full:
+        return pd.DataFrame({c: pd.Series(dtype=_out_dtype(c)) for c in columns})
+    if stepped:
+        full = [t if "step" in t.columns else t.assign(step=pd.NA) for t in full]
+    return _tidy_table(pd.concat(full, ignore_index=True), comparisons, columns)
+
+
 def _columns(stepped: bool) -> list[str]:
     cols = list(SHIFT_COLUMNS)
     return cols[:2] + ["step"] + cols[2:] if stepped else cols
@@ -478,7 +496,11 @@ def _tidy_table(
 
 
 def summary(
-    table: pd.DataFrame, reliance: pd.DataFrame | None = None, reference: str = "train"
+    table: pd.DataFrame,
+    reliance: pd.DataFrame | None = None,
+    reference: str = "train",
+    *,
+    parts: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The paper's claim, measured: does TLC pull the statistics back towards training?
 
@@ -503,7 +525,8 @@ def summary(
     ``site == "all"`` row) and ``flag``: ``"output relies on no site"`` when every site was
     measured, none is relied on and freezing all of them changes PSNR by less than
     RELIED_DB too (then no shift of this model matters for its output), else empty.
-    A table with a ``step`` column is summarised per step.
+    A table with a ``step`` column is summarised per step. ``parts``, when given, is
+    ``decomposition(table, reliance)`` already computed (it is not recomputed).
     """
     pooled = table[table["channel"].astype(str) == "all"]
     stepped = "step" in table.columns
@@ -516,12 +539,14 @@ def summary(
     )
     has_tiles = reference != "tiles" and ("w1", f"tiles~{reference}") in wide.columns
     decomposed = ("w1", "window~tiles") in wide.columns or ("w1", "whole~window") in wide.columns
-    parts = None
     if decomposed or reliance is not None:
-        parts = decomposition(table, reliance)
+        if parts is None:
+            parts = decomposition(table, reliance)
         if stepped:
             parts = parts.assign(step=parts["step"].fillna(-1))
         parts = parts.set_index(index)
+    else:
+        parts = None
     rows = []
     for key, grp in wide.groupby(level=group, sort=True):
         row: dict[str, object] = dict(zip(group, key, strict=True))
@@ -571,7 +596,7 @@ def _reliance_columns(
     everything = mine.loc[mine["site"].astype(str) == "all", "delta_psnr"]
     all_frozen = float(everything.iloc[0]) if len(everything) else np.nan
     n = len(relied)
-    quiet = not abs(all_frozen) >= RELIED_DB  # NaN (no "all" row) counts as quiet
+    quiet = not relied_on(pd.Series([all_frozen])).fillna(False).iloc[0]  # no "all" row: quiet
     return {
         "n_relied": n,
         "frac_w1_improved_relied": sub["frac_w1_improved"] if n else np.nan,

@@ -22,7 +22,7 @@ from .parts import (
     write_part,
     write_run_json,
 )
-from .read import read_stats
+from .read import iter_sites, read_site, read_stats, site_groups
 from .schema import COLUMNS, PART_SCHEMA, RUN_JSON, STATS_SCHEMA, STEP_PART_SCHEMA
 from .shipped import CHECKPOINTS_ENV, checkpoint_dir, shipped_checkpoints
 
@@ -47,7 +47,10 @@ __all__ = [
     "read_checkpoint",
     "read_meta",
     "read_run_json",
+    "iter_sites",
+    "read_site",
     "read_stats",
+    "site_groups",
     "save_checkpoint",
     "save_figure",
     "shipped_checkpoints",

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -51,11 +52,22 @@ def write_part(
     """Write ``frame`` (the columns of :data:`~tlc_probe.store.schema.PART_SCHEMA`, plus
     ``step`` for rows recorded during training; any extra ignored) to ``path``
     atomically (:func:`~tlc_probe.store.atomic.atomic_write`). ``meta`` goes into the
-    schema metadata as JSON under ``META_KEY``. Returns ``path``."""
+    schema metadata as JSON under ``META_KEY``. Rows are written sorted by site (stable),
+    one row group per site. Returns ``path``."""
     base = STEP_PART_SCHEMA if "step" in frame.columns else PART_SCHEMA
     schema = base.with_metadata({META_KEY: json.dumps(dict(meta or {}), default=str)})
-    table = pa.Table.from_pandas(frame[base.names], schema=schema, preserve_index=False)
-    return atomic_write(path, lambda p: pq.write_table(table, p, compression="zstd"))
+    rows = frame[base.names].sort_values("site", kind="stable")
+    table = pa.Table.from_pandas(rows, schema=schema, preserve_index=False)
+    site = rows["site"].to_numpy()
+    starts = [0, *(np.flatnonzero(site[1:] != site[:-1]) + 1).tolist(), len(rows)]
+
+    def write(p: Path) -> None:
+        # one row group per site: a reader filtering on a site skips the others' groups
+        with pq.ParquetWriter(p, schema, compression="zstd") as w:
+            for a, b in zip(starts[:-1], starts[1:], strict=True):
+                w.write_table(table.slice(a, b - a))
+
+    return atomic_write(path, write)
 
 
 def write_run_json(root: str | Path, meta: Mapping[str, Any]) -> Path:
