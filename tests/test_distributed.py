@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import skimage.io
 
 from tlc_probe.jobs.distributed import Shard
 from tlc_probe.models import build
@@ -18,7 +20,19 @@ ROW_KEY = ["regime", "site", "stat", "channel", "sample", "y", "x"]
 ARGS = ["--regimes", "train,whole,tlc", "--crops", "12", "--batch", "4", "--positions", "3"]
 
 
-def _collect(checkpoint, out, *extra, ranks=1):
+def _pairs(root, n=5, h=72, w=96):
+    """A paired folder of ``n`` small random images (input = target)."""
+    rng = np.random.default_rng(0)
+    for sub in ("input", "target"):
+        (root / sub).mkdir(parents=True)
+    for i in range(n):
+        a = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+        for sub in ("input", "target"):
+            skimage.io.imsave(str(root / sub / f"{i:03d}.png"), a, check_contrast=False)
+    return root
+
+
+def _collect(checkpoint, data, out, *extra, ranks=1):
     launcher = (
         [sys.executable, "-m", "torch.distributed.run", "--standalone"]
         + ["--nproc_per_node", str(ranks)]
@@ -26,6 +40,7 @@ def _collect(checkpoint, out, *extra, ranks=1):
         else [sys.executable]
     )
     cmd = [*launcher, "-m", "tlc_probe.cli", "collect", "--checkpoint", str(checkpoint)]
+    cmd += ["--data", str(data), "--train-data", str(data)]
     # torchrun gives each rank one thread; the single process gets one too, so that the
     # kernels reduce in the same order and the values agree to the bit
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -53,10 +68,12 @@ def test_shards_split_chunks_round_robin():
 def test_two_ranks_write_the_rows_of_one_process_and_resume_per_rank(tmp_path):
     model = build("nafnet", "tiny").eval()
     ckpt = save_checkpoint(model, tmp_path / "n.pt", train_size=32, task="deblur")
+    data = _pairs(tmp_path / "pairs")
+
     one, two = tmp_path / "one", tmp_path / "two"
-    done = _collect(ckpt, one)
+    done = _collect(ckpt, data, one)
     assert done.returncode == 0, done.stderr
-    done = _collect(ckpt, two, ranks=2)
+    done = _collect(ckpt, data, two, ranks=2)
     assert done.returncode == 0, done.stderr
     assert "rank 1/2" in done.stdout
     writers = {p.name.split("-")[1] for p in two.glob("regime=*/part-*.parquet")}
@@ -73,13 +90,13 @@ def test_two_ranks_write_the_rows_of_one_process_and_resume_per_rank(tmp_path):
     for p in lost:
         p.unlink()
     (two / "regime=tlc" / ".part-1-000001.parquet.123-abcd.tmp").write_bytes(b"half")
-    done = _collect(ckpt, two, "--resume", ranks=2)
+    done = _collect(ckpt, data, two, "--resume", ranks=2)
     assert done.returncode == 0, done.stderr
     assert not list(two.rglob(".*.tmp"))
     assert _rows(two).equals(expected)
 
     # another world size on resume is refused with the reason, nothing is written
-    done = _collect(ckpt, two, "--resume")
+    done = _collect(ckpt, data, two, "--resume")
     assert done.returncode == 2
     assert "collected by 2 process(es)" in done.stderr and "has 1" in done.stderr
     assert _rows(two).equals(expected)
