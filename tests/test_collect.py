@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -14,8 +13,8 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-import skimage.io
 import torch
+from folders import pairs_folder
 from torch import nn
 
 from tlc_probe.jobs.collect import CollectConfig, collect, collect_checkpoint
@@ -34,17 +33,6 @@ def _images(n, h=48, w=80, seed=0):
 def _model():
     torch.manual_seed(0)
     return build("nafnet", "tiny").eval()
-
-
-def _pairs_folder(root: Path, n: int, h: int, w: int) -> Path:
-    rng = np.random.default_rng(0)
-    for sub in ("input", "target"):
-        (root / sub).mkdir(parents=True)
-    for i in range(n):
-        a = (rng.random((h, w, 3)) * 255).astype(np.uint8)
-        for sub in ("input", "target"):
-            skimage.io.imsave(str(root / sub / f"{i:03d}.png"), a, check_contrast=False)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +179,7 @@ def _cli(*args):
 
 @pytest.mark.slow
 def test_kill_half_way_then_resume_equals_uninterrupted(tmp_path, ckpt):
-    data = _pairs_folder(tmp_path / "data", 2, 48, 64)
+    data = pairs_folder(tmp_path / "data", 2, 48, 64)
     common = ["--checkpoint", ckpt, "--data", data, "--train-data", data, "--crops", 120]
     common += ["--batch", 1, "--positions", 3, "--overlap", 8]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

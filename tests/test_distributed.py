@@ -8,9 +8,8 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-import skimage.io
+from folders import pairs_folder
 
 from tlc_probe.jobs.distributed import Shard
 from tlc_probe.models import build
@@ -18,18 +17,6 @@ from tlc_probe.store import read_stats, save_checkpoint
 
 ROW_KEY = ["regime", "site", "stat", "channel", "sample", "y", "x"]
 ARGS = ["--regimes", "train,whole,tlc", "--crops", "12", "--batch", "4", "--positions", "3"]
-
-
-def _pairs(root, n=5, h=72, w=96):
-    """A paired folder of ``n`` small random images (input = target)."""
-    rng = np.random.default_rng(0)
-    for sub in ("input", "target"):
-        (root / sub).mkdir(parents=True)
-    for i in range(n):
-        a = (rng.random((h, w, 3)) * 255).astype(np.uint8)
-        for sub in ("input", "target"):
-            skimage.io.imsave(str(root / sub / f"{i:03d}.png"), a, check_contrast=False)
-    return root
 
 
 def _collect(checkpoint, data, out, *extra, ranks=1):
@@ -68,7 +55,7 @@ def test_shards_split_chunks_round_robin():
 def test_two_ranks_write_the_rows_of_one_process_and_resume_per_rank(tmp_path):
     model = build("nafnet", "tiny").eval()
     ckpt = save_checkpoint(model, tmp_path / "n.pt", train_size=32, task="deblur")
-    data = _pairs(tmp_path / "pairs")
+    data = pairs_folder(tmp_path / "pairs", 5, 72, 96)
 
     one, two = tmp_path / "one", tmp_path / "two"
     done = _collect(ckpt, data, one)

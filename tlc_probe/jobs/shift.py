@@ -38,7 +38,7 @@ def store_shift_table(
     try:
         groups = site_groups(stats)
         tables = []
-        frames = iter_sites(stats, columns=SHIFT_INPUT, categorical=True)
+        frames = iter_sites(stats, columns=SHIFT_INPUT, categorical=True, keys=groups)
         for _key, frame in tqdm(frames, total=len(groups), desc="shift", disable=not progress):
             tables.append(shift_table(frame, comparisons, per_channel=per_channel))
     except (KeyError, pa.ArrowInvalid) as e:

@@ -179,19 +179,21 @@ def iter_sites(
     paths: str | Path | Iterable[str | Path],
     columns: Sequence[str] | None = None,
     categorical: bool = False,
+    keys: Sequence[tuple[str, str, str]] | None = None,
 ) -> Iterator[tuple[tuple[str, str, str], pd.DataFrame]]:
     """The statistics at ``paths`` one (model, task, site) at a time, in the order of
     :func:`site_groups`: yields ``((model, task, site), frame)``, each frame
     :func:`read_site` of that key, the next one read ahead in a thread. Peak memory is
     about two sites' rows; every site costs
     one filtered scan, which reads only the row groups holding it in part files written
-    sorted by site (:func:`~tlc_probe.store.parts.write_part`).
+    sorted by site (:func:`~tlc_probe.store.parts.write_part`). ``keys``: the
+    :func:`site_groups` of ``paths`` when the caller has them already.
 
     Raises ``FileNotFoundError`` when there is nothing to read.
     """
     roots = _roots(paths)
     datasets = [_dataset(r) for r in roots]
-    keys = site_groups(roots)
+    keys = site_groups(roots) if keys is None else list(keys)
     # the next site is read in a thread while the caller works on this one (pyarrow and
     # most of pandas release the GIL): at most two sites in memory
     with ThreadPoolExecutor(max_workers=1) as pool:
