@@ -10,9 +10,10 @@ Each size is a store in the project's layout, written with the store's own write
 With the defaults, 60 images are ~39.5 M rows and 180 images ~118 M (the issue's 40 M- and
 120 M-row stores).
 
-Each measurement runs in a fresh process (peak RSS is that process's ``ru_maxrss``):
-``shift`` = :func:`tlc_probe.jobs.shift.shift_outputs`, the path of ``tlc-probe shift``
-(read one site at a time). ``--in-memory`` also times the whole-store path
+Each measurement runs in a fresh process (peak RSS is that process's ``ru_maxrss``; the
+time includes starting Python and importing tlc_probe): ``shift`` = ``tlc-probe shift
+STORE --out DIR`` (read one site at a time, two sites at once in threads).
+``--in-memory`` also times the whole-store path
 (``shift_table(read_stats(...))``) at the smallest size — it needs ~400 bytes a row.
 The sizes run one after the other in one invocation, so their ratios are comparable.
 """
@@ -81,11 +82,14 @@ def write_store(root: Path, images: int, sites: int, channels: int) -> int:
 
 
 _CHILD = """
-import json, resource, sys, time
+import contextlib, io, json, resource, sys, time
 t = time.perf_counter()
-if sys.argv[1] == "shift":
-    from tlc_probe.jobs.shift import shift_outputs
-    n = len(shift_outputs(sys.argv[2], sys.argv[3])["table"])
+if sys.argv[1] == "shift":  # the command line, in this process: imports included
+    from tlc_probe.cli.main import main
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["shift", sys.argv[2], "--out", sys.argv[3]]) == 0
+    import pandas as pd
+    n = len(pd.read_parquet(sys.argv[3] + "/shift.parquet"))
 else:
     from tlc_probe.metrics import shift_table
     from tlc_probe.store import read_stats

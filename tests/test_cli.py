@@ -181,3 +181,12 @@ def test_reproduce_quick_on_a_shipped_checkpoint(tmp_path):
     rel = pd.read_csv(tmp_path / "reliance" / "reliance.csv")
     assert set(rel["site"]) >= {"all"} and (rel["n_images"] == 1).all()
     assert {"n_relied", "flag", "median_aggregation_share"} <= set(s["summary"][0])
+
+
+def test_the_analysis_commands_keep_freed_memory_on_linux():
+    # glibc accepts the allocator settings `tlc-probe shift` and `plot` make (Linux only)
+    import sys
+
+    from tlc_probe.cli.allocator import keep_freed_memory
+
+    assert keep_freed_memory() is sys.platform.startswith("linux")

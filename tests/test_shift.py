@@ -278,6 +278,62 @@ def test_shift_table_handles_categorical_columns():
     pd.testing.assert_frame_equal(shift_table(cat), shift_table(stats))
 
 
+def test_float32_and_float64_values_give_the_same_table():
+    # float32 values (the store's) are sorted through packed integer keys, float64 ones
+    # with argsort: negative values, signed zeros and ties included, both match
+    stats = synthetic_stats(tiles=True)
+    stats.loc[stats.index[::5], "value"] = np.float32(-0.0)
+    stats.loc[stats.index[1::5], "value"] = np.float32(0.0)
+    stats.loc[stats.index[2::7], "value"] = np.float32(-3.25)
+    table32 = shift_table(stats)
+    table64 = shift_table(stats.astype({"value": "float64"}))
+    pd.testing.assert_frame_equal(table32, table64, rtol=1e-12)
+    ref = _values(stats, "dec.1.se", "mean", "train", 0)
+    cmp = _values(stats, "dec.1.se", "mean", "tiles", 0)
+    row = table32.set_index(["site", "stat", "channel", "comparison"]).loc[
+        ("dec.1.se", "mean", "0", "tiles~train")
+    ]
+    assert row.w1 == pytest.approx(wasserstein_distance(ref, cmp), rel=1e-9)
+
+
+def test_unusual_key_columns_give_the_same_table():
+    # keys coded without hashing (categorical codes, small integer ranges) and with it
+    # (integers spread wider than 2**20, combinations beyond the dense table) agree
+    stats = synthetic_stats()
+    expected = shift_table(stats)
+    many = [f"unused{i}" for i in range(3000)] + sorted(stats["site"].unique())
+    odd = stats.astype({"kind": "category", "model": "category"})
+    odd["site"] = pd.Categorical(stats["site"], categories=many)
+    odd["depth"] = stats["depth"] * (1 << 25)  # range > 2**20: hashed
+    odd["channel"] = stats["channel"] + 1000  # offsets from the minimum
+    got = shift_table(odd)
+    assert (got["depth"] == expected["depth"] * (1 << 25)).all()
+    channels = [c if c == "all" else str(int(c) + 1000) for c in expected["channel"]]
+    assert (got["channel"] == channels).all()
+    cols = ["model", "task", "site", "kind", "stat", "comparison", "kl", "js", "w1", "n_ref"]
+    pd.testing.assert_frame_equal(got[cols], expected[cols])
+
+
+def test_steps_with_missing_values_are_a_group_of_their_own():
+    stats = synthetic_stats()
+    stats["step"] = pd.array(np.where(stats.index % 2 == 0, 100, 200), dtype="Int64")
+    stats.loc[stats.index % 3 == 0, "step"] = pd.NA
+    table = shift_table(stats)
+    assert set(table["step"].astype(object).where(table["step"].notna(), None)) == {
+        100,
+        200,
+        None,
+    }
+    for step in (100, None):
+        rows = stats[stats["step"].isna()] if step is None else stats[stats["step"] == step]
+        sel = table["step"].isna() if step is None else table["step"] == step
+        sub = table[sel & (table.site == "enc.0.norm") & (table.stat == "mean")]
+        row = sub[(sub.channel == "2") & (sub.comparison == "whole~train")].iloc[0]
+        ref = _values(rows, "enc.0.norm", "mean", "train", 2)
+        cmp = _values(rows, "enc.0.norm", "mean", "whole", 2)
+        assert row.w1 == pytest.approx(wasserstein_distance(ref, cmp), rel=1e-9)
+
+
 # -------------------------------------------------------------------------------- summary
 
 

@@ -16,7 +16,7 @@ from tlc_probe.jobs.shift import shift_outputs, store_shift_table
 from tlc_probe.metrics import COMPARISONS, shift_table
 from tlc_probe.store import read_stats
 from tlc_probe.store.parts import part_path, write_part
-from tlc_probe.store.read import iter_sites, site_groups
+from tlc_probe.store.read import SiteIndex, iter_sites, read_site, site_groups
 
 REGIMES = ("train", "whole", "tlc", "tiles", "window")
 ROW_KEY = ["model", "task", "regime", "site", "stat", "channel", "sample", "y", "x"]
@@ -60,6 +60,10 @@ def stores(tmp_path):
     # a part file from before the step column, in the stepped store
     old = _frame(rng, "m3", ["s.0"], "whole", 3)
     old.to_parquet(part_path(c, "whole", 99), index=False)
+    # a file not written by write_part: one row group holding two sites, interleaved
+    mixed = _frame(rng, "m1", ["enc.0", "mid"], "tiles", 2)
+    mixed.to_parquet(part_path(a, "tiles", 98), index=False)
+    assert pq.ParquetFile(part_path(a, "tiles", 98)).metadata.num_row_groups == 1
     return [a, b, c]
 
 
@@ -72,14 +76,32 @@ def test_site_by_site_rows_equal_the_whole_store(stores):
     pd.testing.assert_frame_equal(joined, whole)
 
 
-@pytest.mark.parametrize("per_channel", [True, False])
-def test_store_shift_table_equals_the_in_memory_table(stores, per_channel):
+@pytest.mark.parametrize("per_channel, workers", [(True, 2), (False, 1), (True, 3)])
+def test_store_shift_table_equals_the_in_memory_table(stores, per_channel, workers):
     for paths in (stores, stores[:2], stores[2]):
         expected = shift_table(read_stats(paths), COMPARISONS, per_channel=per_channel)
-        got = store_shift_table(paths, COMPARISONS, per_channel=per_channel)
+        got = store_shift_table(paths, COMPARISONS, per_channel=per_channel, workers=workers)
         assert len(got) > 0
         pd.testing.assert_frame_equal(got, expected)
     assert "step" in store_shift_table(stores, COMPARISONS).columns
+    with pytest.raises(ValueError, match="workers"):
+        store_shift_table(stores, COMPARISONS, workers=0)
+
+
+def test_site_index_reads_only_the_row_groups_of_a_site(stores):
+    index = SiteIndex(stores)
+    pieces = index[("m1", "t", "mid")]
+    # one row group in each of the 15 files written by write_part, and the mixed file
+    assert len(pieces) == 16 and sum(p.mixed for p in pieces) == 1
+    assert all(len(p.row_groups) == 1 for p in pieces)
+    assert {dict(p.partition)["regime"] for p in pieces} == set(REGIMES)
+    assert index[("m2", "t", "x")] and ("m2", "t", "mid") not in index
+    frame = read_site(index, ("m1", "t", "mid"), columns=["regime", "value"])
+    assert set(frame.columns) == {"model", "task", "site", "regime", "value", "step"}
+    whole = read_stats(stores[0])
+    assert len(frame) == int((whole["site"] == "mid").sum())
+    with pytest.raises(KeyError):
+        read_site(index, ("m1", "t", "nowhere"))
 
 
 def test_part_files_hold_one_row_group_per_site_and_a_filter_skips_the_rest(stores):

@@ -29,7 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Draw and write the figures; returns 0."""
     from ..jobs.figures import stats_figures
+    from .allocator import keep_freed_memory
 
+    keep_freed_memory()
     existing(args.stats, "statistics")
     t0 = time.perf_counter()
     paths = stats_figures(args.stats, args.out, sites=args.sites, stat=args.stat)

@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     """Write the tables and print the summary; returns 0."""
     from ..jobs.render import markdown
     from ..jobs.shift import read_reliance, shift_outputs
+    from .allocator import keep_freed_memory
 
+    keep_freed_memory()
     existing(args.stats, "statistics")
     if args.reliance:
         existing(args.reliance, "--reliance", kind="file")

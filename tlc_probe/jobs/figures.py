@@ -16,7 +16,7 @@ from ..metrics.shift import COMPARISONS, shift_table
 from ..schemes import make_schemes
 from ..store.checkpoint import model_label
 from ..store.figures import save_figure
-from ..store.read import read_site, site_groups
+from ..store.read import SiteIndex, read_site
 from ..viz import (
     choose_site,
     decomposition_figure,
@@ -72,12 +72,13 @@ def stats_figures(
             sel = (stats["model"] == model) & (stats["task"] == task) & (stats["site"] == site)
             return stats[sel]
     else:
-        groups = site_groups(stats)
+        index = SiteIndex(stats)
+        groups = list(index)
         if quality is None:
             quality = _quality(stats)
 
         def rows_of(model: str, task: str, site: str) -> pd.DataFrame:
-            return read_site(stats, (model, task, site))
+            return read_site(index, (model, task, site))
 
     missing = [s for s in sites if s not in {g[2] for g in groups}]
     if missing:
@@ -87,7 +88,7 @@ def stats_figures(
     elif isinstance(stats, pd.DataFrame):
         table = shift_table(stats, per_channel=False)
     else:
-        table = store_shift_table(stats, COMPARISONS, per_channel=False)
+        table = store_shift_table(index, COMPARISONS, per_channel=False)
     paths: list[Path] = []
     for model, task in sorted({(m, t) for m, t, _ in groups}):
         mine = {g[2] for g in groups if g[:2] == (model, task)}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -13,34 +15,55 @@ from tqdm.auto import tqdm
 from ..metrics.decomposition import decomposition
 from ..metrics.shift import KEYS, comparisons_for, concat_shift_tables, shift_table, summary
 from ..store.atomic import atomic_write
-from ..store.read import iter_sites, site_groups
+from ..store.read import SiteIndex, read_site
 
 #: The columns a shift table is computed from (the store's other columns are not read).
 SHIFT_INPUT = (*KEYS, "regime", "channel", "step", "value")
 
 
 def store_shift_table(
-    stats: str | Path | Sequence[str | Path],
+    stats: str | Path | Sequence[str | Path] | SiteIndex,
     comparisons: Sequence[str],
     per_channel: bool = True,
     progress: bool = False,
+    workers: int = 2,
 ) -> pd.DataFrame:
     """:func:`~tlc_probe.metrics.shift_table` of the statistics at ``stats`` (as
-    :func:`~tlc_probe.store.read_stats` takes them), computed one (model, task, site) at a
-    time (:func:`~tlc_probe.store.read.iter_sites`, only the columns it needs), so peak
-    memory is about one site's rows whatever the size of the store. The same table as
-    ``shift_table(read_stats(stats), ...)``: every group of a shift table lies within one
-    site. W1 stays exact (each site's values are all in memory while it is compared).
-    ``progress`` shows a bar over the sites.
+    :func:`~tlc_probe.store.read_stats` takes them, or a
+    :class:`~tlc_probe.store.read.SiteIndex` of them), computed one (model, task, site) at
+    a time (:func:`~tlc_probe.store.read.read_site`, only the columns it needs), so peak
+    memory is about ``workers`` sites' rows whatever the size of the store. The same table
+    as ``shift_table(read_stats(stats), ...)``: every group of a shift table lies within
+    one site. W1 stays exact (each site's values are all in memory while it is compared).
+    ``workers`` sites are read and compared at once, in threads (numpy and pyarrow release
+    the GIL for the heavy work). ``progress`` shows a bar over the sites.
 
     Raises ``FileNotFoundError`` when there is nothing to read and ``ValueError`` when
     what was read is no statistics table."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     try:
-        groups = site_groups(stats)
+        index = stats if isinstance(stats, SiteIndex) else SiteIndex(stats)
+
+        def one(key: tuple[str, str, str]) -> pd.DataFrame:
+            frame = read_site(index, key, columns=SHIFT_INPUT, categorical=True)
+            return shift_table(frame, comparisons, per_channel=per_channel)
+
+        keys = list(index)
         tables = []
-        frames = iter_sites(stats, columns=SHIFT_INPUT, categorical=True, keys=groups)
-        for _key, frame in tqdm(frames, total=len(groups), desc="shift", disable=not progress):
-            tables.append(shift_table(frame, comparisons, per_channel=per_channel))
+        with (
+            ThreadPoolExecutor(max_workers=workers) as pool,
+            tqdm(total=len(keys), desc="shift", disable=not progress) as bar,
+        ):
+            running: deque[Future[pd.DataFrame]] = deque()
+            for key in keys:
+                running.append(pool.submit(one, key))
+                if len(running) == workers:  # at most ``workers`` sites in memory
+                    tables.append(running.popleft().result())
+                    bar.update()
+            while running:
+                tables.append(running.popleft().result())
+                bar.update()
     except (KeyError, pa.ArrowInvalid) as e:
         raise ValueError(f"{stats} is not a statistics table: {e}") from None
     return concat_shift_tables(tables, comparisons)

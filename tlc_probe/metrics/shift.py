@@ -211,6 +211,24 @@ def _kl_js_from_counts(
     return np.maximum(kl, 0.0), np.clip(js, 0.0, math.log(2.0))
 
 
+def _w1_sorted(
+    g: np.ndarray, v: np.ndarray, is_cmp: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-group W1 between the rows with ``is_cmp`` and the others (the reference), and
+    the two counts ``(w1, n_ref, n_cmp)``; ``g, v`` sorted by (group, value)."""
+    n_cmp = np.bincount(g[is_cmp], minlength=n_groups)
+    n_ref = np.bincount(g, minlength=n_groups) - n_cmp
+    start = _exclusive_cumsum(n_cmp + n_ref)[g]
+    below_cmp = np.cumsum(is_cmp) - _exclusive_cumsum(n_cmp)[g]  # cmp rows up to here
+    below_ref = np.arange(1, g.size + 1) - start - below_cmp
+    f_gap = below_ref / np.maximum(n_ref, 1)[g] - below_cmp / np.maximum(n_cmp, 1)[g]
+    # both CDFs reach 1 at a group's last row, so masking the jump to the next group is
+    # only a guard against rounding
+    dv = np.where(g[1:] == g[:-1], np.diff(v), 0.0)
+    w1 = np.bincount(g[:-1], weights=np.abs(f_gap[:-1]) * dv, minlength=n_groups)
+    return w1, n_ref, n_cmp
+
+
 def _group_metrics(
     g: np.ndarray,
     v: np.ndarray,
@@ -223,34 +241,30 @@ def _group_metrics(
     ``g, v, r`` must be sorted by (group, value). Returns one dict of per-group arrays
     (kl, js, w1, w1_norm, n_ref, n_cmp) per pair; groups where a side is empty have n == 0.
     """
-    # both CDFs reach 1 at a group's last row, so masking the jump to the next group is
-    # only a guard against rounding
-    same = g[1:] == g[:-1]
-    dv = np.where(same, np.diff(v), 0.0)
-    g_head = g[:-1]
-
-    cdf_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def cdf(code: int) -> tuple[np.ndarray, np.ndarray]:
-        """Within-group empirical CDF of regime ``code`` after each sorted row, and its n."""
-        if code not in cdf_cache:
-            is_k = r == code
-            n = np.bincount(g[is_k], minlength=n_groups)
-            within = np.cumsum(is_k) - _exclusive_cumsum(n)[g]
-            cdf_cache[code] = (within / np.maximum(n, 1)[g], n)
-        return cdf_cache[code]
-
     bins_cache: dict[int, _RefBins] = {}
+    present = np.bincount(r, minlength=max((max(p) for p in pairs), default=0) + 1) > 0
+    zeros, none = np.zeros(n_groups), np.zeros(n_groups, dtype=np.int64)
     out = []
     for cmp_code, ref_code in pairs:
+        if not (present[cmp_code] and present[ref_code]):  # a regime without rows
+            out.append(
+                {
+                    "kl": zeros,
+                    "js": zeros,
+                    "w1": zeros,
+                    "w1_norm": zeros,
+                    "n_ref": none,
+                    "n_cmp": none,
+                }
+            )
+            continue
         if ref_code not in bins_cache:
             bins_cache[ref_code] = _RefBins(g, v, r == ref_code, n_groups)
         bins = bins_cache[ref_code]
-        f_ref, n_ref = cdf(ref_code)
-        f_cmp, n_cmp = cdf(cmp_code)
-        w1 = np.bincount(g_head, weights=np.abs(f_ref - f_cmp)[:-1] * dv, minlength=n_groups)
-
+        # only the rows of the two regimes: the others would add breakpoints of zero weight
         is_cmp = r == cmp_code
+        both = is_cmp | (r == ref_code)
+        w1, n_ref, n_cmp = _w1_sorted(g[both], v[both], is_cmp[both], n_groups)
         g_cmp, v_cmp = g[is_cmp], v[is_cmp]
         kl, js = _kl_js_from_counts(bins.counts, n_ref, bins.histogram(g_cmp, v_cmp), n_cmp, bins)
 
@@ -260,7 +274,6 @@ def _group_metrics(
             n_u = np.maximum(n_ref + n_cmp, 1)
             sum_cmp = np.bincount(g_cmp, weights=v_cmp, minlength=n_groups)
             mean_u = (bins.sum + sum_cmp) / n_u
-            both = is_cmp | (r == ref_code)
             dev = v[both] - mean_u[g[both]]
             var_u = np.bincount(g[both], weights=dev * dev, minlength=n_groups) / n_u
             scale[flat] = np.sqrt(var_u[flat])
@@ -328,17 +341,58 @@ def kl_js(
 # tables
 
 
+def _compact(codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """``codes`` in the smallest unsigned dtype holding ``n_codes`` distinct codes."""
+    return codes.astype(np.min_scalar_type(max(n_codes - 1, 0)), copy=False)
+
+
 def _factorize(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes of ``values`` (in the smallest dtype that holds them) and the value of
+    each code (missing values get a code of their own). A categorical column's own codes,
+    and an integer column's offsets from its minimum when its range is small, are used
+    without hashing; they may leave codes that no row has."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        uniques = np.asarray(dtype.categories, dtype=object)
+        if (codes < 0).any():
+            codes = np.where(codes < 0, uniques.size, codes)
+            uniques = np.append(uniques, np.array([np.nan], dtype=object))
+        return _compact(codes, uniques.size), uniques
+    if len(values) and pd.api.types.is_integer_dtype(dtype):
+        arr = values.array
+        extension = isinstance(dtype, pd.api.extensions.ExtensionDtype)
+        mask = np.asarray(arr.isna()) if extension else None
+        data = arr.to_numpy(dtype=np.int64, na_value=0) if extension else np.asarray(arr)
+        valid = data[~mask] if mask is not None else data
+        lo = int(valid.min()) if valid.size else 0
+        hi = int(valid.max()) if valid.size else 0
+        if hi - lo < 1 << 20:
+            codes = data - lo if lo else data
+            uniques = np.arange(lo, hi + 1).astype(object)
+            if mask is not None and mask.any():
+                codes = np.where(mask, uniques.size, codes)
+                uniques = np.append(uniques, np.array([pd.NA], dtype=object))
+            return _compact(codes, uniques.size), uniques
     codes, uniques = pd.factorize(values, sort=False, use_na_sentinel=False)
-    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+    return _compact(codes, len(uniques)), np.asarray(uniques, dtype=object)
 
 
 def _combine(code_cols: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Dense codes of the row-wise combination of several factor codes, and the first row
-    of each combination (to recover its key values)."""
+    """Dense codes of the row-wise combination of several factor codes, and one row of
+    each combination (to recover its key values)."""
     key = np.zeros(code_cols[0][0].size, dtype=np.int64)
+    total = 1
     for codes, card in code_cols:
         key = key * card + codes
+        total *= max(card, 1)
+    if total <= max(4 * key.size, 1 << 22):  # a table over every combination is cheap
+        used = np.zeros(total, dtype=bool)
+        used[key] = True
+        dense = (np.cumsum(used) - 1)[key]
+        row = np.empty(total, dtype=np.int64)
+        row[key] = np.arange(key.size)  # any row of a combination holds its key values
+        return dense, row[used]
     dense = pd.factorize(key, sort=False)[0].astype(np.int64)
     # factorize numbers combinations in order of first appearance: a row starts a new code
     # exactly when its code exceeds every earlier one
@@ -347,6 +401,40 @@ def _combine(code_cols: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, n
     is_first[:1] = True
     is_first[1:] = dense[1:] > seen[:-1]
     return dense, np.flatnonzero(is_first)
+
+
+def _ordered_bits(v: np.ndarray) -> np.ndarray:
+    """float32 -> uint32 with the same order (negative values' bits flipped)."""
+    bits = v.view(np.uint32)
+    return np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
+
+
+def _from_ordered_bits(o: np.ndarray) -> np.ndarray:
+    bits = np.where(o >> 31, o & np.uint32(0x7FFFFFFF), ~o).astype(np.uint32)
+    return bits.view(np.float32)
+
+
+def _sorted_rows(
+    group: np.ndarray,
+    values: np.ndarray,
+    r_codes: np.ndarray,
+    n_groups: int,
+    values32: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(g, v, r)``: group codes, float64 values and regime codes sorted by (group,
+    value). float32 values (the store's) are sorted as one packed uint64 key per row
+    (group | order-preserving value bits | regime), which needs no argsort."""
+    if values32 is not None and n_groups < 1 << 29 and int(r_codes.max(initial=0)) < 8:
+        key = group.astype(np.uint64) << np.uint64(35)
+        key |= _ordered_bits(values32).astype(np.uint64) << np.uint64(3)
+        key |= r_codes.astype(np.uint64)
+        key.sort()
+        g = (key >> np.uint64(35)).astype(np.int64)
+        v = _from_ordered_bits((key >> np.uint64(3)).astype(np.uint32)).astype(np.float64)
+        return g, v, (key & np.uint64(7)).astype(np.int8)
+    order = np.argsort(values)  # ties in value may come in any order: no metric sees it
+    order = _sort_within_groups(group, order, n_groups)
+    return group[order], values[order], r_codes[order]
 
 
 def shift_table(
@@ -388,12 +476,14 @@ def shift_table(
     lookup = np.array([regimes.index(str(u)) if str(u) in regimes else -1 for u in reg_uniques])
     r_codes = lookup[reg_codes].astype(np.int8) if lookup.size else reg_codes.astype(np.int8)
     values = stats["value"].to_numpy(dtype=np.float64, na_value=np.nan)
+    values32 = stats["value"].to_numpy() if stats["value"].dtype == np.float32 else None
     keep = (r_codes >= 0) & np.isfinite(values)
     if not keep.any():
         return empty
     # rows of regimes no comparison uses are dropped (they would only add breakpoints)
     subset = (lambda a: a[keep]) if not keep.all() else (lambda a: a)
     values, r_codes = subset(values), subset(r_codes)
+    values32 = None if values32 is None else subset(values32)
     pairs = [(regimes.index(c), regimes.index(rf)) for c, rf in parsed]
 
     factors = {}
@@ -401,7 +491,6 @@ def shift_table(
         codes, uniques = _factorize(stats[k])
         factors[k] = (subset(codes), uniques)
     base, base_first = _combine([(factors[k][0], len(factors[k][1])) for k in keys_used])
-    value_order = np.argsort(values, kind="stable")
 
     granularities: list[tuple[np.ndarray, np.ndarray, bool]] = []
     if per_channel:
@@ -413,9 +502,9 @@ def shift_table(
     frames = []
     for group, first, by_channel in granularities:
         n_groups = first.size
-        order = _sort_within_groups(group, value_order, n_groups)
-        metrics = _group_metrics(group[order], values[order], r_codes[order], n_groups, pairs)
-        del order
+        g, v, r = _sorted_rows(group, values, r_codes, n_groups, values32)
+        metrics = _group_metrics(g, v, r, n_groups, pairs)
+        del g, v, r
         keys = {k: factors[k][1][factors[k][0][first]] for k in keys_used}
         if by_channel:
             ch_codes, ch_uniques = factors["channel"]

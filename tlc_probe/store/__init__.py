@@ -22,7 +22,7 @@ from .parts import (
     write_part,
     write_run_json,
 )
-from .read import iter_sites, read_site, read_stats, site_groups
+from .read import SiteIndex, SitePiece, iter_sites, read_site, read_stats, site_groups
 from .schema import COLUMNS, PART_SCHEMA, RUN_JSON, STATS_SCHEMA, STEP_PART_SCHEMA
 from .shipped import CHECKPOINTS_ENV, checkpoint_dir, shipped_checkpoints
 
@@ -33,6 +33,8 @@ __all__ = [
     "RUN_JSON",
     "STATS_SCHEMA",
     "STEP_PART_SCHEMA",
+    "SiteIndex",
+    "SitePiece",
     "atomic_save",
     "atomic_write",
     "build_from_checkpoint",

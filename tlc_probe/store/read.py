@@ -3,8 +3,9 @@ the same rows one site at a time (bounded memory for stores of any size)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -92,42 +93,110 @@ def read_stats(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     return _tidy(df)
 
 
-def _file_groups(path: str) -> set[tuple[str, str, str]]:
-    """The (model, task, site) keys of one part file: from the row groups' statistics
-    where each row group holds one key (as :func:`~tlc_probe.store.parts.write_part`
-    writes them), else from reading those three columns of the row group."""
-    f = pq.ParquetFile(path)
-    names = f.schema_arrow.names
+@dataclass(frozen=True)
+class SitePiece:
+    """Row groups of one part file that hold rows of one site.
+
+    ``partition`` holds the Hive ``key=value`` folders between the store's root and the
+    file (``(("regime", "tlc"),)``); ``mixed`` row groups also hold other sites, so their
+    rows are filtered after reading (files not written by
+    :func:`~tlc_probe.store.parts.write_part`)."""
+
+    path: str
+    metadata: pq.FileMetaData = field(repr=False, compare=False)
+    row_groups: tuple[int, ...]
+    partition: tuple[tuple[str, str], ...]
+    mixed: bool
+
+
+def _partition(root: Path, path: str) -> tuple[tuple[str, str], ...]:
+    if not root.is_dir():
+        return ()
+    folders = Path(path).relative_to(root).parts[:-1]
+    return tuple(tuple(p.split("=", 1)) for p in folders if "=" in p)  # type: ignore[misc]
+
+
+def _file_pieces(root: Path, path: str) -> dict[tuple[str, str, str], SitePiece]:
+    """The sites of one part file and the row groups holding each: from the row groups'
+    statistics where a row group holds one site (as
+    :func:`~tlc_probe.store.parts.write_part` writes them), else from reading those three
+    columns of the row group."""
+    meta = pq.read_metadata(path)
+    names = meta.schema.names
     if missing := [c for c in SITE_GROUP if c not in names]:
         raise KeyError(f"{path} lacks the columns {missing}")
-    index = [f.metadata.schema.names.index(c) for c in SITE_GROUP]
-    keys: set[tuple[str, str, str]] = set()
-    for i in range(f.metadata.num_row_groups):
-        rg = f.metadata.row_group(i)
+    index = [names.index(c) for c in SITE_GROUP]
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    mixed: set[tuple[str, str, str]] = set()
+    file = None
+    for i in range(meta.num_row_groups):
+        rg = meta.row_group(i)
         if rg.num_rows == 0:
             continue
         stats = [rg.column(j).statistics for j in index]
         if all(st is not None and st.has_min_max and st.min == st.max for st in stats):
-            keys.add(tuple(str(st.min) for st in stats))
+            groups.setdefault(tuple(str(st.min) for st in stats), []).append(i)  # type: ignore[arg-type]
             continue
-        part = f.read_row_group(i, columns=list(SITE_GROUP))
-        unique = part.group_by(list(SITE_GROUP)).aggregate([])
-        keys.update(zip(*(unique.column(c).to_pylist() for c in SITE_GROUP), strict=True))
-    return keys
+        file = file or pq.ParquetFile(path, metadata=meta)
+        unique = file.read_row_group(i, columns=list(SITE_GROUP)).group_by(list(SITE_GROUP))
+        unique = unique.aggregate([])
+        for key in zip(*(unique.column(c).to_pylist() for c in SITE_GROUP), strict=True):
+            groups.setdefault(key, []).append(i)
+            mixed.add(key)
+    part = _partition(root, path)
+    return {
+        key: SitePiece(path, meta, tuple(rgs), part, key in mixed) for key, rgs in groups.items()
+    }
+
+
+class SiteIndex(Mapping[tuple[str, str, str], tuple[SitePiece, ...]]):
+    """Where every (model, task, site) of the statistics at ``paths`` (as
+    :func:`read_stats` takes them) lies: key -> the :class:`SitePiece` s holding its rows,
+    keys sorted. Built from the part files' footers alone where each row group holds one
+    site (files of :func:`~tlc_probe.store.parts.write_part`), else by reading the three
+    key columns, one row group at a time; :func:`read_site` and :func:`iter_sites` then
+    read only those row groups. ``FileNotFoundError`` when there is nothing to read,
+    ``KeyError`` for a file without the key columns.
+
+    Example::
+
+        index = SiteIndex("results/stats/hinet-tiny-deblur")
+        for key, frame in iter_sites(index, columns=["regime", "channel", "value"]):
+            ...
+    """
+
+    def __init__(self, paths: str | Path | Iterable[str | Path]) -> None:
+        pieces: dict[tuple[str, str, str], list[SitePiece]] = {}
+        for root in _roots(paths):
+            if not root.exists():
+                raise FileNotFoundError(f"no statistics at {root}")
+            for f in _files(root) if root.is_dir() else [str(root)]:
+                for key, piece in _file_pieces(root, f).items():
+                    pieces.setdefault(key, []).append(piece)
+        self._pieces = {k: tuple(pieces[k]) for k in sorted(pieces)}
+        metas = {id(p.metadata): p.metadata for ps in self._pieces.values() for p in ps}
+        fields = [m.schema.to_arrow_schema() for m in metas.values()]
+        parts = sorted({k for ps in self._pieces.values() for p in ps for k, _ in p.partition})
+        fields.append(pa.schema([pa.field(k, pa.string()) for k in parts]))
+        #: every column of the store: the files' columns unified, missing ones null, and
+        #: the Hive partition columns (strings)
+        self.schema = pa.unify_schemas(fields, promote_options="permissive")
+
+    def __getitem__(self, key: tuple[str, str, str]) -> tuple[SitePiece, ...]:
+        return self._pieces[tuple(key)]  # type: ignore[index]
+
+    def __iter__(self) -> Iterator[tuple[str, str, str]]:
+        return iter(self._pieces)
+
+    def __len__(self) -> int:
+        return len(self._pieces)
 
 
 def site_groups(paths: str | Path | Iterable[str | Path]) -> list[tuple[str, str, str]]:
     """Every (model, task, site) of the statistics at ``paths`` (as :func:`read_stats`
-    takes them), sorted. Reads only the part files' footers where each row group holds
-    one site (files of :func:`~tlc_probe.store.parts.write_part`), else those three
-    columns, one row group at a time. ``KeyError`` for a file without them."""
-    seen: set[tuple[str, str, str]] = set()
-    for root in _roots(paths):
-        if not root.exists():
-            raise FileNotFoundError(f"no statistics at {root}")
-        for f in _files(root) if root.is_dir() else [str(root)]:
-            seen |= _file_groups(f)
-    return sorted(seen)
+    takes them), sorted: the keys of :class:`SiteIndex`. ``KeyError`` for a file without
+    the key columns."""
+    return list(SiteIndex(paths))
 
 
 def _where(key: Sequence[str]) -> pc.Expression:
@@ -138,23 +207,52 @@ def _where(key: Sequence[str]) -> pc.Expression:
     return cond
 
 
+def _constant(value: str, n: int) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([value]))
+
+
+def _read_piece(
+    piece: SitePiece, key: Sequence[str], columns: Sequence[str], schema: pa.Schema
+) -> pa.Table:
+    part = dict(piece.partition)
+    names = set(piece.metadata.schema.names)
+    have = [c for c in columns if c in names and c not in part]
+    extra = [c for c in SITE_GROUP if c not in have] if piece.mixed else []
+    table = pq.ParquetFile(piece.path, metadata=piece.metadata).read_row_groups(
+        list(piece.row_groups), columns=have + extra
+    )
+    if piece.mixed:
+        table = table.filter(_where(key)).drop_columns(extra)
+    n = table.num_rows
+    for c in columns:
+        if c in part:
+            table = table.append_column(
+                pa.field(c, pa.dictionary(pa.int32(), pa.string())), _constant(part[c], n)
+            )
+        elif c not in names:
+            table = table.append_column(schema.field(c), pa.nulls(n, schema.field(c).type))
+    return table.select(list(columns))
+
+
 def _read_site(
-    datasets: Sequence[ds.Dataset],
+    index: SiteIndex,
     key: Sequence[str],
     columns: Sequence[str] | None,
     categorical: bool,
 ) -> pd.DataFrame:
-    frames = []
-    for d in datasets:
-        # the key's own columns are not read: every row holds the key
-        wanted = d.schema.names if columns is None else columns
-        cols = [c for c in d.schema.names if c in wanted and c not in SITE_GROUP]
-        table = d.to_table(columns=cols, filter=_where(key))
-        if table.num_rows:
-            frames.append(table.to_pandas(strings_to_categorical=categorical))
-    if not frames:
+    pieces = index.get(tuple(key))  # type: ignore[arg-type]
+    if not pieces:
         raise KeyError(f"no statistics of {tuple(key)}")
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    # the key's own columns are not read: every row holds the key
+    wanted = index.schema.names if columns is None else columns
+    cols = [c for c in index.schema.names if c in wanted and c not in SITE_GROUP]
+    tables = [_read_piece(p, key, cols, index.schema) for p in pieces]
+    table = pa.concat_tables(tables, promote_options="permissive")
+    if not categorical:  # partition columns arrive dictionary-encoded
+        for i, f in enumerate(table.schema):
+            if pa.types.is_dictionary(f.type):
+                table = table.set_column(i, f.name, table.column(i).cast(pa.string()))
+    frame = table.to_pandas(strings_to_categorical=categorical)
     n = len(frame)
     for i, (name, v) in enumerate(zip(SITE_GROUP, key, strict=True)):
         col = pd.Categorical.from_codes(np.zeros(n, np.int8), [v]) if categorical else [v] * n
@@ -162,45 +260,46 @@ def _read_site(
     return _tidy(frame, categorical)
 
 
+def _index(paths: str | Path | Iterable[str | Path] | SiteIndex) -> SiteIndex:
+    return paths if isinstance(paths, SiteIndex) else SiteIndex(paths)
+
+
 def read_site(
-    paths: str | Path | Iterable[str | Path],
+    paths: str | Path | Iterable[str | Path] | SiteIndex,
     key: Sequence[str],
     columns: Sequence[str] | None = None,
     categorical: bool = False,
 ) -> pd.DataFrame:
-    """The rows of one ``key`` = (model, task, site) of the statistics at ``paths``: what
-    :func:`read_stats` returns for it (only ``columns`` and the key's columns when given;
-    string columns categorical with ``categorical``). Reads only the row groups holding
-    the site in part files written sorted by site. ``KeyError`` when there are none."""
-    return _read_site([_dataset(r) for r in _roots(paths)], key, columns, categorical)
+    """The rows of one ``key`` = (model, task, site) of the statistics at ``paths`` (or of
+    a :class:`SiteIndex` of them): what :func:`read_stats` returns for it (only
+    ``columns`` and the key's columns when given; string columns categorical with
+    ``categorical``). Reads only the row groups holding the site. ``KeyError`` when there
+    are none."""
+    return _read_site(_index(paths), key, columns, categorical)
 
 
 def iter_sites(
-    paths: str | Path | Iterable[str | Path],
+    paths: str | Path | Iterable[str | Path] | SiteIndex,
     columns: Sequence[str] | None = None,
     categorical: bool = False,
-    keys: Sequence[tuple[str, str, str]] | None = None,
 ) -> Iterator[tuple[tuple[str, str, str], pd.DataFrame]]:
-    """The statistics at ``paths`` one (model, task, site) at a time, in the order of
-    :func:`site_groups`: yields ``((model, task, site), frame)``, each frame
-    :func:`read_site` of that key, the next one read ahead in a thread. Peak memory is
-    about two sites' rows; every site costs
-    one filtered scan, which reads only the row groups holding it in part files written
-    sorted by site (:func:`~tlc_probe.store.parts.write_part`). ``keys``: the
-    :func:`site_groups` of ``paths`` when the caller has them already.
+    """The statistics at ``paths`` (or of a :class:`SiteIndex` of them) one (model, task,
+    site) at a time, in the order of :func:`site_groups`: yields ``((model, task, site),
+    frame)``, each frame :func:`read_site` of that key, the next one read ahead in a
+    thread. Peak memory is about two sites' rows; each site reads only the row groups
+    holding it.
 
     Raises ``FileNotFoundError`` when there is nothing to read.
     """
-    roots = _roots(paths)
-    datasets = [_dataset(r) for r in roots]
-    keys = site_groups(roots) if keys is None else list(keys)
+    index = _index(paths)
+    keys = list(index)
     # the next site is read in a thread while the caller works on this one (pyarrow and
     # most of pandas release the GIL): at most two sites in memory
     with ThreadPoolExecutor(max_workers=1) as pool:
-        ahead = pool.submit(_read_site, datasets, keys[0], columns, categorical) if keys else None
+        ahead = pool.submit(_read_site, index, keys[0], columns, categorical) if keys else None
         for i, key in enumerate(keys):
             frame = ahead.result()
             if i + 1 < len(keys):
-                ahead = pool.submit(_read_site, datasets, keys[i + 1], columns, categorical)
+                ahead = pool.submit(_read_site, index, keys[i + 1], columns, categorical)
             yield key, frame
             del frame
