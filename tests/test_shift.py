@@ -296,6 +296,37 @@ def test_float32_and_float64_values_give_the_same_table():
     assert row.w1 == pytest.approx(wasserstein_distance(ref, cmp), rel=1e-9)
 
 
+@pytest.mark.parametrize("slab", [1, 2, 7, 250])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_streaming_in_slabs_gives_the_same_table(monkeypatch, slab, dtype):
+    # every pass reads the sorted rows in slabs; groups spanning many slabs (a slab of one
+    # row, of a few, cutting groups anywhere) give the table of one slab, which matches scipy
+    import tlc_probe.metrics.shift as shift
+
+    stats = synthetic_stats(tiles=True).astype({"value": dtype})
+    ref_rows = (stats.regime == "train") & (stats.site == "dec.1.se") & (stats.channel == 1)
+    stats.loc[ref_rows, "value"] = 0.5  # a constant reference: the pooled-std fallback
+    expected = shift_table(stats)
+    monkeypatch.setattr(shift, "SLAB", slab)
+    got = shift_table(stats)
+    pd.testing.assert_frame_equal(got, expected, rtol=1e-9)
+    row = got.set_index(["site", "stat", "channel", "comparison"]).loc[
+        ("enc.0.norm", "std", "all", "tiles~train")
+    ]
+    ref = _values(stats, "enc.0.norm", "std", "train")
+    cmp = _values(stats, "enc.0.norm", "std", "tiles")
+    assert row.w1 == pytest.approx(wasserstein_distance(ref, cmp), rel=1e-9)
+    kl, js = _reference_kl_js(ref, cmp)
+    assert row.kl == pytest.approx(kl, rel=1e-9) and row.js == pytest.approx(js, rel=1e-9)
+    assert row.w1_norm == pytest.approx(row.w1 / ref.std(), rel=1e-9)
+    flat = got.set_index(["site", "stat", "channel", "comparison"]).loc[
+        ("dec.1.se", "mean", "1", "whole~train")
+    ]
+    cmp = _values(stats, "dec.1.se", "mean", "whole", 1)
+    pooled = np.concatenate([np.full(40, 0.5), cmp]).std()
+    assert flat.w1_norm == pytest.approx(wasserstein_distance(np.full(40, 0.5), cmp) / pooled)
+
+
 def test_unusual_key_columns_give_the_same_table():
     # keys coded without hashing (categorical codes, small integer ranges) and with it
     # (integers spread wider than 2**20, combinations beyond the dense table) agree

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -158,3 +159,32 @@ def test_a_parquet_file_that_is_no_store_is_refused(tmp_path):
         store_shift_table(tmp_path / "x.parquet", COMPARISONS)
     with pytest.raises(FileNotFoundError):
         store_shift_table(tmp_path / "nothing", COMPARISONS)
+
+
+def test_columns_constant_by_the_footers_are_not_read_but_are_right(tmp_path):
+    # kind, depth and stat hold one value per row group: taken from the statistics, not
+    # read; a float column is always read (its statistics leave NaN out)
+    rng = np.random.default_rng(3)
+    frame = _frame(rng, "m", ["a", "b"], "whole", 4)
+    frame["value"] = np.float32(2.0)
+    write_part(frame, part_path(tmp_path, "whole", 0))
+    # a foreign file of one site whose floats hold real NaN (not nulls): min == max == 2
+    one = _frame(rng, "m", ["c"], "whole", 4).reset_index(drop=True)
+    values = np.full(len(one), 2.0, np.float32)
+    values[:3] = np.nan
+    table = pa.Table.from_pandas(one.drop(columns="value"), preserve_index=False)
+    table = table.append_column("value", pa.array(values, from_pandas=False))
+    pq.write_table(table, part_path(tmp_path, "whole", 1))
+    stats = (
+        pq.ParquetFile(part_path(tmp_path, "whole", 1))
+        .metadata.row_group(0)
+        .column(table.schema.names.index("value"))
+        .statistics
+    )
+    assert stats.min == stats.max == 2.0 and stats.null_count == 0
+    expected = read_stats(tmp_path)
+    for site in ("a", "b", "c"):
+        got = read_site(tmp_path, ("m", "t", site))
+        want = expected[expected["site"] == site].reset_index(drop=True)
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), want)
+    assert read_site(tmp_path, ("m", "t", "c"))["value"].isna().sum() == 3

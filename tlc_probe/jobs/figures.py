@@ -31,8 +31,11 @@ from .recorder import QUALITY_CSV, read_quality
 from .shift import store_shift_table
 
 
-def _quality(stats: str | Path | Sequence[str | Path]) -> pd.DataFrame:
-    roots = [stats] if isinstance(stats, str | Path) else list(stats)
+def _quality(stats: str | Path | Sequence[str | Path] | SiteIndex) -> pd.DataFrame:
+    if isinstance(stats, SiteIndex):
+        roots: list[str | Path] = list(stats.roots)
+    else:
+        roots = [stats] if isinstance(stats, str | Path) else list(stats)
     found = [Path(r) / QUALITY_CSV for r in roots if Path(r).is_dir()]
     found += [q for r in roots if Path(r).is_dir() for q in Path(r).glob(f"*/{QUALITY_CSV}")]
     frames = [read_quality(q.parent) for q in dict.fromkeys(found) if q.exists()]
@@ -40,7 +43,7 @@ def _quality(stats: str | Path | Sequence[str | Path]) -> pd.DataFrame:
 
 
 def stats_figures(
-    stats: str | Path | Sequence[str | Path] | pd.DataFrame,
+    stats: str | Path | Sequence[str | Path] | SiteIndex | pd.DataFrame,
     out: str | Path,
     sites: Sequence[str] = (),
     stat: str = "mean",
@@ -60,7 +63,8 @@ def stats_figures(
     (:func:`tlc_probe.viz.decomposition_figure`, sites not relied on marked when
     ``reliance`` is given). Returns the paths written.
 
-    Statistics given as paths are read one site at a time (the shift table site by site,
+    Statistics given as paths (or a :class:`~tlc_probe.store.read.SiteIndex` of them) are
+    read one site at a time (the shift table site by site,
     :func:`~tlc_probe.jobs.shift.store_shift_table`, and the raw rows only of the sites
     drawn), so memory stays bounded for stores of any size.
 
@@ -72,7 +76,7 @@ def stats_figures(
             sel = (stats["model"] == model) & (stats["task"] == task) & (stats["site"] == site)
             return stats[sel]
     else:
-        index = SiteIndex(stats)
+        index = stats if isinstance(stats, SiteIndex) else SiteIndex(stats)
         groups = list(index)
         if quality is None:
             quality = _quality(stats)

@@ -11,18 +11,18 @@ from typing import Any
 
 import pandas as pd
 
-from ..metrics.shift import shift_table
+from ..metrics.shift import COMPARISONS
 from ..store.atomic import atomic_write, write_text
 from ..store.checkpoint import read_checkpoint
 from ..store.figures import save_figure
-from ..store.read import read_stats
+from ..store.read import SiteIndex
 from ..store.shipped import shipped_checkpoints
 from .bench import bench_outputs
 from .collect import CollectConfig, collect_checkpoint
 from .figures import qualitative, stats_figures
 from .reliance import reliance_checkpoint
 from .render import report_md
-from .shift import shift_results, write_shift_results
+from .shift import shift_results, store_shift_table, write_shift_results
 
 #: Settings of the main job: (default, quick).
 REPRODUCE_SETTINGS: dict[str, dict[str, Any]] = {
@@ -118,8 +118,8 @@ def reproduce(
     timings["reliance"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    stats = read_stats([out / "stats" / ck.stem for ck in ckpts])
-    table = shift_table(stats)
+    stats = SiteIndex([out / "stats" / ck.stem for ck in ckpts])  # read one site at a time
+    table = store_shift_table(stats, COMPARISONS)
     results = shift_results(table, rel)
     write_shift_results(results, out / "shift")
     summ, parts = results["summary"], results["decomposition"]

@@ -37,13 +37,15 @@ Rules (one set, used by :func:`w1`, :func:`kl_js` and :func:`shift_table` alike)
 
 All of it is vectorised over groups: values are sorted once per granularity (per channel,
 pooled) and every comparison reuses that order (other regimes' values only add breakpoints of
-zero weight to the W1 integral).
+zero weight to the W1 integral). W1 stays exact, so a group's values are all held, sorted
+(9 bytes a row for float32 values); every pass over them streams in slabs of
+:data:`SLAB` rows, so the working memory beyond that does not grow with the group.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -106,8 +108,14 @@ def parse_comparison(comparison: str) -> tuple[str, str]:
 
 
 # --------------------------------------------------------------------------------------------
-# grouped kernels: arrays sorted by (group, value); g = group code, v = float64 value,
-# r = regime code of each row
+# grouped kernels: rows sorted by (group, value) — g = group code, v = value (float32 or
+# float64), r = regime code of each row. Every pass streams over slabs of SLAB rows, so
+# beyond the sorted rows themselves the working memory is a few slabs, whatever the size
+# of a group (exact W1 still needs every value of a group, sorted; these arrays hold them
+# in 9 bytes a row for float32 values).
+
+#: Rows per slab of the streamed kernels.
+SLAB = 1 << 20
 
 
 def _sort_within_groups(g: np.ndarray, value_order: np.ndarray, n_groups: int) -> np.ndarray:
@@ -128,34 +136,77 @@ def _exclusive_cumsum(n: np.ndarray) -> np.ndarray:
     return out
 
 
+class _Rows:
+    """Rows sorted by (group, value), read in slabs."""
+
+    def __init__(self, g: np.ndarray, v: np.ndarray, r: np.ndarray, n_groups: int):
+        self.g, self.v, self.r, self.n_groups = g, v, r, n_groups
+        self._counts: dict[int, np.ndarray] = {}
+
+    def slabs(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``(g, v, r)`` of each slab in order: intp group codes, float64 values."""
+        for a in range(0, self.g.size, SLAB):
+            b = a + SLAB
+            yield self.g[a:b].astype(np.intp), self.v[a:b].astype(np.float64), self.r[a:b]
+
+    def of(self, code: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(g, v)`` of the rows of regime ``code``, slab by slab, in order."""
+        for g, v, r in self.slabs():
+            sel = r == code
+            yield g[sel], v[sel]
+
+    def count(self, code: int) -> np.ndarray:
+        """Rows of regime ``code`` in each group."""
+        if code not in self._counts:
+            n = np.zeros(self.n_groups, dtype=np.int64)
+            for g, _v in self.of(code):
+                n += np.bincount(g, minlength=self.n_groups)
+            self._counts[code] = n
+        return self._counts[code]
+
+    def sums(self, code: int, mean: np.ndarray | None = None) -> np.ndarray:
+        """Per group, the sum of the values of regime ``code`` (of their squared deviations
+        from ``mean`` when given)."""
+        out = np.zeros(self.n_groups)
+        for g, v in self.of(code):
+            x = v if mean is None else np.square(v - mean[g])
+            out += np.bincount(g, weights=x, minlength=self.n_groups)
+        return out
+
+
 class _RefBins:
     """Per-group reference statistics and shared histogram bins for one reference regime."""
 
-    def __init__(self, g: np.ndarray, v: np.ndarray, is_ref: np.ndarray, n_groups: int):
-        gt, vt = g[is_ref], v[is_ref]  # still sorted by (group, value)
-        n = np.bincount(gt, minlength=n_groups)
+    def __init__(self, rows: _Rows, code: int):
+        n_groups = rows.n_groups
+        n = rows.count(code)
         self.n = n
-        ok = n > 0
         nn = np.maximum(n, 1)
         start = _exclusive_cumsum(n)
-        # groups without reference values read a dummy value; their results are dropped
-        padded = vt if vt.size else np.zeros(1)
+        # order statistics of each group's reference values (numpy's 'linear' quantiles);
+        # groups without reference values read 0, their results are dropped
+        pos = {p: p * (nn - 1) for p in (0.25, 0.75)}
+        low = {p: np.floor(x).astype(np.int64) for p, x in pos.items()}
+        ranks = {"lo": np.zeros_like(nn), "hi": nn - 1}
+        for p, i in low.items():
+            ranks[f"a{p}"], ranks[f"b{p}"] = i, np.minimum(i + 1, nn - 1)
+        at = {k: np.zeros(n_groups) for k in ranks}
+        seen = 0
+        for g, v in rows.of(code):
+            rank = seen + np.arange(g.size) - start[g]  # within the group, 0-based
+            seen += g.size
+            for k, want in ranks.items():
+                hit = rank == want[g]
+                at[k][g[hit]] = v[hit]
 
-        def at(i: np.ndarray) -> np.ndarray:
-            return np.where(ok, padded[np.minimum(start + i, padded.size - 1)], 0.0)
+        def quantile(p: float) -> np.ndarray:
+            a, b = at[f"a{p}"], at[f"b{p}"]
+            return a + (pos[p] - low[p]) * (b - a)
 
-        def quantile(p: float) -> np.ndarray:  # numpy's default ('linear') rule
-            pos = p * (nn - 1)
-            i = np.floor(pos).astype(np.int64)
-            a, b = at(i), at(np.minimum(i + 1, nn - 1))
-            return a + (pos - i) * (b - a)
-
-        lo, hi = at(np.zeros_like(nn)), at(nn - 1)
+        lo, hi = at["lo"], at["hi"]
         iqr = quantile(0.75) - quantile(0.25)
-        self.sum = np.bincount(gt, weights=vt, minlength=n_groups)
-        mean = self.sum / nn
-        dev = vt - mean[gt]
-        self.std = np.sqrt(np.bincount(gt, weights=dev * dev, minlength=n_groups) / nn)
+        self.sum = rows.sums(code)
+        self.std = np.sqrt(rows.sums(code, self.sum / nn) / nn)
 
         rng = hi - lo
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -170,7 +221,7 @@ class _RefBins:
         self.offset = _exclusive_cumsum(self.k)
         self.n_bins = int(self.k.sum())
         self.bin_group = np.repeat(np.arange(n_groups), self.k)
-        self.counts = self.histogram(gt, vt)
+        self.counts = self.histogram(rows.of(code))
 
     def codes(self, g: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Global bin code (group offset + bin index) of each value of group ``g``."""
@@ -183,9 +234,12 @@ class _RefBins:
         b[over] = nb[over] + 1
         return self.offset[g] + b
 
-    def histogram(self, g: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Counts of values ``v`` (of groups ``g``) in every bin of every group."""
-        return np.bincount(self.codes(g, v), minlength=self.n_bins)
+    def histogram(self, parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Counts in every bin of every group of the values of ``(g, v)`` parts."""
+        counts = np.zeros(self.n_bins, dtype=np.int64)
+        for g, v in parts:
+            counts += np.bincount(self.codes(g, v), minlength=self.n_bins)
+        return counts
 
 
 def _smoothed(counts: np.ndarray, n: np.ndarray, bins: _RefBins) -> np.ndarray:
@@ -211,72 +265,68 @@ def _kl_js_from_counts(
     return np.maximum(kl, 0.0), np.clip(js, 0.0, math.log(2.0))
 
 
-def _w1_sorted(
-    g: np.ndarray, v: np.ndarray, is_cmp: np.ndarray, n_groups: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-group W1 between the rows with ``is_cmp`` and the others (the reference), and
-    the two counts ``(w1, n_ref, n_cmp)``; ``g, v`` sorted by (group, value)."""
-    n_cmp = np.bincount(g[is_cmp], minlength=n_groups)
-    n_ref = np.bincount(g, minlength=n_groups) - n_cmp
-    start = _exclusive_cumsum(n_cmp + n_ref)[g]
-    below_cmp = np.cumsum(is_cmp) - _exclusive_cumsum(n_cmp)[g]  # cmp rows up to here
-    below_ref = np.arange(1, g.size + 1) - start - below_cmp
-    f_gap = below_ref / np.maximum(n_ref, 1)[g] - below_cmp / np.maximum(n_cmp, 1)[g]
-    # both CDFs reach 1 at a group's last row, so masking the jump to the next group is
-    # only a guard against rounding
-    dv = np.where(g[1:] == g[:-1], np.diff(v), 0.0)
-    w1 = np.bincount(g[:-1], weights=np.abs(f_gap[:-1]) * dv, minlength=n_groups)
-    return w1, n_ref, n_cmp
+def _w1_sorted(rows: _Rows, cmp_code: int, ref_code: int) -> np.ndarray:
+    """Per-group W1 between the rows of regimes ``cmp_code`` and ``ref_code``, streamed:
+    only the rows of the two regimes count (the others would add breakpoints of zero
+    weight); each slab's last row is carried into the next, whose first value closes its
+    interval."""
+    n_groups = rows.n_groups
+    n_cmp, n_ref = rows.count(cmp_code), rows.count(ref_code)
+    first_cmp, first_row = _exclusive_cumsum(n_cmp), _exclusive_cumsum(n_cmp + n_ref)
+    d_cmp, d_ref = np.maximum(n_cmp, 1), np.maximum(n_ref, 1)
+    w1 = np.zeros(n_groups)
+    seen_cmp = seen = 0
+    carry: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    for g, v, r in rows.slabs():
+        is_cmp = r == cmp_code
+        both = is_cmp | (r == ref_code)
+        g, v, is_cmp = g[both], v[both], is_cmp[both]
+        below_cmp = seen_cmp + np.cumsum(is_cmp) - first_cmp[g]  # cmp rows up to here
+        below_ref = seen + np.arange(1, g.size + 1) - first_row[g] - below_cmp
+        gap = below_ref / d_ref[g] - below_cmp / d_cmp[g]
+        seen_cmp, seen = seen_cmp + int(is_cmp.sum()), seen + g.size
+        if carry is not None:
+            g, v, gap = (np.concatenate([c, x]) for c, x in zip(carry, (g, v, gap), strict=True))
+        if not g.size:
+            continue
+        # both CDFs reach 1 at a group's last row, so masking the jump to the next group
+        # is only a guard against rounding
+        dv = np.where(g[1:] == g[:-1], np.diff(v), 0.0)
+        w1 += np.bincount(g[:-1], weights=np.abs(gap[:-1]) * dv, minlength=n_groups)
+        carry = (g[-1:], v[-1:], gap[-1:])
+    return w1
 
 
-def _group_metrics(
-    g: np.ndarray,
-    v: np.ndarray,
-    r: np.ndarray,
-    n_groups: int,
-    pairs: Sequence[tuple[int, int]],
-) -> list[dict[str, np.ndarray]]:
-    """Metrics of every (cmp, ref) regime-code pair for every group.
+def _group_metrics(rows: _Rows, pairs: Sequence[tuple[int, int]]) -> list[dict[str, np.ndarray]]:
+    """Metrics of every (cmp, ref) regime-code pair for every group of ``rows``.
 
-    ``g, v, r`` must be sorted by (group, value). Returns one dict of per-group arrays
-    (kl, js, w1, w1_norm, n_ref, n_cmp) per pair; groups where a side is empty have n == 0.
+    Returns one dict of per-group arrays (kl, js, w1, w1_norm, n_ref, n_cmp) per pair;
+    groups where a side is empty have n == 0.
     """
+    n_groups = rows.n_groups
     bins_cache: dict[int, _RefBins] = {}
-    present = np.bincount(r, minlength=max((max(p) for p in pairs), default=0) + 1) > 0
     zeros, none = np.zeros(n_groups), np.zeros(n_groups, dtype=np.int64)
     out = []
     for cmp_code, ref_code in pairs:
-        if not (present[cmp_code] and present[ref_code]):  # a regime without rows
-            out.append(
-                {
-                    "kl": zeros,
-                    "js": zeros,
-                    "w1": zeros,
-                    "w1_norm": zeros,
-                    "n_ref": none,
-                    "n_cmp": none,
-                }
-            )
+        n_ref, n_cmp = rows.count(ref_code), rows.count(cmp_code)
+        if not (n_ref.any() and n_cmp.any()):  # a regime without rows
+            blank = {"kl": zeros, "js": zeros, "w1": zeros, "w1_norm": zeros}
+            out.append(blank | {"n_ref": none, "n_cmp": none})
             continue
         if ref_code not in bins_cache:
-            bins_cache[ref_code] = _RefBins(g, v, r == ref_code, n_groups)
+            bins_cache[ref_code] = _RefBins(rows, ref_code)
         bins = bins_cache[ref_code]
-        # only the rows of the two regimes: the others would add breakpoints of zero weight
-        is_cmp = r == cmp_code
-        both = is_cmp | (r == ref_code)
-        w1, n_ref, n_cmp = _w1_sorted(g[both], v[both], is_cmp[both], n_groups)
-        g_cmp, v_cmp = g[is_cmp], v[is_cmp]
-        kl, js = _kl_js_from_counts(bins.counts, n_ref, bins.histogram(g_cmp, v_cmp), n_cmp, bins)
-
+        w1 = _w1_sorted(rows, cmp_code, ref_code)
+        kl, js = _kl_js_from_counts(
+            bins.counts, n_ref, bins.histogram(rows.of(cmp_code)), n_cmp, bins
+        )
         scale = bins.std.copy()
         flat = (scale <= 0) & (n_ref > 0)
         if flat.any():  # constant reference: fall back to the pooled std of ref and cmp
             n_u = np.maximum(n_ref + n_cmp, 1)
-            sum_cmp = np.bincount(g_cmp, weights=v_cmp, minlength=n_groups)
-            mean_u = (bins.sum + sum_cmp) / n_u
-            dev = v[both] - mean_u[g[both]]
-            var_u = np.bincount(g[both], weights=dev * dev, minlength=n_groups) / n_u
-            scale[flat] = np.sqrt(var_u[flat])
+            mean_u = (bins.sum + rows.sums(cmp_code)) / n_u
+            sq = rows.sums(ref_code, mean_u) + rows.sums(cmp_code, mean_u)
+            scale[flat] = np.sqrt(sq / n_u)[flat]
         with np.errstate(divide="ignore", invalid="ignore"):
             w1_norm = np.where(scale > 0, w1 / scale, 0.0)
         out.append(
@@ -326,10 +376,11 @@ def kl_js(
     """
     ref, cmp = _finite(ref), _finite(cmp)
     edges = np.sort(ref if bins_from is None else _finite(bins_from))
-    bins = _RefBins(np.zeros(edges.size, np.int64), edges, np.ones(edges.size, bool), 1)
+    rows = _Rows(np.zeros(edges.size, np.intp), edges, np.zeros(edges.size, np.int8), 1)
+    bins = _RefBins(rows, 0)
 
     def hist(x: np.ndarray) -> np.ndarray:
-        return bins.histogram(np.zeros(x.size, np.int64), x)
+        return bins.histogram([(np.zeros(x.size, np.intp), x)])
 
     kl, js = _kl_js_from_counts(
         hist(ref), np.array([ref.size]), hist(cmp), np.array([cmp.size]), bins
@@ -389,10 +440,10 @@ def _combine(code_cols: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, n
     if total <= max(4 * key.size, 1 << 22):  # a table over every combination is cheap
         used = np.zeros(total, dtype=bool)
         used[key] = True
-        dense = (np.cumsum(used) - 1)[key]
+        codes = np.cumsum(used) - 1
         row = np.empty(total, dtype=np.int64)
         row[key] = np.arange(key.size)  # any row of a combination holds its key values
-        return dense, row[used]
+        return _compact(codes, int(codes[-1]) + 1)[key], row[used]
     dense = pd.factorize(key, sort=False)[0].astype(np.int64)
     # factorize numbers combinations in order of first appearance: a row starts a new code
     # exactly when its code exceeds every earlier one
@@ -400,7 +451,7 @@ def _combine(code_cols: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, n
     is_first = np.empty(dense.size, dtype=bool)
     is_first[:1] = True
     is_first[1:] = dense[1:] > seen[:-1]
-    return dense, np.flatnonzero(is_first)
+    return _compact(dense, int(seen[-1]) + 1), np.flatnonzero(is_first)
 
 
 def _ordered_bits(v: np.ndarray) -> np.ndarray:
@@ -415,26 +466,35 @@ def _from_ordered_bits(o: np.ndarray) -> np.ndarray:
 
 
 def _sorted_rows(
-    group: np.ndarray,
-    values: np.ndarray,
-    r_codes: np.ndarray,
-    n_groups: int,
-    values32: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(g, v, r)``: group codes, float64 values and regime codes sorted by (group,
-    value). float32 values (the store's) are sorted as one packed uint64 key per row
-    (group | order-preserving value bits | regime), which needs no argsort."""
-    if values32 is not None and n_groups < 1 << 29 and int(r_codes.max(initial=0)) < 8:
-        key = group.astype(np.uint64) << np.uint64(35)
-        key |= _ordered_bits(values32).astype(np.uint64) << np.uint64(3)
-        key |= r_codes.astype(np.uint64)
+    group: np.ndarray, values: np.ndarray, r_codes: np.ndarray, n_groups: int
+) -> _Rows:
+    """The rows sorted by (group, value), held compactly: int32 group codes (int64 beyond
+    2**31 groups), the values in their own dtype, int8 regime codes. float32 values (the
+    store's) are sorted as one packed uint64 key per row (group | order-preserving value
+    bits | regime), built and unpacked slab by slab, which needs no argsort."""
+    n = group.size
+    g_dtype = np.int32 if n_groups < 1 << 31 else np.int64
+    if values.dtype == np.float32 and n_groups < 1 << 29 and int(r_codes.max(initial=0)) < 8:
+        key = np.empty(n, dtype=np.uint64)
+        for a in range(0, n, SLAB):
+            b = a + SLAB
+            k = group[a:b].astype(np.uint64) << np.uint64(35)
+            k |= _ordered_bits(values[a:b]).astype(np.uint64) << np.uint64(3)
+            k |= r_codes[a:b].astype(np.uint64)
+            key[a:b] = k
         key.sort()
-        g = (key >> np.uint64(35)).astype(np.int64)
-        v = _from_ordered_bits((key >> np.uint64(3)).astype(np.uint32)).astype(np.float64)
-        return g, v, (key & np.uint64(7)).astype(np.int8)
+        g = np.empty(n, dtype=g_dtype)
+        v = np.empty(n, dtype=np.float32)
+        r = np.empty(n, dtype=np.int8)
+        for a in range(0, n, SLAB):
+            k = key[a : a + SLAB]
+            g[a : a + SLAB] = k >> np.uint64(35)
+            v[a : a + SLAB] = _from_ordered_bits((k >> np.uint64(3)).astype(np.uint32))
+            r[a : a + SLAB] = k & np.uint64(7)
+        return _Rows(g, v, r, n_groups)
     order = np.argsort(values)  # ties in value may come in any order: no metric sees it
     order = _sort_within_groups(group, order, n_groups)
-    return group[order], values[order], r_codes[order]
+    return _Rows(group[order].astype(g_dtype), values[order], r_codes[order], n_groups)
 
 
 def shift_table(
@@ -475,15 +535,17 @@ def shift_table(
     reg_codes, reg_uniques = _factorize(stats["regime"])
     lookup = np.array([regimes.index(str(u)) if str(u) in regimes else -1 for u in reg_uniques])
     r_codes = lookup[reg_codes].astype(np.int8) if lookup.size else reg_codes.astype(np.int8)
-    values = stats["value"].to_numpy(dtype=np.float64, na_value=np.nan)
-    values32 = stats["value"].to_numpy() if stats["value"].dtype == np.float32 else None
+    column = stats["value"]
+    if column.dtype == np.float32:  # the store's values: kept in float32 until a slab is read
+        values = column.to_numpy()
+    else:
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
     keep = (r_codes >= 0) & np.isfinite(values)
     if not keep.any():
         return empty
     # rows of regimes no comparison uses are dropped (they would only add breakpoints)
     subset = (lambda a: a[keep]) if not keep.all() else (lambda a: a)
     values, r_codes = subset(values), subset(r_codes)
-    values32 = None if values32 is None else subset(values32)
     pairs = [(regimes.index(c), regimes.index(rf)) for c, rf in parsed]
 
     factors = {}
@@ -502,9 +564,7 @@ def shift_table(
     frames = []
     for group, first, by_channel in granularities:
         n_groups = first.size
-        g, v, r = _sorted_rows(group, values, r_codes, n_groups, values32)
-        metrics = _group_metrics(g, v, r, n_groups, pairs)
-        del g, v, r
+        metrics = _group_metrics(_sorted_rows(group, values, r_codes, n_groups), pairs)
         keys = {k: factors[k][1][factors[k][0][first]] for k in keys_used}
         if by_channel:
             ch_codes, ch_uniques = factors["channel"]

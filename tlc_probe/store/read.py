@@ -167,7 +167,9 @@ class SiteIndex(Mapping[tuple[str, str, str], tuple[SitePiece, ...]]):
 
     def __init__(self, paths: str | Path | Iterable[str | Path]) -> None:
         pieces: dict[tuple[str, str, str], list[SitePiece]] = {}
-        for root in _roots(paths):
+        #: the paths indexed
+        self.roots = _roots(paths)
+        for root in self.roots:
             if not root.exists():
                 raise FileNotFoundError(f"no statistics at {root}")
             for f in _files(root) if root.is_dir() else [str(root)]:
@@ -211,27 +213,63 @@ def _constant(value: str, n: int) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([value]))
 
 
+def _constants(piece: SitePiece, columns: Sequence[str]) -> dict[str, object]:
+    """The string and integer ``columns`` that hold one value in every row of ``piece``, by
+    the row groups' statistics (min == max, no nulls), and that value; such columns are
+    not read. (Float statistics leave NaN out, so float columns are always read.)"""
+    if piece.mixed:
+        return {}
+    names = piece.metadata.schema.names
+    arrow = piece.metadata.schema.to_arrow_schema()
+    out: dict[str, object] = {}
+    for c in columns:
+        kind = arrow.field(c).type
+        if not (pa.types.is_string(kind) or pa.types.is_integer(kind)):
+            continue
+        values = set()
+        for i in piece.row_groups:
+            st = piece.metadata.row_group(i).column(names.index(c)).statistics
+            if st is None or not st.has_min_max or st.null_count != 0 or st.min != st.max:
+                break
+            values.add(st.min)
+        else:
+            if len(values) == 1:
+                out[c] = values.pop()
+    return out
+
+
 def _read_piece(
     piece: SitePiece, key: Sequence[str], columns: Sequence[str], schema: pa.Schema
 ) -> pa.Table:
     part = dict(piece.partition)
     names = set(piece.metadata.schema.names)
     have = [c for c in columns if c in names and c not in part]
-    extra = [c for c in SITE_GROUP if c not in have] if piece.mixed else []
-    table = pq.ParquetFile(piece.path, metadata=piece.metadata).read_row_groups(
-        list(piece.row_groups), columns=have + extra
-    )
+    fixed = _constants(piece, have)
+    read = [c for c in have if c not in fixed]
+    extra = [c for c in SITE_GROUP if c not in read] if piece.mixed else []
+    # strings arrive dictionary-encoded (4 bytes a row, no string copies)
+    strings = [c for c in read if pa.types.is_string(schema.field(c).type)]
+    file = pq.ParquetFile(piece.path, metadata=piece.metadata, read_dictionary=strings)
+    table = file.read_row_groups(list(piece.row_groups), columns=read + extra)
     if piece.mixed:
         table = table.filter(_where(key)).drop_columns(extra)
-    n = table.num_rows
+    n = table.num_rows if read or piece.mixed else piece_rows(piece)
+    columns_out = []
     for c in columns:
-        if c in part:
-            table = table.append_column(
-                pa.field(c, pa.dictionary(pa.int32(), pa.string())), _constant(part[c], n)
-            )
-        elif c not in names:
-            table = table.append_column(schema.field(c), pa.nulls(n, schema.field(c).type))
-    return table.select(list(columns))
+        if c in read:
+            columns_out.append(table.column(c))
+        elif c in part or (c in fixed and pa.types.is_string(schema.field(c).type)):
+            columns_out.append(_constant(str(part[c] if c in part else fixed[c]), n))
+        elif c in fixed:
+            columns_out.append(pa.array(np.full(n, fixed[c]), type=schema.field(c).type))
+        else:
+            columns_out.append(pa.nulls(n, schema.field(c).type))
+    return pa.table(columns_out, names=list(columns))
+
+
+def piece_rows(piece: SitePiece) -> int:
+    """The number of rows of ``piece``'s row groups (all sites' for a mixed piece)."""
+    return sum(piece.metadata.row_group(i).num_rows for i in piece.row_groups)
 
 
 def _read_site(
