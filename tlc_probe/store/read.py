@@ -213,17 +213,17 @@ def _constant(value: str, n: int) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([value]))
 
 
-def _constants(piece: SitePiece, columns: Sequence[str]) -> dict[str, object]:
+def _constants(piece: SitePiece, columns: Sequence[str], schema: pa.Schema) -> dict[str, object]:
     """The string and integer ``columns`` that hold one value in every row of ``piece``, by
     the row groups' statistics (min == max, no nulls), and that value; such columns are
-    not read. (Float statistics leave NaN out, so float columns are always read.)"""
+    not read. (Float statistics leave NaN out, so float columns are always read.) The
+    column types come from ``schema`` (the index's, :attr:`SiteIndex.schema`)."""
     if piece.mixed:
         return {}
     names = piece.metadata.schema.names
-    arrow = piece.metadata.schema.to_arrow_schema()
     out: dict[str, object] = {}
     for c in columns:
-        kind = arrow.field(c).type
+        kind = schema.field(c).type
         if not (pa.types.is_string(kind) or pa.types.is_integer(kind)):
             continue
         values = set()
@@ -244,7 +244,7 @@ def _read_piece(
     part = dict(piece.partition)
     names = set(piece.metadata.schema.names)
     have = [c for c in columns if c in names and c not in part]
-    fixed = _constants(piece, have)
+    fixed = _constants(piece, have, schema)
     read = [c for c in have if c not in fixed]
     extra = [c for c in SITE_GROUP if c not in read] if piece.mixed else []
     # strings arrive dictionary-encoded (4 bytes a row, no string copies)
@@ -253,7 +253,7 @@ def _read_piece(
     table = file.read_row_groups(list(piece.row_groups), columns=read + extra)
     if piece.mixed:
         table = table.filter(_where(key)).drop_columns(extra)
-    n = table.num_rows if read or piece.mixed else piece_rows(piece)
+    n = table.num_rows if read or piece.mixed else _piece_rows(piece)
     columns_out = []
     for c in columns:
         if c in read:
@@ -267,7 +267,7 @@ def _read_piece(
     return pa.table(columns_out, names=list(columns))
 
 
-def piece_rows(piece: SitePiece) -> int:
+def _piece_rows(piece: SitePiece) -> int:
     """The number of rows of ``piece``'s row groups (all sites' for a mixed piece)."""
     return sum(piece.metadata.row_group(i).num_rows for i in piece.row_groups)
 
