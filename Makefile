@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 reproduce: $(STAMP)
-	$(BIN)/tlc-probe reproduce --out results
+	$(BIN)/tlc-probe reproduce --out results --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -79,3 +79,22 @@ def fast_reference(x: torch.Tensor, kernel, strides) -> torch.Tensor:
     """The fast variant's replicate-padded (N, C, H, W) map, float64 (see above)."""
     grid, wh, ww = fast_reference_factors(x, kernel, strides)
     return replicate_valid(wh @ grid @ ww.T, *x.shape[-2:])
+
+
+def brute_window_means(x: torch.Tensor, k: tuple[int, int]) -> torch.Tensor:
+    """float64 mean of every k window (clipped to the map), each taken by ``Tensor.mean``
+    over the window's own values (so NaN, +-inf behave as in any mean), replicate-padded."""
+    h, w = x.shape[-2:]
+    kh, kw = min(k[0], h), min(k[1], w)
+    win = x.double().unfold(-2, kh, 1).unfold(-2, kw, 1)  # (N, C, Vh, Vw, kh, kw)
+    return replicate_valid(win.mean(dim=(-2, -1)), h, w)
+
+
+def brute_window_instance_norm(x: torch.Tensor, k: tuple[int, int], eps: float = 1e-5):
+    """Local instance norm from per-window float64 ``mean`` / biased ``var`` (unfold)."""
+    h, w = x.shape[-2:]
+    kh, kw = min(k[0], h), min(k[1], w)
+    win = x.double().unfold(-2, kh, 1).unfold(-2, kw, 1).flatten(-2)
+    mu = replicate_valid(win.mean(dim=-1), h, w)
+    var = replicate_valid(win.var(dim=-1, unbiased=False), h, w)
+    return (x.double() - mu) / torch.sqrt(var + eps)

@@ -42,12 +42,44 @@ def tile_pixel_ratio(h: int, w: int, tile: int, overlap: int | None) -> float:
     return ny * nx * min(tile, h) * min(tile, w) / (h * w)
 
 
+#: Tilings beyond either limit are refused unless forced (:func:`check_tiling`).
+MAX_TILES = 100_000
+MAX_TILE_RATIO = 16.0
+
+
+def check_tiling(
+    h: int,
+    w: int,
+    tile: int | tuple[int, int],
+    overlap: int | tuple[int, int],
+    force: bool = False,
+) -> int:
+    """The number of tiles of ``tile`` px overlapping by ``overlap`` on an ``h`` x ``w``
+    image. Unless ``force``, ``ValueError`` with the estimate when a run would explode:
+    more than :data:`MAX_TILES` tiles (1-px tiles, a 1-px stride over a large image) or
+    tile pixels over :data:`MAX_TILE_RATIO` times the image's (the paper's 256-px tiles
+    with overlap 128 on 720 x 1280: 45 tiles, 3.2 times)."""
+    (th, tw), (oh, ow) = as_pair(tile, "tile"), as_pair(overlap, "overlap", minimum=0)
+    ny, nx = len(tile_starts(h, th, oh)), len(tile_starts(w, tw, ow))
+    ratio = ny * nx * min(th, h) * min(tw, w) / (h * w)
+    if not force and (ny * nx > MAX_TILES or ratio > MAX_TILE_RATIO):
+        raise ValueError(
+            f"tile {th}x{tw} with overlap {oh}x{ow} cuts a {h}x{w} image into "
+            f"{ny}x{nx} = {ny * nx} tiles, {ratio:.1f} times its pixels (limits: "
+            f"{MAX_TILES} tiles, {MAX_TILE_RATIO:g} times); use larger tiles or a smaller "
+            "overlap, or force=True"
+        )
+    return ny * nx
+
+
 def image_tiles(
-    x: torch.Tensor, tile: int, overlap: int
+    x: torch.Tensor, tile: int, overlap: int, force: bool = False
 ) -> tuple[list[tuple[int, int]], torch.Tensor]:
     """The overlapping tiles :func:`tiled_inference` runs on a (C, H, W) image:
-    (top-left corners, (n_tiles, C, min(tile, H), min(tile, W)) tensor)."""
+    (top-left corners, (n_tiles, C, min(tile, H), min(tile, W)) tensor). Runaway tilings
+    are refused unless ``force`` (:func:`check_tiling`)."""
     _, h, w = x.shape
+    check_tiling(h, w, tile, overlap, force)
     th, tw = min(tile, h), min(tile, w)
     boxes = [(y, x0) for y in tile_starts(h, tile, overlap) for x0 in tile_starts(w, tile, overlap)]
     return boxes, torch.stack([x[:, y : y + th, x0 : x0 + tw] for y, x0 in boxes])
@@ -59,6 +91,7 @@ def tiled_inference(
     tile: int | tuple[int, int] = 256,
     overlap: int | tuple[int, int] = 128,
     progress: bool = False,
+    force: bool = False,
 ) -> torch.Tensor:
     """Run ``model`` on overlapping tiles of ``x`` and average the overlaps.
 
@@ -69,6 +102,8 @@ def tiled_inference(
             whole along that axis.
         overlap: pixels shared by neighbouring tiles, 0 <= overlap < tile.
         progress: show a tqdm bar over tiles.
+        force: run tilings that :func:`check_tiling` refuses (over 100,000 tiles, or
+            tile pixels over 16 times the image's).
 
     Returns:
         (N, C', H, W) tensor in ``model``'s output dtype. Each pixel is the mean of the
@@ -79,6 +114,7 @@ def tiled_inference(
     check_map(x)
     (th, tw), (oh, ow) = as_pair(tile, "tile"), as_pair(overlap, "overlap", minimum=0)
     h, w = x.shape[-2:]
+    check_tiling(h, w, (th, tw), (oh, ow), force)
     ys, xs = tile_starts(h, th, oh), tile_starts(w, tw, ow)
     if len(ys) == 1 and len(xs) == 1:
         return _check_out(model(x), x)

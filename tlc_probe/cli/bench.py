@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .paths import existing
+from .paths import existing, writable_folder
 
 NAME = "bench"
 HELP = "Table A1: PSNR / SSIM / time / memory / seams of whole, TLC and tiles"
@@ -58,9 +58,12 @@ def run(args: argparse.Namespace) -> int:
     existing([args.checkpoint], "--checkpoint", kind="file")
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.overlaps and (bad := [o for o in args.overlaps if o < 0]):
+        raise ValueError(f"--overlaps must be >= 0, got {bad}")
     if args.sizes is None:  # --quick times a quarter of the paper's 720 x 1280 pixels
         args.sizes = ["360x640"] if args.quick else ["720x1280"]
     sizes = [parse_size(s) for s in args.sizes]
+    writable_folder(args.out)
     t0 = time.perf_counter()
     res = bench_outputs(
         args.checkpoint,

@@ -35,6 +35,9 @@ FLAGS = {
     "kinds": "--kinds",
     "base_size": "--base-size",
     "site pattern": "--sites pattern",
+    "n_per_photo": "--n-per-photo",
+    "seed": "--seed",
+    "writer": "--writer",
 }
 
 

@@ -20,10 +20,18 @@ from . import bench, collect, evaluate, plot, reliance, reproduce, shift, train
 COMMANDS = (reproduce, train, evaluate, collect, shift, plot, bench, reliance)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other error:
+    ``tlc-probe <command>: error: <message>``, exit status 2 (``-h`` shows the usage)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``tlc-probe`` with one sub-command per module of
     :data:`COMMANDS`."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tlc-probe",
         description="Measure global-statistics drift between patch training and whole-image "
         "inference, and how test-time local conversion (TLC) pulls it back.",
@@ -53,7 +61,10 @@ def error_line(command: object, error: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tlc-probe`` console script; returns the exit code: 0 on
     success, 2 for bad arguments or any error of the command (one line on stderr)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # usage errors (one line, status 2), --help and --version (0)
+        return e.code if isinstance(e.code, int) else 2
     command = args._command
     try:
         return command.run(args)

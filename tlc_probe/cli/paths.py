@@ -17,3 +17,11 @@ def existing(paths: Iterable[str], flag: str, kind: str = "any") -> None:
             raise FileNotFoundError(f"{flag} {p}: not a file")
         if kind == "dir" and not path.is_dir():
             raise FileNotFoundError(f"{flag} {p}: not a folder")
+
+
+def writable_folder(path: str, flag: str = "--out") -> None:
+    """Raise naming ``flag`` unless files can be written in the folder ``path`` (created
+    if missing): checked before any computation, so a bad ``--out`` never costs a run."""
+    from ..store.atomic import check_writable
+
+    check_writable(path, flag)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .paths import existing
+from .paths import existing, writable_folder
 
 NAME = "plot"
 HELP = "Fig. A3 distributions, depth profiles and heatmaps from statistics"
@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     keep_freed_memory()
     existing(args.stats, "statistics")
+    writable_folder(args.out)
     t0 = time.perf_counter()
     paths = stats_figures(args.stats, args.out, sites=args.sites, stat=args.stat)
     print(f"wrote {len(paths)} files to {args.out} in {time.perf_counter() - t0:.1f} s")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .paths import existing
+from .paths import existing, writable_folder
 
 NAME = "reliance"
 HELP = "PSNR and output change when each global site's statistic is frozen to a constant"
@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     existing(args.checkpoints, "checkpoint", kind="file")
     if args.photos is not None and args.photos < 1:
         raise ValueError(f"--photos must be >= 1, got {args.photos}")
+    writable_folder(args.out)
     t0 = time.perf_counter()
     table = pd.concat(
         [reliance_checkpoint(c, args.photos, args.seed) for c in args.checkpoints],

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from .paths import existing
+from .paths import existing, writable_folder
 
 NAME = "reproduce"
+FLAGS = {"overwrite=True": "--overwrite"}
 HELP = "run the main job on the embedded default (bundled photos, shipped checkpoints)"
 DESCRIPTION = (
     "The main job on the embedded default: for every checkpoint shipped with the package "
@@ -26,6 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checkpoints", nargs="+", metavar="CKPT", help="tlc-probe checkpoints (default: shipped)"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs of an earlier main job in OUT (refused without it)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.checkpoints:
         existing(args.checkpoints, "--checkpoints", kind="file")
-    r = reproduce(args.out, quick=args.quick, checkpoints=args.checkpoints)
+    writable_folder(args.out)
+    r = reproduce(
+        args.out, quick=args.quick, checkpoints=args.checkpoints, overwrite=args.overwrite
+    )
     for row in r["summary"]:
         print(
             f"  {row['model']} {row['task']} {row['stat']}: TLC reduces W1 at "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .paths import existing
+from .paths import existing, writable_folder
 
 NAME = "shift"
 HELP = "KL / JS / W1 between the regimes per site, and the shift's decomposition"
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     existing(args.stats, "statistics")
     if args.reliance:
         existing(args.reliance, "--reliance", kind="file")
+    writable_folder(args.out)
     t0 = time.perf_counter()
     r = shift_outputs(
         args.stats,

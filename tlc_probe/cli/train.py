@@ -8,7 +8,20 @@ import time
 from .paths import existing
 
 NAME = "train"
-FLAGS = {"mode='resume'": "--resume", "mode='overwrite'": "--overwrite-stats"}
+FLAGS = {
+    "mode='resume'": "--resume",
+    "mode='overwrite'": "--overwrite-stats",
+    "iters": "--iters",
+    "val_every": "--val-every",
+    "patch": "--patch",
+    "batch": "--batch",
+    "n_per_photo": "--n-per-photo",
+    "gate_lr_scale": "--gate-lr-scale",
+    "lr": "--lr",
+    "deadleaves": "--deadleaves",
+    "seed": "--seed",
+    "out": "--out",
+}
 HELP = "train a zoo model on patches of degraded bundled photos"
 DESCRIPTION = (
     "Patch training (AdamW, cosine schedule, L1 over all stage outputs) on random crops of "
@@ -43,6 +56,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0,
         metavar="N",
         help="mix N degraded dead-leaves images (384 px) into the training crops (default: 0)",
+    )
+    p.add_argument(
+        "--gate-lr-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="learning-rate factor of the SE gates (the modules holding a global pool; default: 1)",
     )
     p.add_argument("--val-every", type=int, default=250, help="steps between validations")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -87,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         deadleaves=args.deadleaves,
         seed=args.seed,
         val_every=args.val_every,
+        gate_lr_scale=args.gate_lr_scale,
     )
     t0 = time.perf_counter()
     if args.record_every is not None and args.record_every < 1:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .deadleaves import dead_leaves
 from .photos import load_depth, load_photo, photo_names
@@ -24,13 +25,40 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 LAYOUTS = ("gopro", "sots", "pairs")
 
 
+def _png_bit_depth(path: Path) -> int | None:
+    """The bit depth in a PNG file's header, None for any other file."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24]
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    """A 16-bit PNG as an (H, W) or (H, W, C) uint16 array, every bit kept (pypng:
+    Pillow, and so scikit-image, reduces 16-bit colour PNGs to 8 bits)."""
+    import png
+
+    w, h, rows, info = png.Reader(filename=str(path)).asDirect()
+    planes = info["planes"]
+    a = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, planes)
+    return a[..., 0] if planes == 1 else a
+
+
 def read_image(path: str | Path) -> torch.Tensor:
     """An image file as a (3, H, W) float32 tensor in [0, 1] (see the module doc for
-    grayscale / RGBA / bit depth); ``ValueError`` naming the file if it cannot be read."""
+    grayscale / RGBA / bit depth; 16-bit PNGs keep all 16 bits); ``ValueError`` naming the
+    file if it cannot be read."""
     import skimage.io
 
+    path = Path(path)
+    if path.suffix.lower() == ".png" and path.is_file() and _png_bit_depth(path) is None:
+        raise ValueError(f"cannot read image {path}: not a PNG file (no PNG header)")
     try:
-        a = np.asarray(skimage.io.imread(str(path)))
+        if path.is_file() and _png_bit_depth(path) == 16:
+            a = _read_png16(path)
+        else:
+            a = np.asarray(skimage.io.imread(str(path)))
     except Exception as e:
         raise ValueError(f"cannot read image {path}: {e}") from e
     if a.dtype == np.uint8:
@@ -53,6 +81,8 @@ def read_image(path: str | Path) -> torch.Tensor:
 
 
 def _images(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise ValueError(f"missing folder {folder}")
     return {p.name: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
 
 
@@ -241,6 +271,60 @@ def random_patches(
     for _ in range(n):
         item, _, _, crop = draw_crop(dataset, size, rng, cache, augment)
         yield crop(item["input"]), crop(item["target"])
+
+
+def _item_sources(dataset: torch.utils.data.Dataset) -> list[tuple[torch.utils.data.Dataset, int]]:
+    """(base dataset, index in it) of every item, in order, through ConcatDataset / Subset."""
+    if isinstance(dataset, torch.utils.data.ConcatDataset):
+        return [src for d in dataset.datasets for src in _item_sources(d)]
+    if isinstance(dataset, torch.utils.data.Subset):
+        flat = _item_sources(dataset.dataset)
+        return [flat[i] for i in dataset.indices]
+    return [(dataset, i) for i in range(len(dataset))]
+
+
+def manifest(dataset: torch.utils.data.Dataset) -> list[list] | None:
+    """What a dataset's items are, in order, for comparing two runs: one list per item,
+    ``[id]`` for generated items (:class:`SyntheticPairs`, :class:`DeadLeavesPairs`,
+    whose content follows from the id and the run settings) and ``[id, bytes, mtime_ns]``
+    of the input and of the target file for :class:`PairedFolder`. ``None`` for a
+    dataset of another class (nothing to compare). Reads no image."""
+    out: list[list] = []
+    for base, i in _item_sources(dataset):
+        if isinstance(base, PairedFolder):
+            a, b, name = base.items[i]
+            sa, sb = a.stat(), b.stat()
+            out.append([name, sa.st_size, sa.st_mtime_ns, sb.st_size, sb.st_mtime_ns])
+        elif isinstance(base, SyntheticPairs):
+            out.append([f"{base.items[i][0]}#{base.items[i][1]}"])
+        elif isinstance(base, DeadLeavesPairs):
+            out.append([f"deadleaves#{i}"])
+        else:
+            return None
+    return out
+
+
+def check_images(dataset: torch.utils.data.Dataset, progress: bool = False) -> None:
+    """Check, without decoding them, that every image file of ``dataset`` (its
+    :class:`PairedFolder` parts; generated items need no check) opens as an image and
+    that each input has its target's size; ``ValueError`` naming the first bad file.
+    Pillow reads the headers and verifies the file's structure (PNG chunk checksums)."""
+    from PIL import Image, UnidentifiedImageError
+
+    files = [base.items[i] for base, i in _item_sources(dataset) if isinstance(base, PairedFolder)]
+    bar = tqdm(files, desc="checking images", disable=not progress or not files, delay=2.0)
+    for a, b, name in bar:
+        sizes = []
+        for path in (a, b):
+            try:
+                with Image.open(path) as im:
+                    sizes.append(im.size)
+                    im.verify()
+            except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+                raise ValueError(f"cannot read image {path}: {e}") from None
+        if sizes[0] != sizes[1]:
+            (wa, ha), (wb, hb) = sizes
+            raise ValueError(f"size mismatch for {name}: {a} {ha}x{wa} vs {b} {hb}x{wb}")
 
 
 def whole_images(dataset: torch.utils.data.Dataset) -> Iterator[dict]:

@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import platform
+import re
 import sys
 import time
 import warnings
@@ -43,13 +44,23 @@ from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..data import DeadLeavesPairs, PairedFolder, SyntheticPairs
-from ..data.datasets import draw_crop
+from ..data.datasets import check_images, draw_crop, manifest
 from ..models import build
 from ..probe import Probe, training_windows
 from ..sites import SITE_KINDS
+from ..sizes import as_int
+from ..store.atomic import check_writable
 from ..store.checkpoint import build_from_checkpoint, load_checkpoint, model_label, read_checkpoint
 from ..store.parts import clear as clear_store
-from ..store.parts import clear_tmp, has_data, part_path, read_run_json, write_part, write_run_json
+from ..store.parts import (
+    clear_tmp,
+    has_data,
+    part_is_whole,
+    part_path,
+    read_run_json,
+    write_part,
+    write_run_json,
+)
 from ..tensors import to_model
 from ..tiling import image_tiles
 from ..tlc import convert
@@ -89,21 +100,31 @@ class CollectConfig:
         if not self.regimes:
             raise ValueError("no regime to collect")
         for name in ("positions", "n_crops", "crop_batch", "tile_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            setattr(self, name, as_int(getattr(self, name), name, minimum=1))
+        self.tile_overlap = as_int(self.tile_overlap, "tile_overlap", minimum=0)
+        self.seed = as_int(self.seed, "seed", minimum=0)
+        if self.base_size is not None:
+            self.base_size = as_int(self.base_size, "base_size", minimum=1)
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", str(self.writer)):
+            raise ValueError(
+                f"writer must be letters, digits, '_', '.' or '-' (a part-file name), "
+                f"got {self.writer!r}"
+            )
         self.kinds = tuple(self.kinds)
         self.names = tuple(self.names) if self.names is not None else None
 
 
 @dataclass
 class CollectResult:
-    """What a collection did: rows written and chunks written / skipped per regime,
-    non-finite values dropped (or kept) per site, seconds, and the output folder."""
+    """What a collection did: rows written and chunks written / skipped per regime
+    (``rewritten``: part files a resume found broken and wrote again), non-finite values
+    dropped (or kept) per site, seconds, and the output folder."""
 
     out: Path
     rows: Counter = field(default_factory=Counter)
     written: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)
+    rewritten: Counter = field(default_factory=Counter)
     nonfinite: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -200,14 +221,36 @@ def collect(
     if {"tiles", "window"} & set(cfg.regimes) and not 0 <= cfg.tile_overlap < train_size:
         raise ValueError(f"tile_overlap must be in [0, {train_size}), got {cfg.tile_overlap}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"out {out} is a file, not a statistics folder")
     shard = shard or Shard()
     many = shard.world_size > 1
     writer = str(shard.rank) if many else cfg.writer
     progress = progress and shard.rank == 0
-    # Sites are checked (and bad patterns reported) before anything under `out` changes.
+    # Everything is checked before anything under `out` changes: the sites (bad patterns
+    # reported), the TLC calibration and windows, every image's readability, the folder.
     model = model.eval()
     probe_kw = {"kinds": cfg.kinds, "names": cfg.names, "depths": cfg.depths}
     probe = Probe(model, positions=cfg.positions, **probe_kw)
+    image_regimes = [r for r in ("whole", "tlc", "tiles", "window") if r in cfg.regimes]
+    tlc_model = tlc_probe = window_probe = None
+    if "tlc" in image_regimes:
+        tlc_model = convert(
+            model, train_size=train_size, base_size=cfg.base_size, fast_imp=cfg.fast_imp
+        )
+        tlc_probe = Probe(tlc_model, positions=cfg.positions, **probe_kw)
+    if "window" in image_regimes:
+        windows = training_windows(model, train_size, cfg.tile_overlap)
+        window_probe = Probe(model, positions=cfg.positions, windows=windows, **probe_kw)
+    samples = {"test": manifest(test_data) if image_regimes else None}
+    if image_regimes and not len(test_data):
+        raise ValueError("no test images to collect the image regimes on")
+    if "train" in cfg.regimes:
+        samples["train"] = manifest(train_data)
+    for what, data in (("test", test_data if image_regimes else None), ("train", train_data)):
+        if data is not None and (what == "test" or "train" in cfg.regimes):
+            check_images(data, progress=progress)
+    check_writable(out)
     run = {
         "model": model_name,
         "task": task,
@@ -216,6 +259,7 @@ def collect(
         "config": {**asdict(cfg), **({"writer": "<rank>"} if many else {})},
         "world_size": shard.world_size,
         **(meta or {}),
+        "samples": samples,
     }
     existed = has_data(out)
     if existed:
@@ -233,10 +277,17 @@ def collect(
                     "(torchrun --nproc_per_node) or use mode='overwrite'"
                 )
             mine = json.loads(json.dumps(_comparable(run), default=str))
-            if _comparable(old) != mine:
+            theirs = _comparable(old)
+            if theirs.get("samples") != mine["samples"]:
+                raise ValueError(
+                    f"cannot resume {out}: the data changed since it was collected "
+                    f"({_samples_diff(theirs.get('samples'), mine['samples'])}); use "
+                    "mode='overwrite' or another out"
+                )
+            if theirs != mine:
                 raise ValueError(
                     f"cannot resume {out}: its _run.json was made with other settings "
-                    f"({_diff(_comparable(old), mine)}); use mode='overwrite' or another out"
+                    f"({_diff(theirs, mine)}); use mode='overwrite' or another out"
                 )
     shard.barrier()  # every rank has checked before anything under `out` changes
     if existed:
@@ -267,13 +318,24 @@ def collect(
         result.rows[regime] += len(frame)
         result.written[regime] += 1
 
+    def done(regime: str, chunk: int) -> bool:
+        # a part file that cannot be read (truncated, foreign) is written again
+        path = part_path(out, regime, chunk, writer)
+        if not path.exists():
+            return False
+        if part_is_whole(path):
+            result.skipped[regime] += 1
+            return True
+        path.unlink()
+        result.rewritten[regime] += 1
+        return False
+
     if "train" in cfg.regimes:
         n_chunks = math.ceil(cfg.n_crops / cfg.crop_batch)
         cache: dict[int, dict] = {}
         mine = [j for j in range(n_chunks) if shard.takes(j)]
         for j in tqdm(mine, desc="train crops", disable=not progress):
-            if part_path(out, "train", j, writer).exists():
-                result.skipped["train"] += 1
+            if done("train", j):
                 continue
             size = min(cfg.crop_batch, cfg.n_crops - j * cfg.crop_batch)
             first = j * cfg.crop_batch
@@ -281,22 +343,11 @@ def collect(
             emit("train", j, ids, model, [x], probe)
         cache.clear()
 
-    image_regimes = [r for r in ("whole", "tlc", "tiles", "window") if r in cfg.regimes]
     if image_regimes:
-        tlc_model = tlc_probe = window_probe = None
-        if "tlc" in image_regimes:
-            tlc_model = convert(
-                model, train_size=train_size, base_size=cfg.base_size, fast_imp=cfg.fast_imp
-            )
-            tlc_probe = Probe(tlc_model, positions=cfg.positions, **probe_kw)
-        if "window" in image_regimes:
-            windows = training_windows(model, train_size, cfg.tile_overlap)
-            window_probe = Probe(model, positions=cfg.positions, windows=windows, **probe_kw)
         mine = [j for j in range(len(test_data)) if shard.takes(j)]
         bar = tqdm(mine, desc="test images", disable=not progress)
         for j in bar:
-            todo = [r for r in image_regimes if not part_path(out, r, j, writer).exists()]
-            result.skipped.update({r: 1 for r in image_regimes if r not in todo})
+            todo = [r for r in image_regimes if not done(r, j)]
             if not todo:
                 continue
             item = test_data[j]
@@ -326,14 +377,56 @@ def collect(
     return result
 
 
-_VOLATILE = ("versions", "command", "world_size")  # world_size is checked on its own
+# world_size is checked on its own; the checkpoint by its sha256, not by the path string
+_VOLATILE = ("versions", "command", "world_size", "checkpoint")
 
 
 def _comparable(run: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in run.items() if k not in _VOLATILE}
 
 
+def _samples_diff(old: dict | None, new: dict) -> str:
+    """What differs between two ``samples`` records (:func:`~tlc_probe.data.manifest`),
+    in a few words: items added, removed, reordered or changed, per split."""
+    old = old or {}
+    parts = []
+    for split in sorted(set(old) | set(new)):
+        a, b = old.get(split), new.get(split)
+        if a == b:
+            continue
+        if a is None or b is None:
+            parts.append(f"{split}: not recorded before" if a is None else f"{split}: dropped")
+            continue
+        ids_a, ids_b = [e[0] for e in a], [e[0] for e in b]
+        added = [i for i in ids_b if i not in set(ids_a)]
+        gone = [i for i in ids_a if i not in set(ids_b)]
+        changed = [e[0] for e in b if e[0] in set(ids_a) and e not in a]
+        words = []
+        if added:
+            words.append(f"{len(added)} added {added[:3]}")
+        if gone:
+            words.append(f"{len(gone)} removed {gone[:3]}")
+        if changed:
+            words.append(f"{len(changed)} changed on disk {changed[:3]}")
+        if not words:
+            words.append("same items in another order")
+        parts.append(f"{split} images: " + ", ".join(words))
+    return "; ".join(parts)
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """The settings that differ, one ``key: old -> new`` each (nested keys dotted)."""
+    a, b = _flat(a), _flat(b)
     keys = sorted(set(a) | set(b))
     return ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k))
 
@@ -358,6 +451,7 @@ def datasets_for(
     reads ``train_data`` (same layout), or the GoPro train split of ``data``, and is
     unavailable otherwise (None).
     """
+    n_per_photo = as_int(n_per_photo, "n_per_photo", minimum=1)
     if data is None:
         tc = train_config or {}
         seed_t = int(tc.get("seed", 0))

@@ -4,6 +4,7 @@ figures -> Table A1 -> qualitative panels -> ``REPORT.md``."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +50,28 @@ REPRODUCE_SETTINGS: dict[str, dict[str, Any]] = {
         "reliance_photos": 1,
     },
 }
+#: What the main job writes under its output folder (``overwrite`` removes these only).
+OUTPUTS = ("stats", "reliance", "shift", "figures", "bench", "REPORT.md", "summary.json")
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """Make ``out`` ready for a fresh main job: refuse (``FileExistsError``) a folder that
+    already holds outputs of one unless ``overwrite``, which deletes them (only the
+    entries of :data:`OUTPUTS`; other files stay), so that REPORT.md embeds only what
+    the new run made. ``NotADirectoryError`` when ``out`` is a file."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"out {out} is a file, not a folder")
+    old = [out / name for name in OUTPUTS if (out / name).exists()]
+    if old and not overwrite:
+        raise FileExistsError(
+            f"{out} already holds the outputs of a main job ({', '.join(p.name for p in old)}); "
+            "pass overwrite=True to replace them"
+        )
+    for p in old:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
 #: Which architecture shows each task in the qualitative panels (Fig. A4-A6 analogues).
 QUALITATIVE = {"deblur": "mprnet", "derain": "hinet", "dehaze": "ffanet"}
 
@@ -70,6 +93,7 @@ def reproduce(
     quick: bool = False,
     checkpoints: Sequence[str | Path] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """The main job on the embedded default, written to ``out``:
 
@@ -86,14 +110,17 @@ def reproduce(
     ``checkpoints`` default to :func:`tlc_probe.store.shipped_checkpoints`; each one's
     architecture and task come from its metadata. ``quick`` uses one test photo, fewer
     crops and positions, and benchmarks only the NAFNet on that photo, without the
-    720 x 1280 timing size and the window sweep (:data:`REPRODUCE_SETTINGS`). Returns the
-    summary dict (also written as ``summary.json``).
+    720 x 1280 timing size and the window sweep (:data:`REPRODUCE_SETTINGS`). A folder
+    that already holds a main job's outputs is refused unless ``overwrite``, which
+    deletes them first (:func:`prepare_out`). Returns the summary dict (also written as
+    ``summary.json``).
     """
     t0 = time.perf_counter()
     out = Path(out)
     s = REPRODUCE_SETTINGS["quick" if quick else "default"]
     ckpts = [Path(c) for c in checkpoints] if checkpoints else shipped_checkpoints()
     info = _describe(ckpts)
+    prepare_out(out, overwrite)
     timings: dict[str, float] = {}
     cfg = CollectConfig(n_crops=s["crops"], positions=s["positions"])
     metas = {}

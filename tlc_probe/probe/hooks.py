@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..sites import SITE_KINDS, Site, execution_order, select_sites, temporary_hooks
-from ..tlc.box import box_mean_fast_valid, box_mean_valid, valid_region
+from ..tlc.box import all_finite, box_mean_fast_valid, box_mean_valid, valid_region
 from .records import RECORD_COLUMNS, empty_frame
 from .windows import Window, window_stats
 
@@ -70,6 +70,8 @@ def _local_stats(
     kh, kw = min(module.kernel_size[0], h), min(module.kernel_size[1], w)
     xf = x.detach().float() if x.dtype != torch.float64 else x.detach()
     offset = xf.mean(dim=(-2, -1), keepdim=True)
+    if not all_finite(offset):  # centre on the finite part: NaN / inf stay in their windows
+        offset = torch.where(torch.isfinite(xf), xf, 0.0).mean(dim=(-2, -1), keepdim=True)
     xc = xf - offset
     iy, ix = grid_starts(h - kh + 1, positions), grid_starts(w - kw + 1, positions)
     iy, ix = iy.to(x.device), ix.to(x.device)

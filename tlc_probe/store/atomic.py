@@ -16,6 +16,26 @@ def temporary_name(path: str | os.PathLike[str]) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
 
 
+def check_writable(folder: str | os.PathLike[str], what: str = "out") -> None:
+    """Make sure files can be written in ``folder`` (created if missing) before any work:
+    ``NotADirectoryError`` when it or a parent is a file, ``PermissionError`` when it
+    cannot be created or written (tried with a hidden file, removed again); both name
+    ``what`` and the folder."""
+    folder = Path(folder)
+    for p in (folder, *folder.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise NotADirectoryError(f"{what} {folder}: {p} is a file")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{uuid.uuid4().hex}.tmp"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise PermissionError(f"{what} {folder} cannot be written: {e.strerror or e}") from None
+
+
 def atomic_write(
     path: str | os.PathLike[str],
     write: Callable[[Path], object],

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..models import build
+from ..sizes import as_int
 from .atomic import atomic_write
 
 FORMAT = "tlc-probe/1"
@@ -34,16 +35,35 @@ def _numpy_safe_globals() -> list:
     ]
 
 
+def _why_unsafe(error: Exception) -> str:
+    """The one line of torch's refusal that says what was found (e.g. ``Unsupported
+    global: GLOBAL posix.system``), without its advice to load with full pickle."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    for ln in lines:
+        if "Unsupported" in ln or "GLOBAL" in ln or "Unpickler" in ln:
+            return ln.removeprefix("WeightsUnpickler error: ")
+    return lines[0] if lines else type(error).__name__
+
+
 def _load_file(path: str | os.PathLike) -> Any:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}" + (" (a folder)" if p.is_dir() else ""))
+    with open(p, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise ValueError(f"{path} is empty (0 bytes), not a checkpoint")
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":
+        raise ValueError(
+            f"{path} is not a PyTorch checkpoint (neither torch.save's zip format nor a pickle)"
+        )
     with torch.serialization.safe_globals(_numpy_safe_globals()):
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # pickle.UnpicklingError and friends: say why, plainly
             raise ValueError(
-                f"{path} cannot be read safely (weights_only=True): {e}. tlc-probe never "
-                "unpickles arbitrary objects; re-save the state_dict alone."
+                f"{path} cannot be read safely (weights_only=True): {_why_unsafe(e)}. "
+                "tlc-probe never unpickles arbitrary objects; re-save the state_dict alone."
             ) from e
 
 
@@ -73,6 +93,12 @@ def read_checkpoint(
     if not isinstance(obj, Mapping):
         raise ValueError(f"checkpoint holds a {type(obj).__name__}, not a dict of weights")
     meta = dict(obj.get("meta", {})) if obj.get("format") == FORMAT else {}
+    if "train_size" in meta:
+        where = source if not isinstance(source, Mapping) else "checkpoint"
+        try:
+            as_int(meta["train_size"], "train_size", minimum=1)
+        except ValueError as e:
+            raise ValueError(f"{where}: broken metadata, {e}") from None
     if key is not None:
         if key not in obj:
             raise ValueError(f"checkpoint has no key {key!r}; keys: {sorted(map(str, obj))}")

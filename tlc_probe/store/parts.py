@@ -20,7 +20,6 @@ another writer id is refused.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -99,12 +98,24 @@ def has_data(root: str | Path) -> bool:
 
 
 def clear(root: str | Path) -> None:
-    """Delete a run's files under ``root`` (regime folders, _run.json); nothing else."""
+    """Delete what runs write under ``root`` — part files (complete and temporary) and
+    _run.json — and the regime folders they leave empty; any other file stays."""
     root = Path(root)
+    for f in [*root.glob("regime=*/part-*.parquet"), *root.glob("regime=*/.part-*.tmp")]:
+        f.unlink(missing_ok=True)
     for d in root.glob("regime=*"):
-        if d.is_dir():
-            shutil.rmtree(d)
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
     (root / RUN_JSON).unlink(missing_ok=True)
+
+
+def part_is_whole(path: str | Path) -> bool:
+    """Whether the part file at ``path`` is a readable Parquet file of the part schema
+    (its footer parses and it has the ``value`` column): what a resume keeps."""
+    try:
+        return "value" in pq.ParquetFile(path).schema_arrow.names
+    except (OSError, pa.ArrowException):
+        return False
 
 
 def clear_tmp(root: str | Path, writer: str = "*") -> int:

@@ -3,6 +3,7 @@ the same rows one site at a time (bounded memory for stores of any size)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ..probe.records import coerce
-from .schema import COLUMNS, STATS_SCHEMA
+from .schema import COLUMNS, META_KEY, STATS_SCHEMA
 
 #: The columns that name a group of :func:`iter_sites`.
 SITE_GROUP = ("model", "task", "site")
@@ -37,7 +38,46 @@ def _files(root: Path) -> list[str]:
     return files
 
 
-def _dataset(root: Path) -> ds.Dataset:
+def _store_of(path: str) -> Path:
+    """The statistics directory a part file belongs to: the folder above its Hive
+    ``key=value`` folders (its own folder for a file outside them)."""
+    folder = Path(path).parent
+    while "=" in folder.name:
+        folder = folder.parent
+    return folder
+
+
+class RunsApart:
+    """Refuses to pool two statistics directories: ``add`` raises ``ValueError`` when rows
+    of one (model, task, regime) come from a second directory — two copies of a run, or
+    two runs with other settings (exact and fast TLC, another seed), whose rows would
+    silently be read as one sample. Files without run metadata (not written by
+    tlc-probe) are not checked."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str, str], tuple[Path, dict]] = {}
+
+    def add(self, root: Path, path: str, kv: Mapping[bytes, bytes] | None) -> None:
+        """Record part file ``path`` (found under ``root``) with its key-value metadata."""
+        if not kv or META_KEY not in kv:
+            return
+        run = json.loads(kv[META_KEY])
+        regime = dict(_partition(root, path)).get("regime", "")
+        key = (str(run.get("model")), str(run.get("task")), regime)
+        store = _store_of(path)
+        first = self._seen.setdefault(key, (store, run))
+        if first[0] != store:
+            same = {k: v for k, v in run.items() if k not in ("command", "versions")} == {
+                k: v for k, v in first[1].items() if k not in ("command", "versions")
+            }
+            what = "copies of one run" if same else "two runs with other settings"
+            raise ValueError(
+                f"{key[0]} / {key[1]} / regime {regime}: rows in {first[0]} and in {store} "
+                f"({what}); they would be pooled as one sample — read one directory at a time"
+            )
+
+
+def _dataset(root: Path, apart: RunsApart | None = None) -> ds.Dataset:
     """One root as a pyarrow dataset: a directory with Hive ``key=value`` folders becoming
     columns (part files of several versions, with and without ``step``, unified with
     missing columns null), or one file."""
@@ -49,6 +89,9 @@ def _dataset(root: Path) -> ds.Dataset:
     kw = {"format": "parquet", "partitioning": "hive", "partition_base_dir": str(root)}
     found = ds.dataset(names, **kw)
     schemas = [found.schema] + [pq.read_schema(f) for f in names]
+    apart = apart or RunsApart()
+    for f, sch in zip(names, schemas[1:], strict=True):
+        apart.add(root, f, sch.metadata)
     schema = pa.unify_schemas(schemas, promote_options="permissive")  # string, large_string
     return ds.dataset(names, schema=schema, **kw)
 
@@ -81,13 +124,16 @@ def read_stats(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     value float32. Raises ``FileNotFoundError`` when there is nothing to read.
 
     The whole store is held in memory (about 400 bytes a row); :func:`iter_sites` reads
-    the same rows one site at a time.
+    the same rows one site at a time. Rows of one (model, task, regime) found in two
+    statistics directories are refused (:class:`RunsApart`), never pooled.
     """
     frames = []
+    apart = RunsApart()
     for root in _roots(paths):
         if root.is_dir():
-            frames.append(_dataset(root).to_table().to_pandas())
+            frames.append(_dataset(root, apart).to_table().to_pandas())
         else:
+            apart.add(root, str(root), pq.read_schema(root).metadata)
             frames.append(pd.read_parquet(root))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return _tidy(df)
@@ -169,12 +215,16 @@ class SiteIndex(Mapping[tuple[str, str, str], tuple[SitePiece, ...]]):
         pieces: dict[tuple[str, str, str], list[SitePiece]] = {}
         #: the paths indexed
         self.roots = _roots(paths)
+        apart = RunsApart()
         for root in self.roots:
             if not root.exists():
                 raise FileNotFoundError(f"no statistics at {root}")
             for f in _files(root) if root.is_dir() else [str(root)]:
-                for key, piece in _file_pieces(root, f).items():
+                found = _file_pieces(root, f)
+                for key, piece in found.items():
                     pieces.setdefault(key, []).append(piece)
+                if found:
+                    apart.add(root, f, next(iter(found.values())).metadata.metadata)
         self._pieces = {k: tuple(pieces[k]) for k in sorted(pieces)}
         metas = {id(p.metadata): p.metadata for ps in self._pieces.values() for p in ps}
         fields = [m.schema.to_arrow_schema() for m in metas.values()]

@@ -21,6 +21,14 @@ evenly on both sides (the extra pixel at the bottom/right), as the published TLC
 implementation does. When a window covers the whole map the callers return the global
 mean instead (see :mod:`tlc_probe.tlc.pooling`).
 
+Non-finite values stay local. A cumulative sum carries one NaN or inf to every later
+sum (and the centring mean to the whole channel), so a map holding any is computed on
+its finite part, with zeros in place of the others, and each window that holds a
+non-finite value then gets what a brute-force mean gives: NaN for a NaN or for both
+infinities, +inf or -inf for one of them (:func:`nonfinite_windows`; three more box
+sums, taken only on such maps). Finite maps are recognised at no extra pass: the
+exact path checks its centring means, the fast path its block grid.
+
 Speed. On a CPU these maps are memory-bound and a fresh tensor costs more than the
 arithmetic (its pages are faulted in on first touch), so the exact pool allocates its
 output and one row-sum buffer and works in place (cumulative sums, differences written
@@ -150,7 +158,12 @@ def box_sum_valid(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
 
 
 def box_mean_valid(
-    x: torch.Tensor, kernel: tuple[int, int], centre: bool = True, overwrite: bool = False
+    x: torch.Tensor,
+    kernel: tuple[int, int],
+    centre: bool = True,
+    overwrite: bool = False,
+    *,
+    finite: bool | None = None,
 ) -> torch.Tensor:
     """Mean of every k_h x k_w window lying inside ``x``: (N, C, H-k_h+1, W-k_w+1).
 
@@ -159,16 +172,68 @@ def box_mean_valid(
     keeps float32 precise for maps with an offset; callers that pass centred maps skip
     that pass with ``False``. ``overwrite`` lets a caller hand over a scratch map (one of
     the compute dtype) to be used as workspace, which saves a copy; the result is then a
-    view of it.
+    view of it. Windows holding NaN / inf get the brute-force mean (see the module
+    docstring); ``finite=True`` tells that ``x`` holds none (skips the check that
+    ``centre=False`` otherwise costs).
     """
     check_map(x)
     kh, kw = clamp_window(kernel, x.shape[-2:])
     if needs_grad(x):
+        if not (finite or all_finite(x)):
+            return _with_nonfinite(x, (kh, kw), None, padded=False)
         return _box_mean_autograd(x, (kh, kw), centre)
-    a, offset = _workspace(x, centre, overwrite)
+    ws = _workspace(x, centre, overwrite, finite)
+    if ws is None:
+        return _with_nonfinite(x, (kh, kw), None, padded=False)
+    a, offset = ws
     out = _box_sums_(a, (kh, kw), _top_left(a, (kh, kw)))
     out.mul_(1.0 / (kh * kw))
     return out if offset is None else out.add_(offset)
+
+
+def all_finite(x: torch.Tensor) -> bool:
+    """Whether every value of ``x`` is finite (one pass over it)."""
+    return bool(torch.isfinite(x).all())
+
+
+def nonfinite_windows(
+    x: torch.Tensor, kernel: tuple[int, int], padded: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Which windows of ``x`` (N, C, H, W) hold non-finite values, as brute force sees
+    them: boolean maps (nan, pos, neg) of the windows whose mean is NaN (a NaN, or both
+    +inf and -inf), +inf and -inf. Valid windows, replicate-padded to (H, W) when
+    ``padded`` (the layout of :func:`box_mean`). ``kernel`` must fit the map."""
+    dt = torch.float64 if x.dtype == torch.float64 else torch.float32
+
+    def held(mask: torch.Tensor) -> torch.Tensor:
+        # counts are small integers: exact in float32 (below 2^24 per map)
+        s = box_sum_valid(mask.to(dt), kernel)
+        return (replicate_to(s, x.shape[-2:]) if padded else s) > 0.5
+
+    nan, pos, neg = held(x.isnan()), held(x == float("inf")), held(x == float("-inf"))
+    nan |= pos & neg
+    return nan, pos & ~nan, neg & ~nan
+
+
+def _with_nonfinite(
+    x: torch.Tensor, kernel: tuple[int, int], strides: tuple[int, int] | None, padded: bool
+) -> torch.Tensor:
+    """Window means of a map holding non-finite values: the finite part (zeros in place
+    of the others; exact, or fast on ``strides``), then NaN / +-inf where brute force
+    has them (:func:`nonfinite_windows`). In the compute dtype."""
+    xf = x.to(_compute_dtype(x))
+    z = torch.where(torch.isfinite(xf), xf, torch.zeros((), dtype=xf.dtype, device=xf.device))
+    if strides is None or strides == (1, 1):
+        means = (box_mean if padded else box_mean_valid)(z, kernel, finite=True)
+    else:
+        grid, m_h, m_w = fast_factors(z, kernel, strides, padded=padded)
+        means = expand_factors(grid, m_h, m_w)
+    nan, pos, neg = nonfinite_windows(xf, kernel, padded)
+    return (
+        means.masked_fill(pos, float("inf"))
+        .masked_fill(neg, float("-inf"))
+        .masked_fill(nan, float("nan"))
+    )
 
 
 def _box_mean_autograd(x: torch.Tensor, kernel: tuple[int, int], centre: bool) -> torch.Tensor:
@@ -179,46 +244,58 @@ def _box_mean_autograd(x: torch.Tensor, kernel: tuple[int, int], centre: bool) -
 
 
 def _workspace(
-    x: torch.Tensor, centre: bool, overwrite: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+    x: torch.Tensor, centre: bool, overwrite: bool, finite: bool | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """A contiguous map of the compute dtype holding ``x`` (minus its channel means
-    ``offset`` when ``centre``; offset None otherwise) that may be overwritten."""
+    ``offset`` when ``centre``; offset None otherwise) that may be overwritten; None,
+    with ``x`` untouched, when ``x`` holds a non-finite value (seen in the centring
+    means, or by a pass over ``x`` without centring unless ``finite``)."""
     dt = _compute_dtype(x)
-    if overwrite and x.dtype == dt and x.is_contiguous():
-        if not centre:
-            return x, None
-        offset = x.mean(dim=(-2, -1), keepdim=True)
-        return x.sub_(offset), offset
     xc = x.to(dt)
+    offset = xc.mean(dim=(-2, -1), keepdim=True) if centre else None
+    if not finite and not (all_finite(offset) if centre else all_finite(xc)):
+        return None
+    if overwrite and x.dtype == dt and x.is_contiguous():
+        return (x if offset is None else x.sub_(offset)), offset
     a = torch.empty(x.shape, dtype=dt, device=x.device)
-    if not centre:
+    if offset is None:
         return a.copy_(xc), None
-    offset = xc.mean(dim=(-2, -1), keepdim=True)
     return torch.sub(xc, offset, out=a), offset
 
 
 def box_mean(
-    x: torch.Tensor, kernel: tuple[int, int], centre: bool = True, overwrite: bool = False
+    x: torch.Tensor,
+    kernel: tuple[int, int],
+    centre: bool = True,
+    overwrite: bool = False,
+    *,
+    finite: bool | None = None,
 ) -> torch.Tensor:
     """Exact mean of every k_h x k_w window of ``x``, replicate-padded to ``x``'s size.
 
     Args:
         x: (N, C, H, W) map, any float dtype.
         kernel: window (k_h, k_w) in pixels of ``x``; clipped to (H, W).
-        centre, overwrite: as in :func:`box_mean_valid` (``overwrite`` returns ``x``
-            itself, filled with the means).
+        centre, overwrite, finite: as in :func:`box_mean_valid` (``overwrite`` returns
+            ``x`` itself, filled with the means, except for a map holding NaN / inf).
 
     Returns:
         (N, C, H, W) tensor of ``x.dtype``: position (i, j) holds the mean over the
         window whose top-left corner is (clamp(i - top, 0, H - k_h), clamp(j - left, 0,
-        W - k_w)), with top = (k_h - 1) // 2 and left = (k_w - 1) // 2. One new map is
+        W - k_w)), with top = (k_h - 1) // 2 and left = (k_w - 1) // 2; NaN / +-inf where
+        that window holds non-finite values, as a brute-force mean. One new map is
         allocated (plus a row-sum buffer); padding is written in place.
     """
     check_map(x)
     kh, kw = clamp_window(kernel, x.shape[-2:])
     if needs_grad(x):
+        if not (finite or all_finite(x)):
+            return _with_nonfinite(x, (kh, kw), None, padded=True).to(x.dtype)
         return replicate_to(_box_mean_autograd(x, (kh, kw), centre), x.shape[-2:]).to(x.dtype)
-    a, offset = _workspace(x, centre, overwrite)
+    ws = _workspace(x, centre, overwrite, finite)
+    if ws is None:
+        return _with_nonfinite(x, (kh, kw), None, padded=True).to(x.dtype)
+    a, offset = ws
     inner = a[(..., *valid_region(a.shape[-2:], (kh, kw)))]
     _box_sums_(a, (kh, kw), inner).mul_(1.0 / (kh * kw))
     if offset is not None:
@@ -360,7 +437,10 @@ def box_mean_fast_valid(
     kernel, strides = fast_window(x, kernel, strides)
     if strides == (1, 1):
         return box_mean_valid(x, kernel)
-    return expand_factors(*fast_factors(x, kernel, strides, padded=False))
+    grid, m_h, m_w = fast_factors(x, kernel, strides, padded=False)
+    if not all_finite(grid):
+        return _with_nonfinite(x, kernel, strides, padded=False)
+    return expand_factors(grid, m_h, m_w)
 
 
 def box_mean_fast(
@@ -377,9 +457,15 @@ def box_mean_fast(
     Returns:
         (N, C, H, W) tensor of ``x.dtype``, within :func:`fast_error_bound` x (max - min
         of the channel) of :func:`box_mean`: the window means at block-aligned starts,
-        interpolated linearly in between and replicate-padded as :func:`box_mean`.
+        interpolated linearly in between and replicate-padded as :func:`box_mean`. A
+        map holding NaN / inf: NaN / +-inf exactly where :func:`box_mean` has them, the
+        other windows from its finite part (zeros in place of the non-finite values;
+        the bound then holds for that map's range).
     """
     kernel, strides = fast_window(x, kernel, strides)
     if strides == (1, 1):
         return box_mean(x, kernel)
-    return expand_factors(*fast_factors(x, kernel, strides)).to(x.dtype)
+    grid, m_h, m_w = fast_factors(x, kernel, strides)
+    if not all_finite(grid):  # block sums carry every NaN / inf of the map
+        return _with_nonfinite(x, kernel, strides, padded=True).to(x.dtype)
+    return expand_factors(grid, m_h, m_w).to(x.dtype)

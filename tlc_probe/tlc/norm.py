@@ -6,7 +6,15 @@ import torch
 from torch import nn
 
 from ..tensors import check_map
-from .box import FAST_MIN_CELLS, box_mean, box_mean_fast, needs_grad
+from .box import (
+    FAST_MIN_CELLS,
+    all_finite,
+    box_mean,
+    box_mean_fast,
+    clamp_window,
+    needs_grad,
+    nonfinite_windows,
+)
 from .window import LocalWindow
 
 #: Local mean^2 / (variance + eps) above which float32 moments lose too many digits and
@@ -75,7 +83,13 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
         return local
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, C, H, W), normalised with local (or, if covering, global) moments."""
+        """(N, C, H, W) -> (N, C, H, W), normalised with local (or, if covering, global)
+        moments. Integer maps are refused (``TypeError``); an empty batch is handed to
+        ``nn.InstanceNorm2d`` (whatever it does, this does)."""
+        if isinstance(x, torch.Tensor) and not x.is_floating_point():
+            raise TypeError(f"{type(self).__name__} needs a floating-point map, got {x.dtype}")
+        if isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[0] == 0:
+            return super().forward(x)
         check_map(x)
         size = (x.shape[-2], x.shape[-1])
         uses_running = self.track_running_stats and not self.training
@@ -87,8 +101,16 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
             )
         dt = torch.float64 if x.dtype == torch.float64 else torch.float32
         xc = x.to(dt)
-        xc = xc - xc.mean(dim=(-2, -1), keepdim=True)
-        mu, var = self.moments(xc)
+        offset = xc.mean(dim=(-2, -1), keepdim=True)
+        if not all_finite(offset) and not all_finite(xc):  # (not a mere overflow)
+            # NaN where a window holds NaN / inf, as the brute-force moments give
+            # (inf - inf, inf / inf); the other windows normalise the finite part.
+            ok = torch.isfinite(xc)
+            out = self.forward(torch.where(ok, xc, torch.zeros((), dtype=dt, device=xc.device)))
+            nan, pos, neg = nonfinite_windows(xc, clamp_window(self.kernel_size, size))
+            return out.masked_fill(nan | pos | neg, float("nan")).to(x.dtype)
+        xc = xc - offset
+        mu, var = self.moments(xc, finite=True)
         # out = xc * scale + shift with the affine folded in; the moments are full
         # (replicate-padded) maps, so without autograd no further map is allocated.
         w = b = None
@@ -113,13 +135,24 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
             shift.add_(b)
         return torch.addcmul(shift, xc, scale, out=xc).to(x.dtype)
 
-    def moments(self, xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def moments(
+        self, xc: torch.Tensor, finite: bool | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Local mean and biased variance of a channel-centred (N, C, H, W) map, as this
         module normalises with: replicate-padded (N, C, H, W) maps of ``xc``'s dtype.
 
         In float32, (sample, channel) maps where mean^2 > CANCELLATION_LIMIT x
         (var + eps) somewhere are recomputed in float64 (the probe records these too).
+        Windows holding NaN / inf get the brute-force moments: the mean of
+        :func:`~tlc_probe.tlc.box.box_mean`, variance NaN. ``finite=True`` tells that
+        ``xc`` holds none (skips that check, one pass over ``xc``).
         """
+        if not (finite or all_finite(xc)):
+            ok = torch.isfinite(xc)
+            mu, var = self.moments(torch.where(ok, xc, torch.zeros_like(xc)), finite=True)
+            nan, pos, neg = nonfinite_windows(xc, clamp_window(self.kernel_size, xc.shape[-2:]))
+            mu = mu.masked_fill(pos, float("inf")).masked_fill(neg, float("-inf"))
+            return mu.masked_fill(nan, float("nan")), var.masked_fill(nan | pos | neg, float("nan"))
         mu, var = self._moments(xc)
         if xc.dtype == torch.float32:
             # float32 loses the digits of var = E[xc^2] - mu^2 where the local mean
@@ -144,8 +177,8 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
             mu = box_mean_fast(xc, self.kernel_size, r)
             sq = box_mean_fast(xc * xc, self.kernel_size, r)
         else:
-            mu = box_mean(xc, self.kernel_size, centre=False)
-            sq = box_mean(xc * xc, self.kernel_size, overwrite=True)
+            mu = box_mean(xc, self.kernel_size, centre=False, finite=True)
+            sq = box_mean(xc * xc, self.kernel_size, overwrite=True, finite=True)
         if needs_grad(xc):
             return mu, (sq - mu * mu).clamp(min=0.0)
         return mu, torch.addcmul(sq, mu, mu, value=-1.0, out=sq).clamp_(min=0.0)

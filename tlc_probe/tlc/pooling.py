@@ -9,6 +9,7 @@ from torch import nn
 from ..tensors import check_map
 from .box import (
     FAST_MIN_CELLS,
+    all_finite,
     box_mean,
     box_mean_fast,
     fast_factors,
@@ -56,7 +57,13 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
         self.grid_head = grid_head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, C, 1, 1) when the window covers the map, else (N, C, H, W)."""
+        """(N, C, H, W) -> (N, C, 1, 1) when the window covers the map, else (N, C, H, W).
+        Integer maps are refused (``TypeError``) as ``nn.AdaptiveAvgPool2d`` refuses them;
+        an empty batch gives an empty result of that shape."""
+        if isinstance(x, torch.Tensor) and not x.is_floating_point():
+            raise TypeError(f"{type(self).__name__} needs a floating-point map, got {x.dtype}")
+        if isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[0] == 0:
+            return F.adaptive_avg_pool2d(x, 1) if self.covers(x.shape[-2:]) else x.clone()
         check_map(x)
         size = (x.shape[-2], x.shape[-1])
         if self.covers(size):
@@ -65,8 +72,9 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
             kernel, strides = fast_window(x, self.kernel_size, self.strides(size))
             if strides != (1, 1):
                 grid, m_h, m_w = fast_factors(x, kernel, strides)
-                dt = x.dtype
-                return GridMap.wrap(grid.to(dt), m_h.to(dt), m_w.to(dt))
+                if all_finite(grid):  # else the full map keeps NaN / inf local
+                    dt = x.dtype
+                    return GridMap.wrap(grid.to(dt), m_h.to(dt), m_w.to(dt))
         if self.fast_imp:
             return box_mean_fast(x, self.kernel_size, self.strides(size))
         return box_mean(x, self.kernel_size)
