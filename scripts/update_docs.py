@@ -1,7 +1,8 @@
 """Copy the README's figures from a finished ``tlc-probe reproduce`` run into docs/.
 
 Usage: ``make docs`` (runs the main job, then this), or
-``python scripts/update_docs.py [results]`` after ``tlc-probe reproduce --out results``.
+``python scripts/update_docs.py [results]`` after ``tlc-probe reproduce --out results
+--overwrite``.
 Copies the Fig. A3 figure of the most shifted HINet instance-norm site and MPRNet SE site,
 the depth profile of MPRNet, the decomposition bars of HINet (deblurring) and NAFNet, the
 seam crops and window sweep of the deblurring models, and

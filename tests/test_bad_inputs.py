@@ -194,6 +194,7 @@ def test_property_local_mean_and_norm_match_brute_force(n, c, h, w, kh, kw, doub
     got = box_mean(x, (kh, kw))
     _same_nonfinite(got, ref)
     _close_where_finite(got, ref, x)
+    _same_nonfinite(box_mean_fast(x, (kh, kw)), ref)  # fast: same places, any strides
     norm = LocalInstanceNorm2d(c, (kh, kw))
     if not norm.covers((h, w)) and h * w > 1:
         ref_in = brute_window_instance_norm(x, (kh, kw))
@@ -278,28 +279,34 @@ def test_runaway_tilings_are_refused_with_the_estimate_unless_forced():
 # 16-bit colour PNGs keep their 16 bits (item 8): before, Pillow quantised them to 8 bits.
 
 
-def _write_png16(path, a):
-    """A 16-bit PNG written by hand (zlib + struct): independent of any image library."""
+def _write_png16(path, a, sbit=None):
+    """A 16-bit PNG written by hand (zlib + struct): independent of any image library.
+    Rows after the first use PNG filter 2 (Up); ``sbit`` adds an sBIT chunk."""
     import struct
     import zlib
 
     h, w, c = a.shape
-    raw = b"".join(b"\x00" + a[y].astype(">u2").tobytes() for y in range(h))
+    rows = [a[y].astype(">u2").tobytes() for y in range(h)]
+    raw = b"\x00" + rows[0]
+    for prev, row in zip(rows[:-1], rows[1:], strict=True):
+        raw += b"\x02" + bytes((x - p) % 256 for x, p in zip(row, prev, strict=True))
 
     def chunk(tag, data):
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
     header = struct.pack(">IIBBBBB", w, h, 16, {1: 0, 3: 2, 4: 6}[c], 0, 0, 0)
+    extra = chunk(b"sBIT", bytes([sbit] * c)) if sbit else b""
     path.write_bytes(
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
+        + extra
         + chunk(b"IDAT", zlib.compress(raw))
         + chunk(b"IEND", b"")
     )
 
 
-@pytest.mark.parametrize("channels", [1, 3, 4])
-def test_16_bit_png_is_read_exactly(tmp_path, channels):
+@pytest.mark.parametrize("channels,sbit", [(3, None), (4, None), (3, 12)])
+def test_16_bit_colour_png_is_read_exactly(tmp_path, channels, sbit):
     import numpy as np
 
     from tlc_probe.data import read_image
@@ -308,15 +315,19 @@ def test_16_bit_png_is_read_exactly(tmp_path, channels):
     a = rng.integers(0, 65536, size=(5, 7, channels), dtype=np.uint16)
     if channels == 4:
         a[..., 3] = 65535  # opaque
-    _write_png16(tmp_path / "x.png", a)
+    _write_png16(tmp_path / "x.png", a, sbit)
     got = read_image(tmp_path / "x.png")
     want = torch.from_numpy(a[..., :3].astype(np.float32) / 65535.0).permute(2, 0, 1)
-    if channels == 1:
-        want = torch.from_numpy(np.repeat(a, 3, axis=2).astype(np.float32) / 65535).permute(2, 0, 1)
     assert got.shape == (3, 5, 7)
-    assert torch.equal(got, want)  # all 16 bits: 8-bit quantisation would differ
+    # all 16 bits as stored: 8-bit quantisation, or an sBIT shift, would differ
+    assert torch.equal(got, want)
+
+
+def test_unreadable_image_says_so_plainly(tmp_path):
+    from tlc_probe.data import read_image
+
     (tmp_path / "t.png").write_text("not an image")
-    with pytest.raises(ValueError, match="not a PNG file"):
+    with pytest.raises(ValueError, match="not an image file Pillow can identify"):
         read_image(tmp_path / "t.png")
 
 
@@ -429,6 +440,10 @@ def test_resume_knows_its_data_and_its_part_files(tmp_path, ckpt, data, capsys):
     argv = _collect_argv(ckpt, mine, out, "--regimes", "whole,tlc")
     _ok(capsys, argv)
     before = _rows(out)
+    from tlc_probe.store import read_meta
+
+    meta = read_meta(next(out.glob("regime=tlc/part-*.parquet")))
+    assert "samples" not in meta and len(meta["samples_sha256"]) == 64  # footers stay small
     for sub in ("input", "target"):  # a third image, sorted between the two
         shutil.copy(mine / sub / "000.png", mine / sub / "0005.png")
     _fails(capsys, argv + ["--resume"], "1 added ['0005']")
@@ -448,6 +463,25 @@ def test_resume_knows_its_data_and_its_part_files(tmp_path, ckpt, data, capsys):
         _ok(capsys, argv_rel + ["--resume"])
     finally:
         os.chdir(cwd)
+    pd.testing.assert_frame_equal(_rows(out), before)
+
+
+def test_a_store_from_before_the_sample_record_resumes_with_a_warning(tmp_path, ckpt, data, capsys):
+    import json
+
+    import pandas as pd
+
+    out = tmp_path / "s"
+    argv = _collect_argv(ckpt, data, out, "--regimes", "whole")
+    _ok(capsys, argv)
+    before = _rows(out)
+    run = json.loads((out / "_run.json").read_text())
+    for key in ("samples", "samples_sha256"):
+        run.pop(key)
+    (out / "_run.json").write_text(json.dumps(run))
+    next(out.glob("regime=whole/part-*.parquet")).unlink()
+    with pytest.warns(RuntimeWarning, match="did not record its samples"):
+        _ok(capsys, argv + ["--resume"])
     pd.testing.assert_frame_equal(_rows(out), before)
 
 
@@ -484,6 +518,20 @@ def test_two_runs_are_never_pooled(tmp_path, ckpt, data, capsys):
     _ok(capsys, _collect_argv(ckpt, data, parent / "b", "--regimes", "whole", "--fast"))
     _fails(capsys, ["shift", parent, "--out", tmp_path / "sh"], "other settings")
     assert len(read_stats(parent / "a")) > 0  # each alone is fine
+    # stores named like Hive folders are still two stores
+    shutil.move(parent / "a", parent / "lr=1")
+    shutil.move(parent / "b", parent / "lr=2")
+    with pytest.raises(ValueError, match="other settings"):
+        read_stats(parent)
+    # stores of other sites of one model combine: nothing would be pooled
+    split = tmp_path / "split"
+    _ok(
+        capsys,
+        _collect_argv(ckpt, data, split / "a", "--regimes", "whole", "--sites", "encoders*"),
+    )
+    _ok(capsys, _collect_argv(ckpt, data, split / "b", "--regimes", "whole", "--sites", "middle*"))
+    both = read_stats(split)
+    assert len(both) == len(read_stats(split / "a")) + len(read_stats(split / "b"))
 
 
 def test_reproduce_refuses_a_folder_with_old_outputs(tmp_path, capsys):
@@ -498,6 +546,21 @@ def test_reproduce_refuses_a_folder_with_old_outputs(tmp_path, capsys):
     assert (out / "REPORT.md").exists() and (out / "bench" / "old").exists()
     prepare_out(out, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    (out / "figures").mkdir()  # the user's own, beside no main job's outputs
+    with pytest.raises(FileExistsError, match="no main job wrote"):
+        prepare_out(out, overwrite=True)
+    assert (out / "figures").is_dir()
+
+
+def test_flags_replace_parameter_names_only():
+    """train's FLAGS rewrote every 'out', 'batch', 'seed' in any message."""
+    import importlib
+
+    from tlc_probe.cli import train
+
+    error_line = importlib.import_module("tlc_probe.cli.main").error_line
+    assert error_line(train, RuntimeError("CUDA out of memory")) == "CUDA out of memory"
+    assert error_line(train, ValueError("iters must be >= 1, got 0")).startswith("--iters must")
 
 
 def test_bad_settings_are_one_line_before_any_work(tmp_path, ckpt, data, capsys):

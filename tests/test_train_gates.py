@@ -50,3 +50,17 @@ def test_gate_scale_is_checked(tmp_path):
         with pytest.raises(ValueError, match="gate_lr_scale"):
             _cfg(tmp_path, scale=bad)
     assert len(_optimizer(build("hinet", "tiny"), _cfg(tmp_path, "hinet", 1.0)).param_groups) == 1
+
+
+def test_resume_with_another_gate_scale_is_refused(tmp_path):
+    from tlc_probe.jobs.train import train
+
+    kw = dict(model="nafnet", task="deblur", out=str(tmp_path / "n.pt"), iters=4, batch=2)
+    kw |= dict(patch=32, n_per_photo=1, val_every=2)
+    train(TrainConfig(**kw, gate_lr_scale=10.0), progress=False, stop_after=2)
+    with pytest.raises(ValueError, match=r"gate_lr_scale: 10.0 -> 1.0"):
+        train(TrainConfig(**kw), resume=True, progress=False)
+    with pytest.raises(ValueError, match=r"iters: 4 -> 6"):
+        train(TrainConfig(**{**kw, "iters": 6}, gate_lr_scale=10.0), resume=True, progress=False)
+    r = train(TrainConfig(**kw, gate_lr_scale=10.0), resume=True, progress=False)
+    assert r["iterations"] == 4

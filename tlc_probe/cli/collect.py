@@ -35,9 +35,9 @@ FLAGS = {
     "kinds": "--kinds",
     "base_size": "--base-size",
     "site pattern": "--sites pattern",
-    "n_per_photo": "--n-per-photo",
-    "seed": "--seed",
-    "writer": "--writer",
+    "n_per_photo must": "--n-per-photo must",
+    "seed must": "--seed must",
+    "writer must": "--writer must",
 }
 
 

@@ -11,16 +11,16 @@ NAME = "train"
 FLAGS = {
     "mode='resume'": "--resume",
     "mode='overwrite'": "--overwrite-stats",
-    "iters": "--iters",
-    "val_every": "--val-every",
-    "patch": "--patch",
-    "batch": "--batch",
-    "n_per_photo": "--n-per-photo",
-    "gate_lr_scale": "--gate-lr-scale",
-    "lr": "--lr",
-    "deadleaves": "--deadleaves",
-    "seed": "--seed",
-    "out": "--out",
+    "iters must": "--iters must",
+    "val_every must": "--val-every must",
+    "patch must": "--patch must",
+    "batch must": "--batch must",
+    "n_per_photo must": "--n-per-photo must",
+    "gate_lr_scale must": "--gate-lr-scale must",
+    "lr must": "--lr must",
+    "deadleaves must": "--deadleaves must",
+    "seed must": "--seed must",
+    "gate_lr_scale=": "--gate-lr-scale ",
 }
 HELP = "train a zoo model on patches of degraded bundled photos"
 DESCRIPTION = (

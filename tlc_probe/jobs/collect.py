@@ -62,7 +62,7 @@ from ..store.parts import (
     write_run_json,
 )
 from ..tensors import to_model
-from ..tiling import image_tiles
+from ..tiling import check_tiling, image_tiles
 from ..tlc import convert
 from .distributed import Shard
 
@@ -221,14 +221,19 @@ def collect(
     if {"tiles", "window"} & set(cfg.regimes) and not 0 <= cfg.tile_overlap < train_size:
         raise ValueError(f"tile_overlap must be in [0, {train_size}), got {cfg.tile_overlap}")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"out {out} is a file, not a statistics folder")
     shard = shard or Shard()
     many = shard.world_size > 1
     writer = str(shard.rank) if many else cfg.writer
     progress = progress and shard.rank == 0
+    existed = has_data(out)
+    if existed and mode == "refuse":
+        raise FileExistsError(
+            f"{out} already holds statistics; pass mode='resume' to complete it or "
+            "mode='overwrite' to replace it"
+        )
     # Everything is checked before anything under `out` changes: the sites (bad patterns
-    # reported), the TLC calibration and windows, every image's readability, the folder.
+    # reported), the TLC calibration and windows, the tiling, every image file's header
+    # and size, the folder.
     model = model.eval()
     probe_kw = {"kinds": cfg.kinds, "names": cfg.names, "depths": cfg.depths}
     probe = Probe(model, positions=cfg.positions, **probe_kw)
@@ -242,14 +247,17 @@ def collect(
     if "window" in image_regimes:
         windows = training_windows(model, train_size, cfg.tile_overlap)
         window_probe = Probe(model, positions=cfg.positions, windows=windows, **probe_kw)
-    samples = {"test": manifest(test_data) if image_regimes else None}
     if image_regimes and not len(test_data):
         raise ValueError("no test images to collect the image regimes on")
+    if image_regimes:
+        check_images(test_data, progress=progress)
+        if {"tiles", "window"} & set(image_regimes):  # a runaway tiling, on the first image
+            check_tiling(*test_data[0]["input"].shape[-2:], train_size, cfg.tile_overlap)
+    if "train" in cfg.regimes:
+        check_images(train_data, min_size=train_size, progress=progress)
+    samples = {"test": manifest(test_data) if image_regimes else None}
     if "train" in cfg.regimes:
         samples["train"] = manifest(train_data)
-    for what, data in (("test", test_data if image_regimes else None), ("train", train_data)):
-        if data is not None and (what == "test" or "train" in cfg.regimes):
-            check_images(data, progress=progress)
     check_writable(out)
     run = {
         "model": model_name,
@@ -259,36 +267,40 @@ def collect(
         "config": {**asdict(cfg), **({"writer": "<rank>"} if many else {})},
         "world_size": shard.world_size,
         **(meta or {}),
-        "samples": samples,
     }
-    existed = has_data(out)
-    if existed:
-        if mode == "refuse":
-            raise FileExistsError(
-                f"{out} already holds statistics; pass mode='resume' to complete it or "
-                "mode='overwrite' to replace it"
+    # The sample list goes to _run.json only; part files carry its hash (their footers
+    # stay small: readers parse every footer).
+    run_json = {**run, "samples": samples}
+    run["samples_sha256"] = hashlib.sha256(json.dumps(samples, sort_keys=True).encode()).hexdigest()
+    if existed and mode == "resume":
+        old = read_run_json(out) or {}
+        if (had := int(old.get("world_size", 1))) != shard.world_size:
+            raise ValueError(
+                f"cannot resume {out}: it was collected by {had} process(es) and this "
+                f"run has {shard.world_size}; resume with the same number of processes "
+                "(torchrun --nproc_per_node) or use mode='overwrite'"
             )
-        if mode == "resume":
-            old = read_run_json(out) or {}
-            if (had := int(old.get("world_size", 1))) != shard.world_size:
-                raise ValueError(
-                    f"cannot resume {out}: it was collected by {had} process(es) and this "
-                    f"run has {shard.world_size}; resume with the same number of processes "
-                    "(torchrun --nproc_per_node) or use mode='overwrite'"
-                )
-            mine = json.loads(json.dumps(_comparable(run), default=str))
-            theirs = _comparable(old)
-            if theirs.get("samples") != mine["samples"]:
-                raise ValueError(
-                    f"cannot resume {out}: the data changed since it was collected "
-                    f"({_samples_diff(theirs.get('samples'), mine['samples'])}); use "
-                    "mode='overwrite' or another out"
-                )
-            if theirs != mine:
-                raise ValueError(
-                    f"cannot resume {out}: its _run.json was made with other settings "
-                    f"({_diff(theirs, mine)}); use mode='overwrite' or another out"
-                )
+        mine = json.loads(json.dumps(_comparable(run_json), default=str))
+        theirs = _comparable(old)
+        if "samples" not in theirs:  # written before runs recorded their samples
+            warnings.warn(
+                f"{out} was collected by an older tlc-probe that did not record its "
+                "samples: the data cannot be checked, only the settings",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            mine.pop("samples")
+        elif theirs["samples"] != mine["samples"]:
+            raise ValueError(
+                f"cannot resume {out}: the data changed since it was collected "
+                f"({_samples_diff(theirs['samples'], mine['samples'])}); use "
+                "mode='overwrite' or another out"
+            )
+        if theirs != mine:
+            raise ValueError(
+                f"cannot resume {out}: its _run.json was made with other settings "
+                f"({_diff(theirs, mine)}); use mode='overwrite' or another out"
+            )
     shard.barrier()  # every rank has checked before anything under `out` changes
     if existed:
         if mode == "overwrite" and shard.rank == 0:
@@ -302,7 +314,7 @@ def collect(
     }
     run["command"] = " ".join(sys.argv)
     if shard.rank == 0:
-        write_run_json(out, run)
+        write_run_json(out, {**run, "samples": samples})
     shard.barrier()
 
     result = CollectResult(out=out)
@@ -378,7 +390,7 @@ def collect(
 
 
 # world_size is checked on its own; the checkpoint by its sha256, not by the path string
-_VOLATILE = ("versions", "command", "world_size", "checkpoint")
+_VOLATILE = ("versions", "command", "world_size", "checkpoint", "samples_sha256")
 
 
 def _comparable(run: dict[str, Any]) -> dict[str, Any]:
@@ -397,10 +409,11 @@ def _samples_diff(old: dict | None, new: dict) -> str:
         if a is None or b is None:
             parts.append(f"{split}: not recorded before" if a is None else f"{split}: dropped")
             continue
-        ids_a, ids_b = [e[0] for e in a], [e[0] for e in b]
-        added = [i for i in ids_b if i not in set(ids_a)]
-        gone = [i for i in ids_a if i not in set(ids_b)]
-        changed = [e[0] for e in b if e[0] in set(ids_a) and e not in a]
+        by_id = {e[0]: e for e in a}
+        ids_b = {e[0] for e in b}
+        added = [e[0] for e in b if e[0] not in by_id]
+        gone = [i for i in by_id if i not in ids_b]
+        changed = [e[0] for e in b if e[0] in by_id and by_id[e[0]] != e]
         words = []
         if added:
             words.append(f"{len(added)} added {added[:3]}")
@@ -471,7 +484,8 @@ def datasets_for(
         train = PairedFolder(data, layout, split="train")
     else:
         train = None
-    return train, test, f"{layout} folder {data}" + (f", train {train_data}" if train_data else "")
+    where = f"{layout} folder {Path(data).resolve()}"  # resolved: a resume may name it otherwise
+    return train, test, where + (f", train {Path(train_data).resolve()}" if train_data else "")
 
 
 def collect_checkpoint(

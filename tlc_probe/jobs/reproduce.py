@@ -55,13 +55,24 @@ OUTPUTS = ("stats", "reliance", "shift", "figures", "bench", "REPORT.md", "summa
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
-    """Make ``out`` ready for a fresh main job: refuse (``FileExistsError``) a folder that
-    already holds outputs of one unless ``overwrite``, which deletes them (only the
+    """Make ``out`` ready for a fresh main job. A folder holding an earlier main job's
+    outputs (recognised by its REPORT.md, summary.json or a ``stats/*/_run.json``) is
+    refused (``FileExistsError``) unless ``overwrite``, which deletes those outputs (the
     entries of :data:`OUTPUTS`; other files stay), so that REPORT.md embeds only what
-    the new run made. ``NotADirectoryError`` when ``out`` is a file."""
+    the new run made. A folder with entries of those names that no main job wrote is
+    refused either way (nothing of the user's is deleted); ``NotADirectoryError`` when
+    ``out`` is a file."""
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"out {out} is a file, not a folder")
     old = [out / name for name in OUTPUTS if (out / name).exists()]
+    ours = any((out / m).is_file() for m in ("REPORT.md", "summary.json")) or any(
+        out.glob("stats/*/_run.json")
+    )
+    if old and not ours:
+        raise FileExistsError(
+            f"{out} holds {', '.join(p.name for p in old)} that no main job wrote; "
+            "choose another out"
+        )
     if old and not overwrite:
         raise FileExistsError(
             f"{out} already holds the outputs of a main job ({', '.join(p.name for p in old)}); "

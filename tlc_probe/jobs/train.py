@@ -38,7 +38,10 @@ class TrainConfig:
     each training photo to crop from; ``deadleaves`` degraded dead-leaves images
     (``deadleaves_size`` px square) mixed into the crop pool, 0 for photos only. The test
     photos are never in the pool. ``gate_lr_scale``: learning-rate factor of the
-    :func:`gate_parameters` (1: one parameter group, as without gates)."""
+    :func:`gate_parameters` (1: one parameter group, as without gates); AdamW's decoupled
+    weight decay, lr x weight_decay per step, grows with it, and the cosine schedule
+    ends every group at ``lr / 100``. A resumed training must keep every setting but
+    ``out`` and ``val_every``."""
 
     model: str
     task: str
@@ -66,7 +69,11 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
                 raise ValueError(f"{name} must be a positive number, got {v!r}")
         if Path(self.out).is_dir():
-            raise IsADirectoryError(f"out {self.out} is a folder: name the checkpoint to write")
+            raise IsADirectoryError(f"{self.out} is a folder: name the checkpoint file to write")
+
+
+#: Settings a resumed training may change (the rest must be those of the checkpoint).
+_MAY_CHANGE = ("out", "val_every")
 
 
 def gate_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -164,6 +171,12 @@ def train(
         if not out.exists() or not state_path.exists():
             raise ValueError(f"nothing to resume: need {out} and {state_path}")
         sd, meta = read_checkpoint(out)
+        old = {k: v for k, v in meta.get("train_config", {}).items() if k not in _MAY_CHANGE}
+        new = {k: v for k, v in asdict(cfg).items() if k not in _MAY_CHANGE}
+        old.setdefault("gate_lr_scale", 1.0)  # checkpoints from before the setting
+        if diff := {k: (old[k], v) for k, v in new.items() if k in old and old[k] != v}:
+            said = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise ValueError(f"cannot resume {out}: it was trained with other settings ({said})")
         model.load_state_dict(sd)
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         opt.load_state_dict(state["optimizer"])

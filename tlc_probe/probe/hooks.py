@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..sites import SITE_KINDS, Site, execution_order, select_sites, temporary_hooks
-from ..tlc.box import all_finite, box_mean_fast_valid, box_mean_valid, valid_region
+from ..tlc.box import box_mean_fast_valid, box_mean_valid, finite_centre, valid_region
 from .records import RECORD_COLUMNS, empty_frame
 from .windows import Window, window_stats
 
@@ -69,9 +69,7 @@ def _local_stats(
     h, w = x.shape[-2:]
     kh, kw = min(module.kernel_size[0], h), min(module.kernel_size[1], w)
     xf = x.detach().float() if x.dtype != torch.float64 else x.detach()
-    offset = xf.mean(dim=(-2, -1), keepdim=True)
-    if not all_finite(offset):  # centre on the finite part: NaN / inf stay in their windows
-        offset = torch.where(torch.isfinite(xf), xf, 0.0).mean(dim=(-2, -1), keepdim=True)
+    offset, finite = finite_centre(xf)  # NaN / inf stay in their windows
     xc = xf - offset
     iy, ix = grid_starts(h - kh + 1, positions), grid_starts(w - kw + 1, positions)
     iy, ix = iy.to(x.device), ix.to(x.device)
@@ -82,15 +80,15 @@ def _local_stats(
     if kind == "in":
         # The module's own moments (replicate-padded, float64 fallback included): the
         # valid window starting at (i, j) sits at (i + top, j + left).
-        mu, var = module.moments(xc)
+        mu, var = module.moments(xc, finite=finite or None)
         rows, cols = valid_region((h, w), (kh, kw))
         mean = at_grid(mu, rows.start, cols.start)
         out = {"std": at_grid(var, rows.start, cols.start).sqrt()}
     else:
         if module.fast_imp:
-            mu = box_mean_fast_valid(xc, (kh, kw), module.strides((h, w)))
+            mu = box_mean_fast_valid(xc, (kh, kw), module.strides((h, w)))  # checks its grid
         else:
-            mu = box_mean_valid(xc, (kh, kw), centre=False)
+            mu = box_mean_valid(xc, (kh, kw), centre=False, finite=finite or None)
         mean, out = at_grid(mu), {}
     out["mean"] = mean + offset.flatten(-2)
     ys = (iy + (kh - 1) // 2).repeat_interleave(len(ix))

@@ -38,42 +38,49 @@ def _files(root: Path) -> list[str]:
     return files
 
 
-def _store_of(path: str) -> Path:
-    """The statistics directory a part file belongs to: the folder above its Hive
-    ``key=value`` folders (its own folder for a file outside them)."""
+def _regime_folder(path: str) -> tuple[Path, str]:
+    """(statistics directory, regime) of a part file: the folder above its
+    ``regime=<r>`` folder and r, or its own folder and '' for a file outside one."""
     folder = Path(path).parent
-    while "=" in folder.name:
-        folder = folder.parent
-    return folder
+    if folder.name.startswith("regime="):
+        return folder.parent, folder.name.split("=", 1)[1]
+    return folder, ""
+
+
+#: Run metadata that may differ between two copies of one run.
+_INCIDENTAL = ("command", "versions", "checkpoint", "world_size")
 
 
 class RunsApart:
-    """Refuses to pool two statistics directories: ``add`` raises ``ValueError`` when rows
-    of one (model, task, regime) come from a second directory — two copies of a run, or
-    two runs with other settings (exact and fast TLC, another seed), whose rows would
-    silently be read as one sample. Files without run metadata (not written by
-    tlc-probe) are not checked."""
+    """Refuses to pool two statistics directories: :meth:`add` raises ``ValueError`` when
+    rows of one (model, task, regime, site) come from a second directory — two copies of
+    a run, or two runs with other settings (exact and fast TLC, another seed), whose rows
+    would silently be read as one sample. Directories holding other sites or regimes of
+    the same model combine freely. Files without run metadata (not written by tlc-probe)
+    are not checked."""
 
     def __init__(self) -> None:
-        self._seen: dict[tuple[str, str, str], tuple[Path, dict]] = {}
+        self._seen: dict[tuple[str, str, str, str], tuple[Path, dict]] = {}
 
-    def add(self, root: Path, path: str, kv: Mapping[bytes, bytes] | None) -> None:
-        """Record part file ``path`` (found under ``root``) with its key-value metadata."""
+    def add(self, path: str, kv: Mapping[bytes, bytes] | None, sites: Iterable[str]) -> None:
+        """Record part file ``path`` with its key-value metadata and the sites it holds."""
         if not kv or META_KEY not in kv:
             return
         run = json.loads(kv[META_KEY])
-        regime = dict(_partition(root, path)).get("regime", "")
-        key = (str(run.get("model")), str(run.get("task")), regime)
-        store = _store_of(path)
-        first = self._seen.setdefault(key, (store, run))
-        if first[0] != store:
-            same = {k: v for k, v in run.items() if k not in ("command", "versions")} == {
-                k: v for k, v in first[1].items() if k not in ("command", "versions")
-            }
-            what = "copies of one run" if same else "two runs with other settings"
+        store, regime = _regime_folder(path)
+        for site in sites:
+            key = (str(run.get("model")), str(run.get("task")), regime, site)
+            first = self._seen.setdefault(key, (store, run))
+            if first[0] == store:
+                continue
+            mine, theirs = (
+                {k: v for k, v in r.items() if k not in _INCIDENTAL} for r in (run, first[1])
+            )
+            what = "copies of one run" if mine == theirs else "two runs with other settings"
             raise ValueError(
-                f"{key[0]} / {key[1]} / regime {regime}: rows in {first[0]} and in {store} "
-                f"({what}); they would be pooled as one sample — read one directory at a time"
+                f"{key[0]} / {key[1]} / regime {regime or '?'} / site {site}: rows in "
+                f"{first[0]} and in {store} ({what}); they would be pooled as one sample — "
+                "read one directory at a time"
             )
 
 
@@ -91,7 +98,8 @@ def _dataset(root: Path, apart: RunsApart | None = None) -> ds.Dataset:
     schemas = [found.schema] + [pq.read_schema(f) for f in names]
     apart = apart or RunsApart()
     for f, sch in zip(names, schemas[1:], strict=True):
-        apart.add(root, f, sch.metadata)
+        if sch.metadata and META_KEY in sch.metadata:  # written by tlc-probe
+            apart.add(f, sch.metadata, {key[2] for key in _file_pieces(root, f)})
     schema = pa.unify_schemas(schemas, promote_options="permissive")  # string, large_string
     return ds.dataset(names, schema=schema, **kw)
 
@@ -133,7 +141,7 @@ def read_stats(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         if root.is_dir():
             frames.append(_dataset(root, apart).to_table().to_pandas())
         else:
-            apart.add(root, str(root), pq.read_schema(root).metadata)
+            apart.add(str(root), pq.read_schema(root).metadata, _sites_of(root))
             frames.append(pd.read_parquet(root))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return _tidy(df)
@@ -160,6 +168,14 @@ def _partition(root: Path, path: str) -> tuple[tuple[str, str], ...]:
         return ()
     folders = Path(path).relative_to(root).parts[:-1]
     return tuple(tuple(p.split("=", 1)) for p in folders if "=" in p)  # type: ignore[misc]
+
+
+def _sites_of(path: Path) -> set[str]:
+    """The sites a single part file holds (nothing for a file without the key columns)."""
+    try:
+        return {key[2] for key in _file_pieces(path, str(path))}
+    except KeyError:
+        return set()
 
 
 def _file_pieces(root: Path, path: str) -> dict[tuple[str, str, str], SitePiece]:
@@ -224,7 +240,8 @@ class SiteIndex(Mapping[tuple[str, str, str], tuple[SitePiece, ...]]):
                 for key, piece in found.items():
                     pieces.setdefault(key, []).append(piece)
                 if found:
-                    apart.add(root, f, next(iter(found.values())).metadata.metadata)
+                    kv = next(iter(found.values())).metadata.metadata
+                    apart.add(f, kv, {key[2] for key in found})
         self._pieces = {k: tuple(pieces[k]) for k in sorted(pieces)}
         metas = {id(p.metadata): p.metadata for ps in self._pieces.values() for p in ps}
         fields = [m.schema.to_arrow_schema() for m in metas.values()]

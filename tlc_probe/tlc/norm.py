@@ -12,6 +12,7 @@ from .box import (
     box_mean,
     box_mean_fast,
     clamp_window,
+    finite_centre,
     needs_grad,
     nonfinite_windows,
 )
@@ -88,7 +89,7 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
         ``nn.InstanceNorm2d`` (whatever it does, this does)."""
         if isinstance(x, torch.Tensor) and not x.is_floating_point():
             raise TypeError(f"{type(self).__name__} needs a floating-point map, got {x.dtype}")
-        if isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[0] == 0:
+        if isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[0] == 0 and min(x.shape[1:]):
             return super().forward(x)
         check_map(x)
         size = (x.shape[-2], x.shape[-1])
@@ -101,16 +102,11 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
             )
         dt = torch.float64 if x.dtype == torch.float64 else torch.float32
         xc = x.to(dt)
-        offset = xc.mean(dim=(-2, -1), keepdim=True)
-        if not all_finite(offset) and not all_finite(xc):  # (not a mere overflow)
-            # NaN where a window holds NaN / inf, as the brute-force moments give
-            # (inf - inf, inf / inf); the other windows normalise the finite part.
-            ok = torch.isfinite(xc)
-            out = self.forward(torch.where(ok, xc, torch.zeros((), dtype=dt, device=xc.device)))
-            nan, pos, neg = nonfinite_windows(xc, clamp_window(self.kernel_size, size))
-            return out.masked_fill(nan | pos | neg, float("nan")).to(x.dtype)
+        # NaN / inf stay in their windows: centred on the finite part, their windows get
+        # NaN moments (see moments), so the output is NaN exactly there, as brute force.
+        offset, finite = finite_centre(xc)
         xc = xc - offset
-        mu, var = self.moments(xc, finite=True)
+        mu, var = self.moments(xc, finite=finite or None)
         # out = xc * scale + shift with the affine folded in; the moments are full
         # (replicate-padded) maps, so without autograd no further map is allocated.
         w = b = None

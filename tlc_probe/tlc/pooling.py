@@ -62,7 +62,7 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
         an empty batch gives an empty result of that shape."""
         if isinstance(x, torch.Tensor) and not x.is_floating_point():
             raise TypeError(f"{type(self).__name__} needs a floating-point map, got {x.dtype}")
-        if isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[0] == 0:
+        if isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[0] == 0 and min(x.shape[1:]):
             return F.adaptive_avg_pool2d(x, 1) if self.covers(x.shape[-2:]) else x.clone()
         check_map(x)
         size = (x.shape[-2], x.shape[-1])
