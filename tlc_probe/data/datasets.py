@@ -38,7 +38,8 @@ def _read_png16(path: Path) -> np.ndarray:
     """A 16-bit PNG as an (H, W) or (H, W, C) uint16 array of the stored samples, every
     bit kept (pypng: Pillow, and so scikit-image, reduces 16-bit colour PNGs to 8 bits).
     The samples are taken as stored: an ``sBIT`` chunk (how many bits were significant
-    before scaling to 16) does not shift them down. Pure Python: about 1 s per megapixel."""
+    before scaling to 16) does not shift them down. Unfiltered rows are fast (0.16 s for
+    720 x 1280 RGB here); rows with PNG filters are undone in pure Python, much slower."""
     import png
 
     w, h, rows, info = png.Reader(filename=str(path)).read()
