@@ -23,7 +23,7 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``reproduce``."""
     p.add_argument("--out", default="results", help="output folder (default: results)")
-    p.add_argument("--quick", action="store_true", help="one photo, reduced settings (< 2 min)")
+    p.add_argument("--quick", action="store_true", help="one photo, reduced settings (about 4 min)")
     p.add_argument(
         "--checkpoints", nargs="+", metavar="CKPT", help="tlc-probe checkpoints (default: shipped)"
     )
