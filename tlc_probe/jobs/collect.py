@@ -61,6 +61,7 @@ from ..store.parts import (
     write_part,
     write_run_json,
 )
+from ..store.read import INCIDENTAL
 from ..tensors import to_model
 from ..tiling import check_tiling, image_tiles
 from ..tlc import convert
@@ -247,9 +248,9 @@ def collect(
     if "window" in image_regimes:
         windows = training_windows(model, train_size, cfg.tile_overlap)
         window_probe = Probe(model, positions=cfg.positions, windows=windows, **probe_kw)
-    if image_regimes and not len(test_data):
-        raise ValueError("no test images to collect the image regimes on")
     if image_regimes:
+        if not len(test_data):
+            raise ValueError("no test images to collect the image regimes on")
         check_images(test_data, progress=progress)
         if {"tiles", "window"} & set(image_regimes):  # a runaway tiling, on the first image
             check_tiling(*test_data[0]["input"].shape[-2:], train_size, cfg.tile_overlap)
@@ -270,7 +271,6 @@ def collect(
     }
     # The sample list goes to _run.json only; part files carry its hash (their footers
     # stay small: readers parse every footer).
-    run_json = {**run, "samples": samples}
     run["samples_sha256"] = hashlib.sha256(json.dumps(samples, sort_keys=True).encode()).hexdigest()
     if existed and mode == "resume":
         old = read_run_json(out) or {}
@@ -280,7 +280,7 @@ def collect(
                 f"run has {shard.world_size}; resume with the same number of processes "
                 "(torchrun --nproc_per_node) or use mode='overwrite'"
             )
-        mine = json.loads(json.dumps(_comparable(run_json), default=str))
+        mine = json.loads(json.dumps(_comparable({**run, "samples": samples}), default=str))
         theirs = _comparable(old)
         if "samples" not in theirs:  # written before runs recorded their samples
             warnings.warn(
@@ -389,8 +389,8 @@ def collect(
     return result
 
 
-# world_size is checked on its own; the checkpoint by its sha256, not by the path string
-_VOLATILE = ("versions", "command", "world_size", "checkpoint", "samples_sha256")
+# world_size is checked on its own, the samples themselves instead of their hash
+_VOLATILE = (*INCIDENTAL, "samples_sha256")
 
 
 def _comparable(run: dict[str, Any]) -> dict[str, Any]:

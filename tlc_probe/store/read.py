@@ -47,8 +47,9 @@ def _regime_folder(path: str) -> tuple[Path, str]:
     return folder, ""
 
 
-#: Run metadata that may differ between two copies of one run.
-_INCIDENTAL = ("command", "versions", "checkpoint", "world_size")
+#: Run metadata that may differ between two copies of one run (the checkpoint is the
+#: same by its sha256, whatever path named it).
+INCIDENTAL = ("command", "versions", "checkpoint", "world_size")
 
 
 class RunsApart:
@@ -74,7 +75,7 @@ class RunsApart:
             if first[0] == store:
                 continue
             mine, theirs = (
-                {k: v for k, v in r.items() if k not in _INCIDENTAL} for r in (run, first[1])
+                {k: v for k, v in r.items() if k not in INCIDENTAL} for r in (run, first[1])
             )
             what = "copies of one run" if mine == theirs else "two runs with other settings"
             raise ValueError(
@@ -132,7 +133,7 @@ def read_stats(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     value float32. Raises ``FileNotFoundError`` when there is nothing to read.
 
     The whole store is held in memory (about 400 bytes a row); :func:`iter_sites` reads
-    the same rows one site at a time. Rows of one (model, task, regime) found in two
+    the same rows one site at a time. Rows of one (model, task, regime, site) found in two
     statistics directories are refused (:class:`RunsApart`), never pooled.
     """
     frames = []

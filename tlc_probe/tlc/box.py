@@ -228,6 +228,19 @@ def nonfinite_windows(
     return nan, pos & ~nan, neg & ~nan
 
 
+def fill_nonfinite(
+    means: torch.Tensor, masks: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """``means`` with +inf, -inf and NaN written where the (nan, pos, neg) masks of
+    :func:`nonfinite_windows` say a brute-force mean has them."""
+    nan, pos, neg = masks
+    return (
+        means.masked_fill(pos, float("inf"))
+        .masked_fill(neg, float("-inf"))
+        .masked_fill(nan, float("nan"))
+    )
+
+
 def _with_nonfinite(
     x: torch.Tensor, kernel: tuple[int, int], strides: tuple[int, int] | None, padded: bool
 ) -> torch.Tensor:
@@ -241,12 +254,7 @@ def _with_nonfinite(
     else:
         grid, m_h, m_w = fast_factors(z, kernel, strides, padded=padded)
         means = expand_factors(grid, m_h, m_w)
-    nan, pos, neg = nonfinite_windows(xf, kernel, padded)
-    return (
-        means.masked_fill(pos, float("inf"))
-        .masked_fill(neg, float("-inf"))
-        .masked_fill(nan, float("nan"))
-    )
+    return fill_nonfinite(means, nonfinite_windows(xf, kernel, padded))
 
 
 def _box_mean_autograd(x: torch.Tensor, kernel: tuple[int, int], centre: bool) -> torch.Tensor:

@@ -12,6 +12,7 @@ from .box import (
     box_mean,
     box_mean_fast,
     clamp_window,
+    fill_nonfinite,
     finite_centre,
     needs_grad,
     nonfinite_windows,
@@ -87,9 +88,7 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
         """(N, C, H, W) -> (N, C, H, W), normalised with local (or, if covering, global)
         moments. Integer maps are refused (``TypeError``); an empty batch is handed to
         ``nn.InstanceNorm2d`` (whatever it does, this does)."""
-        if isinstance(x, torch.Tensor) and not x.is_floating_point():
-            raise TypeError(f"{type(self).__name__} needs a floating-point map, got {x.dtype}")
-        if isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[0] == 0 and min(x.shape[1:]):
+        if self.empty_batch(x):
             return super().forward(x)
         check_map(x)
         size = (x.shape[-2], x.shape[-1])
@@ -146,9 +145,9 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
         if not (finite or all_finite(xc)):
             ok = torch.isfinite(xc)
             mu, var = self.moments(torch.where(ok, xc, torch.zeros_like(xc)), finite=True)
-            nan, pos, neg = nonfinite_windows(xc, clamp_window(self.kernel_size, xc.shape[-2:]))
-            mu = mu.masked_fill(pos, float("inf")).masked_fill(neg, float("-inf"))
-            return mu.masked_fill(nan, float("nan")), var.masked_fill(nan | pos | neg, float("nan"))
+            masks = nonfinite_windows(xc, clamp_window(self.kernel_size, xc.shape[-2:]))
+            nan, pos, neg = masks
+            return fill_nonfinite(mu, masks), var.masked_fill(nan | pos | neg, float("nan"))
         mu, var = self._moments(xc)
         if xc.dtype == torch.float32:
             # float32 loses the digits of var = E[xc^2] - mu^2 where the local mean

@@ -60,9 +60,7 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
         """(N, C, H, W) -> (N, C, 1, 1) when the window covers the map, else (N, C, H, W).
         Integer maps are refused (``TypeError``) as ``nn.AdaptiveAvgPool2d`` refuses them;
         an empty batch gives an empty result of that shape."""
-        if isinstance(x, torch.Tensor) and not x.is_floating_point():
-            raise TypeError(f"{type(self).__name__} needs a floating-point map, got {x.dtype}")
-        if isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[0] == 0 and min(x.shape[1:]):
+        if self.empty_batch(x):
             return F.adaptive_avg_pool2d(x, 1) if self.covers(x.shape[-2:]) else x.clone()
         check_map(x)
         size = (x.shape[-2], x.shape[-1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from ..sizes import as_pair
 from .box import fast_stride
 
@@ -31,6 +33,16 @@ class LocalWindow:
         self.fast_imp = fast_imp
         self.fast_min_cells = fast_min_cells
         self.feature_size = feature_size
+
+    def empty_batch(self, x: object) -> bool:
+        """Refuse an integer map (``TypeError``, as torch's own pool and norm refuse it);
+        True for an empty batch (0, C, H, W) of a non-empty map size, which the caller hands
+        on as the original module would; False otherwise (``check_map`` judges the rest)."""
+        if not isinstance(x, torch.Tensor):
+            return False
+        if not x.is_floating_point():
+            raise TypeError(f"{type(self).__name__} needs a floating-point map, got {x.dtype}")
+        return x.dim() == 4 and x.shape[0] == 0 and min(x.shape[1:]) > 0
 
     def covers(self, size: tuple[int, int]) -> bool:
         """True when the window spans a map of ``size`` (H, W): the statistic is global."""
