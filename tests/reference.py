@@ -98,3 +98,29 @@ def brute_window_instance_norm(x: torch.Tensor, k: tuple[int, int], eps: float =
     mu = replicate_valid(win.mean(dim=-1), h, w)
     var = replicate_valid(win.var(dim=-1, unbiased=False), h, w)
     return (x.double() - mu) / torch.sqrt(var + eps)
+
+
+def brute_local_channel_attention(q, k, v, temperature, heads, kernel):
+    """Restormer's channel attention with every position's matrix taken over its own
+    window, one position at a time (float64): the window of p starts at
+    clamp(p - (k - 1) // 2, 0, n - k) per axis (valid windows, replicate at the border).
+    q, k, v (N, C, H, W); temperature (heads, 1, 1)."""
+    q, k, v = (t.double() for t in (q, k, v))
+    n, c_all, h, w = q.shape
+    kh, kw = min(kernel[0], h), min(kernel[1], w)
+    c = c_all // heads
+    temp = temperature.double().reshape(heads)
+    out = torch.empty(n, c_all, h, w, dtype=torch.float64)
+    for y in range(h):
+        y0 = min(max(y - (kh - 1) // 2, 0), h - kh)
+        for x in range(w):
+            x0 = min(max(x - (kw - 1) // 2, 0), w - kw)
+            for hd in range(heads):
+                sl = slice(hd * c, (hd + 1) * c)
+                qw = q[:, sl, y0 : y0 + kh, x0 : x0 + kw].reshape(n, c, -1)
+                kw_ = k[:, sl, y0 : y0 + kh, x0 : x0 + kw].reshape(n, c, -1)
+                qn = qw / qw.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+                kn = kw_ / kw_.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+                a = torch.softmax(temp[hd] * qn @ kn.transpose(1, 2), dim=-1)
+                out[:, sl, y, x] = (a @ v[:, sl, y, x].unsqueeze(-1)).squeeze(-1)
+    return out

@@ -9,6 +9,7 @@ from torch import nn
 from toy_models import CALayer, HalfIN, LinearSE, ToyNet, ViewSE
 
 from tlc_probe import LocalAvgPool2d, LocalInstanceNorm2d, convert, list_sites, tlc_windows
+from tlc_probe.tlc.se import LocalLinearSE
 
 
 def _eval(m):
@@ -106,7 +107,45 @@ def test_fast_imp_close_to_exact():
     assert float((got - ref).abs().max()) <= 0.05 * float(ref.abs().max())
 
 
-@pytest.mark.parametrize("se_block,name", [(LinearSE, "ca1.pool"), (ViewSE, "ca1.pool")])
+def test_linear_se_block_runs_its_linear_layers_per_position():
+    """A pool flattened into nn.Linear layers: the whole block becomes LocalLinearSE,
+    equal to a brute-force local mean fed through the same layers at every position."""
+    torch.manual_seed(0)
+    model = _eval(ToyNet(se_block=LinearSE))
+    with torch.no_grad():
+        for p in model.ca1.fc.parameters():
+            p.normal_(0, 2)
+    tlc = convert(model, train_size=32)
+    assert isinstance(tlc.ca1, LocalLinearSE) and isinstance(tlc.ca1.pool, LocalAvgPool2d)
+    assert tlc.ca1.pool.kernel_size == (48, 48)
+    assert list(tlc.state_dict()) == list(model.state_dict())
+    block = tlc.ca1
+    x = torch.randn(2, 8, 50, 61)
+    with torch.no_grad():
+        m = brute_local_mean(x.double(), (48, 48)).float()  # (N, C, H, W)
+        gate = model.ca1.fc(m.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        assert torch.allclose(block(x), x * gate, atol=1e-5)
+        small = torch.rand(1, 3, 32, 32)
+        assert torch.allclose(tlc(small), model(small), atol=1e-6)
+
+
+def test_lookalike_linear_se_is_refused_by_name():
+    """Pool + Linear layers whose forward is not x * head(pool(x)) (here the gate is
+    added): found by the check at train size, named."""
+
+    class AddSE(LinearSE):
+        def forward(self, x):
+            b, c = x.shape[:2]
+            return x + self.fc(self.pool(x).flatten(1)).view(b, c, 1, 1)
+
+    model = _eval(ToyNet(se_block=AddSE))
+    with pytest.raises(ValueError, match=r"look like a linear squeeze.*ca1\.pool"):
+        convert(model, train_size=32)
+    with pytest.warns(UserWarning, match="leaves these"):
+        convert(model, train_size=32, skip=["ca1.pool"])
+
+
+@pytest.mark.parametrize("se_block,name", [(ViewSE, "ca1.pool")])
 def test_pool_feeding_flatten_or_view_raises_naming_it(se_block, name):
     model = _eval(ToyNet(se_block=se_block))
     with pytest.raises(ValueError, match=r"ca1\.pool") as err:
@@ -153,7 +192,7 @@ def test_no_site_raises():
         convert(nn.Conv2d(3, 3, 3), train_size=16)
 
 
-def test_site_not_reached_raises():
+def test_site_not_reached_is_left_with_a_warning():
     class Branchy(nn.Module):
         def __init__(self):
             super().__init__()
@@ -163,8 +202,10 @@ def test_site_not_reached_raises():
         def forward(self, x):
             return self.large(x) if x.shape[-1] > 100 else self.small(x)
 
-    with pytest.raises(ValueError, match=r"never called.*'large'"):
-        convert(Branchy(), train_size=32)
+    with pytest.warns(UserWarning, match=r"never called.*left as they are.*'large'"):
+        tlc = convert(Branchy(), train_size=32)
+    assert isinstance(tlc.small, LocalInstanceNorm2d)
+    assert type(tlc.large) is nn.InstanceNorm2d
 
 
 def test_site_called_at_two_sizes_raises():

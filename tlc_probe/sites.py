@@ -6,11 +6,15 @@ A *site* is a module whose output depends on a statistic of its whole input map:
 * kind ``in``: ``nn.InstanceNorm2d`` without running statistics (it normalises with
   per-sample, per-channel moments);
 * kind ``se``: ``nn.AdaptiveAvgPool2d(1)`` (squeeze-and-excitation / channel-attention
-  pooling).
+  pooling);
+* kind ``attn``: a channel ("transposed") attention module in the form of Restormer's
+  MDTA, recognised by its parts (:func:`is_channel_attention`): its c x c attention
+  matrix per head sums over the whole map.
 
 Their TLC versions (any module class with a ``tlc_kind`` attribute, as
-:class:`tlc_probe.LocalInstanceNorm2d` and :class:`tlc_probe.LocalAvgPool2d` have) are
-sites of the same kind with ``local=True``. ``convert`` replaces a module under the same
+:class:`tlc_probe.LocalInstanceNorm2d`, :class:`tlc_probe.LocalAvgPool2d` and
+:class:`tlc_probe.LocalChannelAttention` have) are sites of the same kind with
+``local=True``. ``convert`` replaces a module under the same
 qualified name, so one site's statistics line up by name across regimes.
 
 Example::
@@ -35,14 +39,19 @@ from torch.utils.hooks import RemovableHandle
 from .sizes import as_pair
 from .tensors import eval_mode, model_device_dtype
 
-SITE_KINDS: tuple[str, ...] = ("in", "se")
+SITE_KINDS: tuple[str, ...] = ("in", "se", "attn")
+
+#: The statistic that stands for a site of each kind where one number per channel is
+#: shown (figures, the report's tables): the mean of a pool or norm, the mean attention
+#: logit of a channel-attention site (:data:`tlc_probe.tlc.attention.ATTN_STATS`).
+PRIMARY_STAT: dict[str, str] = {"in": "mean", "se": "mean", "attn": "logit_mean"}
 
 
 @dataclass(frozen=True)
 class Site:
     """One global-aggregation site.
 
-    ``name``: qualified module name; ``kind``: 'in' or 'se'; ``module``: the module;
+    ``name``: qualified module name; ``kind``: 'in', 'se' or 'attn'; ``module``: the module;
     ``local``: True for a TLC-converted site; ``depth``: execution order (0-based) among
     the model's sites in one forward pass, ``None`` when not ordered or never run.
     """
@@ -59,14 +68,40 @@ class Site:
         return self.depth is not None
 
 
+def is_channel_attention(module: nn.Module) -> bool:
+    """Whether ``module`` has the parts of Restormer's MDTA: an int ``num_heads``, a
+    ``temperature`` parameter of shape (num_heads, 1, 1) and ``nn.Conv2d`` children
+    ``qkv`` (C -> 3C), ``qkv_dwconv`` (3C -> 3C) and ``project_out`` (C -> C). The
+    computation is checked where it matters: ``convert`` compares its local version with
+    the module at training size."""
+    heads = getattr(module, "num_heads", None)
+    temp = getattr(module, "temperature", None)
+    convs = [getattr(module, n, None) for n in ("qkv", "qkv_dwconv", "project_out")]
+    if not isinstance(heads, int) or not isinstance(temp, nn.Parameter):
+        return False
+    if tuple(temp.shape) != (heads, 1, 1) or not all(isinstance(c, nn.Conv2d) for c in convs):
+        return False
+    qkv, dw, proj = convs
+    c = proj.in_channels
+    return (
+        qkv.out_channels == 3 * c
+        and dw.in_channels == dw.out_channels == 3 * c
+        and proj.out_channels == c
+        and c % heads == 0
+    )
+
+
 def site_kind(module: nn.Module) -> str | None:
     """'in' for an instance norm that normalises with per-sample statistics, 'se' for a
-    pool to one value per channel (``nn.AdaptiveAvgPool2d(1)``), their TLC versions
-    likewise; ``None`` for anything else. An ``nn.InstanceNorm2d`` with
-    ``track_running_stats=True`` is no site: in eval mode it uses stored statistics."""
+    pool to one value per channel (``nn.AdaptiveAvgPool2d(1)``), 'attn' for a channel
+    attention (:func:`is_channel_attention`), their TLC versions likewise; ``None`` for
+    anything else. An ``nn.InstanceNorm2d`` with ``track_running_stats=True`` is no site:
+    in eval mode it uses stored statistics."""
     local = getattr(type(module), "tlc_kind", None)
     if local is not None:
         return local
+    if is_channel_attention(module):
+        return "attn"
     if isinstance(module, nn.InstanceNorm2d):
         return None if module.track_running_stats else "in"
     if isinstance(module, nn.AdaptiveAvgPool2d):
@@ -170,7 +205,7 @@ def execution_order(
     size: int = 64,
     in_channels: int = 3,
 ) -> list[Site]:
-    """Every site of ``model`` (kinds 'in' and 'se', global or TLC-converted) with its
+    """Every site of ``model`` (all kinds, global or TLC-converted) with its
     execution ``depth`` from one forward pass (in eval mode, under ``no_grad``; every
     submodule's mode is restored).
 

@@ -114,7 +114,7 @@ def stats_figures(
             if tab.empty:
                 continue
         chosen = []
-        for kind in ("in", "se"):
+        for kind in ("in", "se", "attn"):
             if (tab["kind"] == kind).any():
                 chosen.append(choose_site(tab, kind, model=model))
         chosen += [s for s in sites if s in mine and s not in chosen]

@@ -4,7 +4,9 @@ aggregates.
 A site's statistic is *frozen* by replacing it with a constant: its per-channel mean over
 the reference images (the whole test photos, global model). A squeeze-excitation pool
 then returns that constant for every image; an instance norm normalises with the constant
-mean and standard deviation instead of each image's own. Reliance is what freezing does
+mean and standard deviation instead of each image's own; a channel attention applies its
+mean attention matrix (per head, c x c) to every image's values instead of the matrix of
+the image's own queries and keys. Reliance is what freezing does
 to the output: the change of PSNR against the targets (dB) and the mean absolute change
 of the output itself. A shift at a site whose freezing changes nothing does not matter for
 the output, whatever its size.
@@ -31,6 +33,7 @@ from ..probe import Probe
 from ..sites import Site, temporary_hooks
 from ..store.checkpoint import model_label
 from ..tensors import eval_mode, to_model
+from ..tlc.attention import attention_matrix
 from .evaluate import load_for_test
 
 RELIANCE_COLUMNS = ("site", "kind", "depth", "psnr", "delta_psnr", "mean_abs_delta", "n_images")
@@ -41,9 +44,22 @@ def site_constants(
 ) -> dict[str, dict[str, torch.Tensor]]:
     """Per site, the per-channel mean over ``items`` of each statistic the site aggregates
     with the global ``model``: ``{site: {"mean": (C,), "std": (C,) for 'in'}}`` (float64,
-    averaged over images and, for sites run k times per pass, over the parts)."""
+    averaged over images and, for sites run k times per pass, over the parts); an 'attn'
+    site's entry also holds ``"attn"``, its mean attention matrix (heads, c, c)."""
     probe = probe or Probe(model)
-    with eval_mode(model), torch.no_grad(), probe:
+    mats: dict[str, list[torch.Tensor]] = {s.name: [] for s in probe.sites if s.kind == "attn"}
+
+    def keeper(site: Site):
+        def hook(_module, _args, qkv):
+            q, k, _ = qkv.chunk(3, dim=1)
+            m = site.module
+            a = attention_matrix(q.double(), k.double(), m.temperature.double(), m.num_heads)
+            mats[site.name].extend(a)
+
+        return hook
+
+    keep = [(s.module.qkv_dwconv, keeper(s)) for s in probe.sites if s.kind == "attn"]
+    with eval_mode(model), torch.no_grad(), probe, temporary_hooks(keep, pre=False):
         for item in items:
             model(to_model(model, item["input"][None]))
         rows = probe.take([item.get("id", f"image{i}") for i, item in enumerate(items)])
@@ -51,12 +67,24 @@ def site_constants(
     out: dict[str, dict[str, torch.Tensor]] = {}
     for (site, stat), g in means.groupby(level=["site", "stat"], sort=False):
         out.setdefault(site, {})[stat] = torch.tensor(g.to_numpy(np.float64))
+    for site, found in mats.items():
+        out.setdefault(site, {})["attn"] = torch.stack(found).mean(0)  # over calls
     return out
 
 
 def _freezer(site: Site, const: dict[str, torch.Tensor]):
     """A forward hook that replaces the site's output by what it computes with the
     constant statistic."""
+    if site.kind == "attn":
+
+        def hook(module, args, out):
+            _, _, v = module.qkv_dwconv(module.qkv(args[0])).chunk(3, dim=1)
+            n, c, h, w = v.shape
+            a = const["attn"].to(v.device, v.dtype)  # (heads, c', c')
+            y = a @ v.reshape(n, a.shape[0], a.shape[1], h * w)
+            return module.project_out(y.reshape(n, c, h, w))
+
+        return hook
     if site.kind == "se":
 
         def hook(_module, args, out):

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from ..metrics.decomposition import RELIED_DB, relied_on
+from ..metrics.shift import stat_mask
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -85,7 +86,7 @@ def decomposition_section(parts: pd.DataFrame, pngs: list[Path], img) -> list[st
         )
         if c in parts.columns
     ]
-    top = parts[parts["stat"] == "mean"].sort_values("whole_w1", ascending=False)
+    top = parts[stat_mask(parts, "mean")].sort_values("whole_w1", ascending=False)
     lines += [
         "Sites with the largest W1(whole, train) of the mean (all: `shift/decomposition.csv`):",
         "",
@@ -190,7 +191,7 @@ def report_md(
     lines += [img(p, p.stem) for p in pngs if p.stem.endswith("-depth")] + [""]
     lines += ["## Site x comparison heatmaps", ""]
     lines += [img(p, p.stem) for p in pngs if p.stem.endswith("-heatmap")] + [""]
-    top = pooled[pooled["stat"] == "mean"].sort_values("w1_norm", ascending=False)
+    top = pooled[stat_mask(pooled, "mean")].sort_values("w1_norm", ascending=False)
     cols = ["model", "site", "kind", "depth", "comparison", "w1", "w1_norm", "kl", "js"]
     lines += [
         "## Largest shifts (mean statistic, all channels pooled)",

@@ -50,6 +50,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from ..sites import PRIMARY_STAT
 from .decomposition import decomposition, relied_on
 
 EPS = 1e-6
@@ -774,3 +775,15 @@ def _improvement(
         f"frac_kl_improved{suffix}": float((k_new < k_old).mean()) if n else np.nan,
         f"median_w1_ratio{suffix}": float(ratio.median()) if ratio.size else np.nan,
     }
+
+
+def stat_mask(frame: pd.DataFrame, stat: str) -> pd.Series:
+    """Rows of ``frame`` (with ``stat`` and ``kind`` columns) of statistic ``stat``;
+    ``"mean"`` stands for each site's primary statistic
+    (:data:`tlc_probe.sites.PRIMARY_STAT`): the mean of 'in' and 'se' sites and the
+    ``logit_mean`` of 'attn' sites, which record no mean."""
+    stats = frame["stat"].astype(str)
+    if stat != "mean" or "kind" not in frame.columns:
+        return stats == stat
+    primary = frame["kind"].astype(str).map(PRIMARY_STAT).fillna("mean")
+    return stats == primary

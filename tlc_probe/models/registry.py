@@ -14,6 +14,8 @@ _ZOO: dict[str, tuple[str, str]] = {
     "mprnet": ("mprnet", "MPRNet"),
     "nafnet": ("nafnet", "NAFNet"),
     "ffanet": ("ffanet", "FFANet"),
+    "restormer": ("restormer", "Restormer"),
+    "spdnet": ("spdnet", "Rainnet"),
 }
 
 

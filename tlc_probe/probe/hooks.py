@@ -17,6 +17,10 @@ What is recorded, per site, per sample, per channel (``stat``):
   (``windows=``): the same statistics over windows of that extent placed where the
   training-size tiles lie (:func:`~tlc_probe.probe.windows.window_stats`), ``y, x`` their
   centres; the model's output is unchanged (the ``window`` regime).
+* a channel-attention site (kind 'attn'): :data:`~tlc_probe.tlc.attention.ATTN_STATS`
+  per channel (``q_rms``, ``k_rms``, ``logit_mean``) of the query and key maps the
+  module computes (read from the output of its ``qkv_dwconv``, so nothing is computed
+  twice), over the whole map, the TLC windows or the training-extent windows as above.
 
 Hooks keep the gathered tensors on the model's device; :meth:`Probe.take` moves all of
 them to the host in one transfer (no per-site synchronisation inside the forward pass,
@@ -34,6 +38,7 @@ import torch
 from torch import nn
 
 from ..sites import SITE_KINDS, Site, execution_order, select_sites, temporary_hooks
+from ..tlc.attention import attention_stats, attention_stats_at
 from ..tlc.box import box_mean_fast_valid, box_mean_valid, finite_centre, valid_region
 from .records import RECORD_COLUMNS, empty_frame
 from .windows import Window, window_stats
@@ -96,6 +101,22 @@ def _local_stats(
     return out, ys, xs
 
 
+def _attn_local_stats(
+    module: nn.Module, q: torch.Tensor, k: torch.Tensor, positions: int
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Attention statistics over the TLC windows of a local attention site at a grid of
+    window positions: ({stat: (N, C, P)}, ys (P,), xs (P,)), exact (also for a
+    ``fast_imp`` module: its windows, not its cell-grid blend)."""
+    h, w = q.shape[-2:]
+    kh, kw = min(module.kernel_size[0], h), min(module.kernel_size[1], w)
+    iy = grid_starts(h - kh + 1, positions).to(q.device)
+    ix = grid_starts(w - kw + 1, positions).to(q.device)
+    stats = attention_stats_at(q, k, module.temperature, module.num_heads, (kh, kw), iy, ix)
+    ys = (iy + (kh - 1) // 2).repeat_interleave(len(ix))
+    xs = (ix + (kw - 1) // 2).repeat(len(iy))
+    return stats, ys, xs
+
+
 class Probe:
     """Record the statistics the global-aggregation sites of ``model`` aggregate.
 
@@ -106,7 +127,7 @@ class Probe:
 
     Args:
         model: the network (global or TLC-converted by :func:`tlc_probe.convert`).
-        kinds: site kinds to record, 'in' and/or 'se'.
+        kinds: site kinds to record: 'in', 'se', 'attn'.
         names: fnmatch patterns of site names (default: all).
         depths: inclusive (lo, hi) range of execution order (either end ``None``).
         positions: grid positions per axis for local (TLC) sites (16 -> up to 256 per map).
@@ -156,10 +177,20 @@ class Probe:
     def __enter__(self) -> Probe:
         if self._hooks is not None:
             raise RuntimeError("this Probe is already active")
-        pairs = [(self.model, self._count)] + [(g.site.module, self._hook(g)) for g in self._logs]
+        pairs = [(self.model, self._count)]
+        pairs += [(g.site.module, self._hook(g)) for g in self._logs if g.site.kind != "attn"]
+        # attention: a forward hook on the module's qkv_dwconv sees q, k, v as computed
+        attn = [g for g in self._logs if g.site.kind == "attn"]
+        after = [(g.site.module.qkv_dwconv, self._attn_hook(g)) for g in attn]
         hooks = temporary_hooks(pairs)
         hooks.__enter__()  # registers all or none (it removes what it added on failure)
-        self._hooks = hooks
+        try:
+            post = temporary_hooks(after, pre=False)
+            post.__enter__()
+        except BaseException:
+            hooks.__exit__(None, None, None)
+            raise
+        self._hooks = (hooks, post)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -170,7 +201,8 @@ class Probe:
         hooks, self._hooks = self._hooks, None
         self._input_size = None
         if hooks is not None:
-            hooks.__exit__(None, None, None)
+            for h in reversed(hooks):
+                h.__exit__(None, None, None)
 
     @property
     def active(self) -> bool:
@@ -213,6 +245,31 @@ class Probe:
                     log.records.append(_Record("std", var.sqrt(), forward=f))
                 else:
                     log.records.append(_Record("mean", xf.mean(dim=(-2, -1)), forward=f))
+
+        return hook
+
+    def _attn_hook(self, log: _SiteLog):
+        window = self.windows.get(log.site.name)
+        site = log.site.module
+
+        def hook(_qkv_dwconv, _args, qkv):
+            if self.enabled is not None and not self.enabled():
+                return
+            f = max(0, len(self._batches) - 1)
+            q, k, _ = qkv.detach().chunk(3, dim=1)
+            size = (q.shape[-2], q.shape[-1])
+            heads, temp = site.num_heads, site.temperature.detach()
+            with torch.no_grad():
+                if window is not None:
+                    stats, ys, xs = window_stats(
+                        torch.cat([q, k], dim=1), "attn", window, self._input_size, (temp, heads)
+                    )
+                elif log.site.local and not site.covers(size):
+                    stats, ys, xs = _attn_local_stats(site, q, k, self.positions)
+                else:
+                    stats, ys, xs = attention_stats(q, k, temp, heads), None, None
+                for stat, v in stats.items():
+                    log.records.append(_Record(stat, v, ys, xs, f))
 
         return hook
 

@@ -33,6 +33,7 @@ from torch import nn
 from ..sites import feature_sizes
 from ..sizes import as_int, as_pair
 from ..tiling import tile_starts
+from ..tlc.attention import attention_stats
 
 
 @dataclass(frozen=True)
@@ -112,13 +113,17 @@ def window_stats(
     kind: str,
     window: Window,
     input_size: tuple[int, int] | None = None,
+    attention: tuple[torch.Tensor, int] | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """Statistics of a site's input ``x`` (N, C, H, W) over the windows of ``window``
     (placed by :func:`window_starts`; ``input_size`` = the model input's (H, W)).
 
     Each window's statistics are computed as the global site computes them on a map of
     that size: the mean, and for kind 'in' the biased std (``torch.var_mean``), in float32
-    (float64 for float64 input). Returns ``({"mean": (N, C, P)[, "std": ...]}, ys, xs)``
+    (float64 for float64 input). For kind 'attn', ``x`` is the query and key maps
+    concatenated (N, 2C, H, W), ``attention`` = (temperature, heads), and the statistics
+    are :data:`~tlc_probe.tlc.attention.ATTN_STATS`. Returns
+    ``({"mean": (N, C, P)[, "std": ...]}, ys, xs)`` (``{stat: (N, C, P)}`` for 'attn')
     with ``P`` windows row-major and ``ys``, ``xs`` (P,) their centre pixels: the window
     covers rows ``y - (k_h - 1) // 2 .. y - (k_h - 1) // 2 + k_h - 1``, as in the probe's
     TLC records.
@@ -131,16 +136,27 @@ def window_stats(
     cols = window_starts(w, window.kernel[1], tw, ow, in_w)
     xf = x.detach().float() if x.dtype != torch.float64 else x.detach()
     means, stds = [], []
+    per_window: dict[str, list[torch.Tensor]] = {}
     for y0 in rows:
         for x0 in cols:
             patch = xf[..., y0 : y0 + kh, x0 : x0 + kw]
+            if kind == "attn":
+                if attention is None:
+                    raise ValueError("kind 'attn' needs attention=(temperature, heads)")
+                q, k = patch.chunk(2, dim=1)
+                for stat, v in attention_stats(q, k, *attention).items():
+                    per_window.setdefault(stat, []).append(v)
+                continue
             if kind == "in":
                 var, mean = torch.var_mean(patch, dim=(-2, -1), correction=0)
                 stds.append(var.sqrt())
             else:
                 mean = patch.mean(dim=(-2, -1))
             means.append(mean)
-    out = {"mean": torch.stack(means, dim=-1)}
+    if kind == "attn":
+        out = {stat: torch.stack(vs, dim=-1) for stat, vs in per_window.items()}
+    else:
+        out = {"mean": torch.stack(means, dim=-1)}
     if kind == "in":
         out["std"] = torch.stack(stds, dim=-1)
     iy = torch.tensor(rows, device=x.device) + (kh - 1) // 2

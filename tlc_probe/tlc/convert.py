@@ -2,10 +2,23 @@
 
 Calibration is explicit: one forward pass at ``train_size`` records the feature size
 each site sees, and the window of a site is that size x base_size / train_size (floor,
-per axis). A second pass checks, for all squeeze-excitation style pools at once, that
-the code after the pool accepts a full map of means (what the local pool returns);
-pools whose output is flattened, viewed to (N, C) or fed to ``nn.Linear`` are found by
-bisection and reported by name before anything is run on a large image.
+per axis). Three kinds of site are rewritten:
+
+* ``nn.InstanceNorm2d`` -> :class:`~tlc_probe.tlc.norm.LocalInstanceNorm2d`;
+* ``nn.AdaptiveAvgPool2d(1)`` -> :class:`~tlc_probe.tlc.pooling.LocalAvgPool2d`. A pool
+  whose block runs ``nn.Linear`` layers on the flattened means (:func:`linear_se_head`)
+  has its whole block replaced by :class:`~tlc_probe.tlc.se.LocalLinearSE` (the linear
+  layers then run per position). For the other pools a second pass checks, for all at
+  once, that the code after the pool accepts a full map of means; pools whose output is
+  flattened, viewed to (N, C) or fed to anything else that needs a vector are found by
+  bisection and reported by name before anything is run on a large image;
+* channel attention (Restormer's MDTA) ->
+  :class:`~tlc_probe.tlc.attention.LocalChannelAttention`.
+
+Every rewritten block (linear SE, attention) is checked at training size against the
+call it replaces, on the calibration pass's own input; a block that only looks like one
+is reported by name. Sites the calibration pass never reaches (e.g. SPDNet's instance
+norms, created but never called) are left as they are, with a warning.
 """
 
 from __future__ import annotations
@@ -29,9 +42,11 @@ from ..sites import (
 )
 from ..sizes import as_pair
 from ..tensors import eval_mode
+from .attention import LocalChannelAttention
 from .box import FAST_MIN_CELLS
 from .norm import LocalInstanceNorm2d
 from .pooling import LocalAvgPool2d
+from .se import LocalLinearSE, linear_se_head
 
 _MIXED_WARNING = (
     "TLC leaves these global-aggregation sites global: {names}. Mixing local and global "
@@ -81,8 +96,18 @@ def _same_output(a, b) -> bool:
     return True
 
 
-def _calibrate(model, sites, x) -> tuple[object, dict[str, set[tuple[int, int]]]]:
-    with recording_sizes(sites) as seen:
+def _calibrate(
+    model, sites, x, watch: Sequence[nn.Module] = ()
+) -> tuple[object, dict[str, set[tuple[int, int]]], dict[int, tuple]]:
+    """One pass at train size: (model output, {site: feature sizes}, {id(module): (input,
+    output)} of the first call of every ``watch`` module, copied)."""
+    calls: dict[int, tuple] = {}
+
+    def keep(module, args, out):
+        if id(module) not in calls and args and isinstance(out, torch.Tensor):
+            calls[id(module)] = (args[0].clone(), out.clone())  # outputs get added to in place
+
+    with recording_sizes(sites) as seen, temporary_hooks(((m, keep) for m in watch), pre=False):
         try:
             ref = model(x)
         except Exception as e:  # the model itself fails at train_size: say so, plainly
@@ -90,7 +115,7 @@ def _calibrate(model, sites, x) -> tuple[object, dict[str, set[tuple[int, int]]]
                 f"calibration forward pass at train_size {tuple(x.shape[-2:])} failed: "
                 f"{type(e).__name__}: {e}"
             ) from e
-    return ref, seen
+    return ref, seen, calls
 
 
 def _expand_ok(model, x, ref, sites: Sequence[Site]) -> tuple[bool, str]:
@@ -129,6 +154,35 @@ def _replace(model: nn.Module, old: nn.Module, new: nn.Module) -> None:
                 parent._modules[attr] = new
 
 
+def _parent(model: nn.Module, name: str) -> tuple[str, nn.Module]:
+    """(attribute name, parent module) of the submodule called ``name``."""
+    path, _, attr = name.rpartition(".")
+    return attr, model.get_submodule(path) if path else model
+
+
+def _linear_se_blocks(target: nn.Module, pools: Sequence[Site]) -> dict[str, tuple]:
+    """{pool site name: (attribute, parent block, head)} for the pools whose block is a
+    linear SE (:func:`~tlc_probe.tlc.se.linear_se_head`)."""
+    out = {}
+    for s in pools:
+        attr, parent = _parent(target, s.name)
+        if parent is not target and (head := linear_se_head(parent, s.module)) is not None:
+            out[s.name] = (attr, parent, head)
+    return out
+
+
+def _reproduces(new: nn.Module, call: tuple | None) -> bool:
+    if call is None:
+        return False
+    inp, ref = call
+    with torch.no_grad():
+        try:
+            got = new(inp)
+        except Exception:
+            return False
+    return _same_output(ref, got)
+
+
 def _matches(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
@@ -148,8 +202,11 @@ def convert(
 ) -> nn.Module:
     """Return the TLC version of ``model``: every global-aggregation site made local.
 
-    Sites are ``nn.InstanceNorm2d`` (kind 'in', replaced by :class:`LocalInstanceNorm2d`)
-    and ``nn.AdaptiveAvgPool2d(1)`` (kind 'se', replaced by :class:`LocalAvgPool2d`).
+    Sites are ``nn.InstanceNorm2d`` (kind 'in', replaced by :class:`LocalInstanceNorm2d`),
+    ``nn.AdaptiveAvgPool2d(1)`` (kind 'se', replaced by :class:`LocalAvgPool2d`; a
+    squeeze-excitation block with ``nn.Linear`` layers after it by
+    :class:`~tlc_probe.tlc.se.LocalLinearSE`) and Restormer-style channel attention
+    (kind 'attn', replaced by :class:`~tlc_probe.tlc.attention.LocalChannelAttention`).
     One forward pass of a random (1, ``in_channels``, *train_size) input records the
     feature size (h, w) each site sees; the site's window is
     (h * base_h // train_h, w * base_w // train_w), at least 1. At ``train_size`` (and
@@ -164,12 +221,14 @@ def convert(
             :func:`tlc_probe.store.read_checkpoint`).
         base_size: size the local window corresponds to, in input pixels; default
             1.5 x train_size (the published setting).
-        fast_imp: use the block-grid approximation in every site (faster, bounded error).
+        fast_imp: use the block-grid approximation in every site (faster, bounded error;
+            for attention the cell-grid blend of
+            :func:`~tlc_probe.tlc.attention.local_channel_attention_fast`).
         inplace: modify ``model`` itself; otherwise a deep copy is converted and
             ``model`` is left untouched.
         kinds: which kinds of site to convert; leaving a kind global warns.
         skip: fnmatch patterns of site names to leave global (warns). Needed for pools
-            whose output is flattened or fed to ``nn.Linear``.
+            whose output is flattened or viewed for anything but linear layers.
         in_channels: channels of the calibration input.
         fast_min_cells: fewest blocks per window axis in the fast variant.
         grid_head: with ``fast_imp``, run the 1x1 convolutions and activations after each
@@ -183,10 +242,15 @@ def convert(
         train/eval mode, with identical ``state_dict`` keys and values.
 
     Raises:
-        ValueError: no site; a skip pattern matching no site; a site not reached by the
-            calibration pass, or reached with two different feature sizes; a pool whose
-            output cannot become a map (named, with the ``skip=[...]`` to use); the model
-            already converted; a calibration pass that fails.
+        ValueError: no site; a skip pattern matching no site; a site reached with two
+            different feature sizes; a pool whose output cannot become a map, or a block
+            whose local version does not reproduce it at train size (named, with the
+            ``skip=[...]`` to use); the model already converted; a calibration pass that
+            fails.
+
+    Warns:
+        UserWarning: sites left global (``kinds``, ``skip``), and sites the calibration
+            pass never reached (left as they are).
 
     Example:
         >>> tlc_model = convert(model, train_size=(256, 256))  # doctest: +SKIP
@@ -207,8 +271,8 @@ def convert(
     sites = list_sites(target)
     if not sites:
         raise ValueError(
-            f"{type(model).__name__} has no global-aggregation site "
-            "(no nn.InstanceNorm2d, no nn.AdaptiveAvgPool2d(1)): nothing to convert"
+            f"{type(model).__name__} has no global-aggregation site (no nn.InstanceNorm2d, "
+            "no nn.AdaptiveAvgPool2d(1), no channel attention): nothing to convert"
         )
     if already := [s.name for s in sites if s.local]:
         raise ValueError(f"model is already TLC-converted at {already}; convert the original")
@@ -222,36 +286,63 @@ def convert(
         warnings.warn(_MIXED_WARNING.format(names=left), UserWarning, stacklevel=2)
 
     x = example_input(target, train_hw, in_channels)
+    pools = [s for s in chosen if s.kind == "se"]
+    linear = _linear_se_blocks(target, pools)
+    watch = [parent for _, parent, _ in linear.values()]
+    watch += [s.module for s in chosen if s.kind == "attn"]
     with eval_mode(target):
         with torch.no_grad():
-            ref, seen = _calibrate(target, chosen, x)
+            ref, seen, calls = _calibrate(target, chosen, x, watch)
             if missed := [n for n, sizes in seen.items() if not sizes]:
-                raise ValueError(
-                    f"sites never called in a forward pass at train_size {train_hw}: {missed}; "
-                    f"pass skip={missed!r} to leave them global"
+                shown = missed if len(missed) <= 6 else missed[:6] + [f"... ({len(missed)} in all)"]
+                warnings.warn(
+                    f"sites never called in a forward pass at train_size {train_hw} are left "
+                    f"as they are: {shown}",
+                    UserWarning,
+                    stacklevel=2,
                 )
+                chosen = [s for s in chosen if s.name not in missed]
+                pools = [s for s in pools if s.name not in missed]
             if multi := {n: sorted(v) for n, v in seen.items() if len(v) > 1}:
                 raise ValueError(
                     f"sites called with several feature sizes in one pass, so no single "
                     f"window fits them: {multi}; pass skip={list(multi)!r} to leave them global"
                 )
-            pools = [s for s in chosen if s.kind == "se"]
-            if pools and (bad := _unsafe_pools(target, x, ref, pools)):
+            plain = [s for s in pools if s.name not in linear]
+            if plain and (bad := _unsafe_pools(target, x, ref, plain)):
                 lines = "\n".join(f"  {s.name}: {why}" for s, why in bad)
                 raise ValueError(
                     "these global pools feed code that needs one value per channel "
-                    "(flatten / view / nn.Linear), so they cannot return a map of local "
-                    f"means:\n{lines}\nPass skip={[s.name for s, _ in bad]!r} to leave them "
-                    "global, or rewrite the code after them as 1x1 convolutions."
+                    "(flatten / view for anything but nn.Linear layers), so they cannot "
+                    f"return a map of local means:\n{lines}\nPass "
+                    f"skip={[s.name for s, _ in bad]!r} to leave them global, or rewrite "
+                    "the code after them as 1x1 convolutions."
                 )
 
+    replaced: list[tuple[str, nn.Module, nn.Module]] = []  # (site, old block, new block)
     for s in chosen:
         ((h, w),) = seen[s.name]
         kernel = (max(1, h * base_hw[0] // train_hw[0]), max(1, w * base_hw[1] // train_hw[1]))
         opts = dict(fast_imp=fast_imp, fast_min_cells=fast_min_cells, feature_size=(h, w))
         if s.kind == "in":
             new = LocalInstanceNorm2d.from_instance_norm(s.module, kernel, **opts)
+            _replace(target, s.module, new)
+        elif s.kind == "attn":
+            new = LocalChannelAttention.from_attention(s.module, kernel, **opts)
+            replaced.append((s.name, s.module, new))
+        elif s.name in linear:
+            attr, parent, head = linear[s.name]
+            new = LocalLinearSE(attr, LocalAvgPool2d(kernel, **opts), head)
+            new.train(parent.training)
+            replaced.append((s.name, parent, new))
         else:
-            new = LocalAvgPool2d(kernel, grid_head=grid_head, **opts)
-        _replace(target, s.module, new)
+            _replace(target, s.module, LocalAvgPool2d(kernel, grid_head=grid_head, **opts))
+    if wrong := [name for name, old, new in replaced if not _reproduces(new, calls.get(id(old)))]:
+        raise ValueError(
+            "these sites look like a linear squeeze-excitation block or a channel attention, "
+            f"but their local version does not compute what they compute at train size: "
+            f"{wrong}; pass skip={wrong!r} to leave them global"
+        )
+    for _, old, new in replaced:
+        _replace(target, old, new)
     return target

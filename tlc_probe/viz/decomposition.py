@@ -8,6 +8,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ..metrics.shift import stat_mask
 from .stats import _only, _rc, _tasks
 
 #: colours of the three links: content grey, context orange, aggregation red (TLC's part)
@@ -35,7 +36,7 @@ def decomposition_figure(
     on are drawn pale and hatched. ``model`` may be omitted when the table holds one.
     Returns a Figure about 7 in wide and 2.6 in per task.
     """
-    d = decomposition[decomposition["stat"].astype(str) == stat]
+    d = decomposition[stat_mask(decomposition, stat)]
     d, model = _only(d, "model", model, "decomposition_figure")
     d = d.dropna(subset=["content_share", "context_share", "aggregation_share"])
     if d.empty:

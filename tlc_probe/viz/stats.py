@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from ..metrics.shift import COMPARISONS, parse_comparison
+from ..metrics.shift import COMPARISONS, parse_comparison, stat_mask
 from ..metrics.shift import shift_table as _shift_table
 
 REGIME_COLOURS: dict[str, str] = {
@@ -33,7 +33,7 @@ REGIME_LABELS: dict[str, str] = {
     "tiles": "tiles",
     "window": "whole image, training-extent windows",
 }
-KIND_MARKERS: dict[str, str] = {"in": "o", "se": "s"}
+KIND_MARKERS: dict[str, str] = {"in": "o", "se": "s", "attn": "^"}
 _MAX_HIST_BINS = 80
 _FONT = {"font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7, "legend.fontsize": 6}
 
@@ -77,7 +77,7 @@ def fig_a3(
     """
     df, model = _only(stats, "model", model, "fig_a3")
     df, task = _only(df, "task", task, "fig_a3")
-    df = df[(df["site"].astype(str) == site) & (df["stat"].astype(str) == stat)]
+    df = df[(df["site"].astype(str) == site) & stat_mask(df, stat)]
     if df.empty:
         raise ValueError(f"no {stat!r} statistics for site {site!r} of {model}/{task}")
     regimes = set(df["regime"].astype(str))
@@ -87,6 +87,7 @@ def fig_a3(
     if not others:
         raise ValueError(f"site {site!r} has no whole/tlc/tiles/window statistics to compare with")
     kind, depth = str(df["kind"].iloc[0]), int(df["depth"].iloc[0])
+    shown = str(df["stat"].iloc[0])  # 'mean' stands for an attention site's logit_mean
 
     if shift is None:
         shift = _shift_table(df, comparisons=[f"{r}~train" for r in others], per_channel=False)
@@ -94,7 +95,7 @@ def fig_a3(
         (shift["model"].astype(str) == model)
         & (shift["task"].astype(str) == task)
         & (shift["site"].astype(str) == site)
-        & (shift["stat"].astype(str) == stat)
+        & stat_mask(shift, stat)
         & (shift["channel"].astype(str) == "all")
     ].set_index("comparison")
 
@@ -129,7 +130,7 @@ def fig_a3(
                     ax=ax,
                 )
             ax.set_title(f"({letter}) train vs {REGIME_LABELS.get(regime, regime)}")
-            ax.set_xlabel(f"{stat} of channel")
+            ax.set_xlabel(f"{shown} of channel")
         # head-room above the tallest bar so the legends do not hide the histograms
         axes[0].set_ylim(0, 1.4 * max(ax.get_ylim()[1] for ax in axes))
         for ax in axes:
@@ -148,7 +149,7 @@ def choose_site(shift_table: pd.DataFrame, kind: str, model: str | None = None) 
     sel = (
         (t["kind"].astype(str) == kind)
         & (t["comparison"] == "whole~train")
-        & (t["stat"].astype(str) == "mean")
+        & stat_mask(t, "mean")
         & (t["channel"].astype(str) == "all")
         & t["w1_norm"].notna()
     )
@@ -172,7 +173,7 @@ def _tasks(table: pd.DataFrame, task: str | None) -> list[str]:
 def _pooled(
     table: pd.DataFrame, model: str | None, stat: str, what: str
 ) -> tuple[pd.DataFrame, str]:
-    t = table[(table["channel"].astype(str) == "all") & (table["stat"].astype(str) == stat)]
+    t = table[(table["channel"].astype(str) == "all") & stat_mask(table, stat)]
     t, model = _only(t, "model", model, what)
     if t.empty:
         raise ValueError(f"{what}: no pooled {stat!r} rows for {model}")
@@ -189,7 +190,8 @@ def depth_profile(
 ) -> Figure:
     """Normalised W1 against site depth: one line per comparison with training (whole blue,
     tlc red, tiles purple, window orange), one marker per site shaped by its kind (circle
-    ``in``, square ``se``). Uses the pooled rows of ``stat``; one panel per task (or only
+    ``in``, square ``se``, triangle ``attn``; for ``stat="mean"`` an attention site shows
+    its ``logit_mean``). Uses the pooled rows of ``stat``; one panel per task (or only
     ``task``). Comparisons with another reference (the decomposition's links) are drawn by
     :func:`tlc_probe.viz.decomposition_figure`; they appear here only when the table has
     no ``~train`` comparison. Returns the Figure."""

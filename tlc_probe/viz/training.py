@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..metrics.shift import stat_mask
 from .stats import KIND_MARKERS, REGIME_COLOURS, REGIME_LABELS, _only, _rc
 
 
@@ -29,7 +30,7 @@ def training_dynamics(
         raise ValueError("training_dynamics needs a shift table with a step column")
     tab, model = _only(table, "model", model, "training_dynamics")
     tab, task = _only(tab, "task", task, "training_dynamics")
-    tab = tab[(tab["channel"].astype(str) == "all") & (tab["stat"] == stat) & tab["step"].notna()]
+    tab = tab[(tab["channel"].astype(str) == "all") & stat_mask(tab, stat) & tab["step"].notna()]
     if tab.empty:
         raise ValueError(f"no per-step {stat!r} shift rows for {model}/{task}")
     q = None

@@ -1,0 +1,177 @@
+"""Local channel attention (TLC for Restormer's MDTA) against a brute-force windowed
+reference, its fast cell-grid variant, the probe's attention statistics and reliance on
+an attention site."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from reference import brute_local_channel_attention
+
+from tlc_probe import Probe, convert
+from tlc_probe.models import build
+from tlc_probe.probe import training_windows
+from tlc_probe.tlc.attention import (
+    attention_stats,
+    attention_stats_at,
+    blend_weights,
+    channel_attention,
+    local_channel_attention,
+    local_channel_attention_fast,
+)
+
+
+def _qkv(n=2, c=6, h=13, w=17, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(n, c, h, w, generator=g) for _ in range(3))
+    q[:, :3] += 1.5  # channels with an offset: centring matters in float32
+    return q, k, v, torch.tensor([0.7, 2.0]).view(2, 1, 1)
+
+
+@pytest.mark.parametrize("kernel", [(5, 7), (2, 3), (13, 3), (20, 30)])
+def test_exact_equals_brute_force_on_odd_sizes(kernel):
+    q, k, v, t = _qkv()
+    ref = brute_local_channel_attention(q, k, v, t, 2, kernel)
+    got = local_channel_attention(q, k, v, t, 2, kernel)
+    assert got.dtype == torch.float32
+    assert (got.double() - ref).abs().max() < 2e-5
+    chunked = local_channel_attention(q, k, v, t, 2, kernel, max_elements=1)  # one row at a time
+    assert torch.allclose(chunked, got, atol=1e-6)
+
+
+def test_window_covering_the_map_is_the_global_attention():
+    q, k, v, t = _qkv()
+    ref = brute_local_channel_attention(q, k, v, t, 2, (13, 17))
+    assert (channel_attention(q, k, v, t, 2).double() - ref).abs().max() < 1e-5
+
+
+def test_exact_gradients_equal_brute_force():
+    q, k, v, t = (x.double().requires_grad_() for x in _qkv(n=1, c=4, h=7, w=9))
+    t = torch.tensor([0.5, 1.5], dtype=torch.float64).view(2, 1, 1).requires_grad_()
+    got = torch.autograd.grad(
+        local_channel_attention(q, k, v, t, 2, (4, 5)).square().sum(), [q, k, v, t]
+    )
+    ref = torch.autograd.grad(
+        brute_local_channel_attention(q, k, v, t, 2, (4, 5)).square().sum(), [q, k, v, t]
+    )
+    for a, b in zip(got, ref, strict=True):
+        assert torch.allclose(a, b, atol=1e-8)
+
+
+def test_fast_with_unit_cells_is_exact_and_cell_aligned_starts_are_exact():
+    q, k, v, t = _qkv()
+    ref = brute_local_channel_attention(q, k, v, t, 2, (5, 7))
+    unit = local_channel_attention_fast(q, k, v, t, 2, (5, 7), (1, 1))
+    assert (unit.double() - ref).abs().max() < 2e-5
+    ref = brute_local_channel_attention(q, k, v, t, 2, (6, 8))
+    fast = local_channel_attention_fast(q, k, v, t, 2, (6, 8), (2, 2))
+    # positions whose window starts on a cell boundary in both axes get their exact matrix
+    rows = [y for y in range(13) if min(max(y - 2, 0), 13 - 6) % 2 == 0]
+    cols = [x for x in range(17) if min(max(x - 3, 0), 17 - 8) % 2 == 0]
+    d = (fast.double() - ref)[..., rows, :][..., cols]
+    assert d.abs().max() < 2e-5
+    assert (fast.double() - ref).abs().max() > 1e-3  # the others are blended: not exact
+    with pytest.raises(ValueError, match="divide"):
+        local_channel_attention_fast(q, k, v, t, 2, (6, 8), (4, 4))
+
+
+def test_fast_error_on_a_smooth_map():
+    """The cell-grid blend against brute force on smooth maps (what features look like
+    at the scale of a window): the error stated in tlc.attention's docstring."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 40), torch.linspace(0, 1, 56), indexing="ij")
+    base = torch.stack([torch.sin(3 * yy + i) * torch.cos(2 * xx - i) for i in range(8)])[None]
+    q, k, v = base, base.roll(1, dims=1) + 0.3 * xx, base.flip(1)
+    t = torch.tensor([1.0, 3.0]).view(2, 1, 1)
+    ref = brute_local_channel_attention(q, k, v, t, 2, (24, 24))
+    fast = local_channel_attention_fast(q, k, v, t, 2, (24, 24), (3, 3))
+    err = float((fast.double() - ref).abs().max() / ref.abs().max())
+    assert err < 0.03  # measured 0.019
+
+
+def test_blend_weights_rows_sum_to_one_and_hit_cell_starts():
+    m = blend_weights(20, 8, 2, 7, torch.float64)
+    assert torch.allclose(m.sum(1), torch.ones(20, dtype=torch.float64))
+    # pixel y = 3 + 2 j has its window start at 2 j: weight 1 on cell j
+    for j in range(7):
+        assert m[3 + 2 * j, j] == 1.0
+
+
+def test_attention_stats_by_hand():
+    q, k, _, t = _qkv(n=1)
+    stats = attention_stats(q, k, t, 2)
+    qh, kh = q.reshape(1, 2, 3, -1).double(), k.reshape(1, 2, 3, -1).double()
+    assert torch.allclose(
+        stats["q_rms"].double(), qh.square().mean(-1).sqrt().reshape(1, 6), atol=1e-6
+    )
+    assert torch.allclose(
+        stats["k_rms"].double(), kh.square().mean(-1).sqrt().reshape(1, 6), atol=1e-6
+    )
+    cos = F.normalize(qh, dim=-1) @ F.normalize(kh, dim=-1).transpose(-1, -2)
+    want = (cos * t.double().view(1, 2, 1, 1)).mean(-1).reshape(1, 6)
+    assert torch.allclose(stats["logit_mean"].double(), want, atol=1e-6)
+    # over windows: each equals the global statistics of its crop
+    iy, ix = torch.tensor([0, 4]), torch.tensor([1, 9])
+    at = attention_stats_at(q, k, t, 2, (6, 8), iy, ix)
+    for p, (y0, x0) in enumerate([(0, 1), (0, 9), (4, 1), (4, 9)]):
+        crop = attention_stats(
+            q[..., y0 : y0 + 6, x0 : x0 + 8], k[..., y0 : y0 + 6, x0 : x0 + 8], t, 2
+        )
+        for stat in crop:
+            assert torch.allclose(at[stat][..., p], crop[stat], atol=1e-5), stat
+
+
+@pytest.fixture(scope="module")
+def restormer():
+    torch.manual_seed(0)
+    return build("restormer", "tiny").eval()
+
+
+def test_probe_records_attention_sites_in_every_regime(restormer):
+    tlc = convert(restormer, train_size=64)
+    big = torch.rand(1, 3, 96, 136)
+    regimes = {
+        "whole": (restormer, {}),
+        "tlc": (tlc, {}),
+        "window": (restormer, {"windows": training_windows(restormer, 64)}),
+    }
+    for regime, (model, kw) in regimes.items():
+        with Probe(model, **kw) as probe, torch.no_grad():
+            model(big)
+        df = probe.take(["img"])
+        assert set(df["kind"]) == {"attn"}, regime
+        assert set(df["stat"]) == {"q_rms", "k_rms", "logit_mean"}, regime
+        assert df["site"].nunique() == 8
+        local = df[df["site"] == "encoder_level1.0.attn"]
+        assert local["y"].notna().all() == (regime != "whole"), regime
+    # a tlc-regime record equals the global statistics of the crop its window covers
+    att = tlc.encoder_level1[0].attn
+    seen = []
+    hook = att.qkv_dwconv.register_forward_hook(lambda m, a, out: seen.append(out))
+    with Probe(tlc, names=["encoder_level1.0.attn"]) as probe, torch.no_grad():
+        tlc(big)
+    hook.remove()
+    rows = probe.take(["img"])
+    q, k, _ = seen[-1].chunk(3, dim=1)  # (the Probe's ordering pass ran first)
+    corner = rows[(rows["y"] == 47) & (rows["x"] == 47) & (rows["stat"] == "q_rms")]
+    crop = attention_stats(q[..., :96, :96], k[..., :96, :96], att.temperature, att.num_heads)
+    got = torch.tensor(corner.sort_values("channel")["value"].to_numpy())
+    assert len(got) == 16 and torch.allclose(got, crop["q_rms"][0], atol=1e-5)
+
+
+def test_reliance_freezes_the_attention_matrix(restormer):
+    from tlc_probe.jobs.reliance import reliance
+
+    g = torch.Generator().manual_seed(3)
+    items = [
+        {
+            "input": torch.rand(3, 40, 48, generator=g),
+            "target": torch.rand(3, 40, 48, generator=g),
+            "id": str(i),
+        }
+        for i in range(2)
+    ]
+    # one image that is its own reference: the constant is its own matrix, nothing changes
+    own = reliance(restormer, items[:1])
+    assert own["mean_abs_delta"].abs().max() < 1e-6
+    both = reliance(restormer, items[:1], reference=items)
+    assert (both["kind"] == "attn").sum() == 8
+    assert both.set_index("site").loc["all", "mean_abs_delta"] > 1e-5

@@ -1,0 +1,359 @@
+"""Channel ("transposed") attention made local: TLC for Restormer's MDTA.
+
+Restormer's attention mixes channels, not positions. Per head, with c channels of the
+query, key and value maps q, k, v (each (c, H, W)), it aggregates the whole map::
+
+    G_ij = sum_s q_i(s) k_j(s),   |q_i|^2 = sum_s q_i(s)^2,   |k_j|^2 likewise
+    A_ij = softmax_j( T * G_ij / (max(|q_i|, eps) * max(|k_j|, eps)) )   (eps = 1e-12)
+    out_i(p) = sum_j A_ij v_j(p)
+
+(``F.normalize`` of q and k over the positions, then ``softmax(T * q @ k^T) @ v``.) The
+c x c matrix A is the site's statistic: it is one matrix for the whole map, so on a whole
+image it is aggregated over a far larger region than on a training crop.
+
+The local version gives every position p its own matrix A(p), computed exactly as above
+but with the sums over the window W(p) of the site's training extent x base/train: the
+same windows as every other TLC site (valid windows, replicate-padded at the border; see
+:mod:`tlc_probe.tlc.box`). Where the window covers the map, A(p) = A: the local module is
+the global one at training size.
+
+Two implementations, chosen by measurement (``benchmarks/tlc_overhead.py``):
+
+* exact (:func:`local_channel_attention`): every G_ij(p) is a box sum of the product map
+  q_i k_j, taken with the integral images of :func:`tlc_probe.tlc.box.box_mean_valid`
+  (centred, so float32 stays precise), a block of query channels at a time so that the
+  c x c x H x W products never exist at once (``max_elements``). It costs about
+  10 elementwise passes over c^2 H W values per head: memory-bound, several times the
+  block's convolutions on a CPU.
+* fast (:func:`local_channel_attention_fast`, ``fast_imp``): the map is cut into r_h x r_w
+  cells (r from :func:`tlc_probe.tlc.box.fast_stride`, zero-padded at the bottom/right to
+  whole cells); each cell's c x c Gram matrix is one matrix product (compute-bound, as
+  the global attention's own ``q @ k^T``), window Grams are box sums over whole cells,
+  and A is evaluated at cell-aligned windows only. Each position then gets the bilinear
+  blend of the attention of its two nearest window starts per axis, applied to its own
+  values: out(p) = sum_g w_g(p) A_g v(p), a few matrix products per row of cells. Exact
+  where a window start is cell-aligned and never more than the blend of two exact
+  neighbours; ``tests/test_attention.py`` states the error against a brute-force
+  windowed reference.
+
+:func:`attention_stats` and :func:`attention_stats_at` give the probe its per-channel
+statistics of this aggregation (:data:`ATTN_STATS`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..tensors import check_map
+from .box import (
+    FAST_MIN_CELLS,
+    box_mean_valid,
+    clamp_window,
+    replicate_to,
+)
+from .window import LocalWindow
+
+#: ``F.normalize``'s default: the smallest norm a query or key channel is divided by.
+EPS = 1e-12
+
+#: Statistics the probe records at an attention site, per channel i (over the extent):
+#: ``q_rms`` = sqrt(mean_s q_i(s)^2) and ``k_rms`` (the norms the normalisation divides
+#: by, over the square root of the number of positions, so that extents of different
+#: size compare), and ``logit_mean`` = mean_j T * q_i.k_j / (|q_i| |k_j|) (the mean of
+#: query channel i's row of attention logits).
+ATTN_STATS: tuple[str, ...] = ("q_rms", "k_rms", "logit_mean")
+
+
+def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    n, c, h, w = t.shape
+    if c % heads:
+        raise ValueError(f"{c} channels do not split into {heads} heads")
+    return t.reshape(n, heads, c // heads, h, w)
+
+
+def _temperature(temperature: torch.Tensor, heads: int) -> torch.Tensor:
+    return temperature.reshape(heads)
+
+
+def channel_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, temperature: torch.Tensor, heads: int
+) -> torch.Tensor:
+    """Global MDTA: q, k, v (N, C, H, W), ``temperature`` (heads, 1, 1) -> (N, C, H, W)."""
+    n, c, h, w = q.shape
+    qh, kh, vh = (t.reshape(n, heads, c // heads, h * w) for t in (q, k, v))
+    qh, kh = F.normalize(qh, dim=-1), F.normalize(kh, dim=-1)
+    attn = (qh @ kh.transpose(-2, -1) * temperature.reshape(heads, 1, 1)).softmax(dim=-1)
+    return (attn @ vh).reshape(n, c, h, w)
+
+
+def attention_matrix(
+    q: torch.Tensor, k: torch.Tensor, temperature: torch.Tensor, heads: int
+) -> torch.Tensor:
+    """The global attention matrices of q, k (N, C, H, W): (N, heads, c, c), rows summing
+    to 1 (what :func:`channel_attention` applies to v)."""
+    n, c, h, w = q.shape
+    qh, kh = (F.normalize(t.reshape(n, heads, c // heads, h * w), dim=-1) for t in (q, k))
+    return (qh @ kh.transpose(-2, -1) * temperature.reshape(heads, 1, 1)).softmax(dim=-1)
+
+
+def _window_sums(t: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+    """Sums over every valid k_h x k_w window of ``t`` (N, K, H, W) (kernel fitting the map):
+    (N, K, H-k_h+1, W-k_w+1), from centred integral images (float32 keeps precision)."""
+    return box_mean_valid(t, kernel) * (kernel[0] * kernel[1])
+
+
+def local_channel_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    temperature: torch.Tensor,
+    heads: int,
+    kernel: tuple[int, int],
+    max_elements: int = 1 << 25,
+) -> torch.Tensor:
+    """Exact local MDTA: every position's attention from its own k_h x k_w window.
+
+    Args:
+        q, k, v: (N, C, H, W) query, key and value maps (C divisible by ``heads``).
+        temperature: (heads, 1, 1) logit scale.
+        heads: number of heads.
+        kernel: window (k_h, k_w) in pixels of this map; clipped to (H, W).
+        max_elements: largest product block (query channels x c x N x H x W) held at once.
+
+    Returns:
+        (N, C, H, W) in the compute dtype of :func:`box_mean_valid` cast back to ``v``'s.
+        Differentiable (autograd through the box sums).
+    """
+    n, c_all, h, w = q.shape
+    kh, kw = clamp_window(kernel, (h, w))
+    qh, kh_, vh = _heads(q, heads), _heads(k, heads), _heads(v, heads)
+    c = qh.shape[2]
+    hv, wv = h - kh + 1, w - kw + 1
+    nq = _window_sums(qh.square().reshape(n, c_all, h, w), (kh, kw))
+    nk = _window_sums(kh_.square().reshape(n, c_all, h, w), (kh, kw))
+    nq = nq.clamp_min(0).sqrt().clamp_min(EPS).reshape(n, heads, c, hv, wv)
+    nk = nk.clamp_min(0).sqrt().clamp_min(EPS).reshape(n, heads, c, hv, wv)
+    temp = _temperature(temperature, heads)
+    rows = max(1, min(c, max_elements // max(1, c * n * h * w)))
+    outs = []
+    for hd in range(heads):
+        for i0 in range(0, c, rows):
+            i1 = min(c, i0 + rows)
+            r = i1 - i0
+            prod = qh[:, hd, i0:i1, None] * kh_[:, hd, None]  # (N, r, c, H, W)
+            g = _window_sums(prod.reshape(n, r * c, h, w), (kh, kw)).reshape(n, r, c, hv, wv)
+            logits = g / (nq[:, hd, i0:i1, None] * nk[:, hd, None]) * temp[hd].to(g.dtype)
+            a = logits.softmax(dim=2).reshape(n, r * c, hv, wv)
+            a = replicate_to(a, (h, w)).reshape(n, r, c, h, w)
+            outs.append((a * vh[:, hd, None].to(a.dtype)).sum(dim=2))
+    return torch.cat(outs, dim=1).to(v.dtype)
+
+
+def _cell_window_sums(t: torch.Tensor, mh: int, mw: int) -> torch.Tensor:
+    """Sums over every mh x mw block of cells along dims 2 and 3 of ``t`` (float64):
+    (..., Hc - mh + 1, Wc - mw + 1, ...)."""
+    t = t.double()
+    s = t.cumsum(2)
+    s = torch.cat([s[:, :, mh - 1 : mh], s[:, :, mh:] - s[:, :, :-mh]], dim=2)
+    s = s.cumsum(3)
+    return torch.cat([s[:, :, :, mw - 1 : mw], s[:, :, :, mw:] - s[:, :, :, :-mw]], dim=3)
+
+
+def blend_weights(n: int, k: int, r: int, n_starts: int, dtype: torch.dtype) -> torch.Tensor:
+    """(n, n_starts) weights: pixel y's exact window starts at t = clamp(y - (k-1)//2, 0,
+    n - k); it gets weights (1 - f, f) on cell-aligned starts floor(t/r) and the next one
+    (clipped to ``n_starts - 1``), f = t/r - floor(t/r). Rows sum to 1."""
+    y = torch.arange(n, dtype=torch.float64)
+    t = (y - (k - 1) // 2).clamp(0, n - k) / r
+    i0 = t.floor().long().clamp(max=n_starts - 1)
+    f = t - i0
+    i1 = (i0 + 1).clamp(max=n_starts - 1)
+    m = torch.zeros(n, n_starts, dtype=torch.float64)
+    m.index_put_((torch.arange(n), i0), 1 - f, accumulate=True)
+    m.index_put_((torch.arange(n), i1), f, accumulate=True)
+    return m.to(dtype)
+
+
+def local_channel_attention_fast(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    temperature: torch.Tensor,
+    heads: int,
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+) -> torch.Tensor:
+    """Cell-grid local MDTA (see the module docstring): (N, C, H, W) maps -> (N, C, H, W).
+
+    ``strides`` (r_h, r_w) must divide the clipped ``kernel`` (as
+    :func:`tlc_probe.tlc.box.fast_stride` gives); r = 1 on both axes makes every window
+    start cell-aligned, i.e. exact (and slow)."""
+    n, c_all, h, w = q.shape
+    kh, kw = clamp_window(kernel, (h, w))
+    sh, sw = strides
+    if kh % sh or kw % sw:
+        raise ValueError(f"strides {strides} must divide the window {(kh, kw)}")
+    dt = torch.float64 if q.dtype == torch.float64 else torch.float32
+    hp, wp = math.ceil(h / sh) * sh, math.ceil(w / sw) * sw
+    hc, wc, mh, mw = hp // sh, wp // sw, kh // sh, kw // sw
+    c = c_all // heads
+
+    def cells(t: torch.Tensor) -> torch.Tensor:
+        t = F.pad(t.to(dt), (0, wp - w, 0, hp - h))  # zeros add nothing to the sums
+        t = t.reshape(n, heads, c, hc, sh, wc, sw).permute(0, 1, 3, 5, 2, 4, 6)
+        return t.reshape(n, heads, hc, wc, c, sh * sw)
+
+    qc, kc = cells(q), cells(k)
+    g = _cell_window_sums(qc @ kc.transpose(-1, -2), mh, mw)  # (N, heads, Hv, Wv, c, c)
+    nq = _cell_window_sums(qc.square().sum(-1), mh, mw).clamp_min(0).sqrt().clamp_min(EPS)
+    nk = _cell_window_sums(kc.square().sum(-1), mh, mw).clamp_min(0).sqrt().clamp_min(EPS)
+    temp = _temperature(temperature, heads).to(torch.float64).view(1, heads, 1, 1, 1, 1)
+    a = (g / (nq[..., :, None] * nk[..., None, :]) * temp).softmax(dim=-1).to(dt)
+    hv, wv = a.shape[2], a.shape[3]
+    my = blend_weights(h, kh, sh, hv, dt).to(q.device)
+    mx = blend_weights(w, kw, sw, wv, dt).to(q.device)
+    vh = _heads(v, heads).to(dt)
+    out = torch.zeros(n, heads, c, h, w, dtype=dt, device=q.device)
+    for i in range(hv):
+        rows = torch.nonzero(my[:, i]).flatten()
+        if not len(rows):
+            continue
+        r0, r1 = int(rows[0]), int(rows[-1]) + 1
+        ax = torch.einsum("xj,nhjcd->nhxcd", mx, a[:, :, i])  # blended along x: (N, h, W, c, c)
+        part = torch.einsum("nhxcd,nhdyx->nhcyx", ax, vh[..., r0:r1, :])
+        out[..., r0:r1, :] += part * my[r0:r1, i].view(1, 1, 1, -1, 1)
+    return out.reshape(n, c_all, h, w).to(v.dtype)
+
+
+class LocalChannelAttention(LocalWindow, nn.Module):
+    """TLC version of an MDTA module (Restormer's ``Attention``): the same ``qkv``,
+    ``qkv_dwconv``, ``project_out`` and ``temperature`` (so the same state_dict keys),
+    with the channel attention taken over k_h x k_w windows (see the module docstring).
+
+    ``forward``: (N, C, H, W) -> (N, C, H, W); where the window covers the map, exactly
+    the global module.
+    """
+
+    tlc_kind = "attn"
+
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, int],
+        num_heads: int,
+        fast_imp: bool = False,
+        fast_min_cells: int = FAST_MIN_CELLS,
+        feature_size: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__()
+        self._set_window(kernel_size, fast_imp, fast_min_cells, feature_size)
+        self.num_heads = int(num_heads)
+        self.temperature = nn.Parameter(torch.ones(self.num_heads, 1, 1))
+        self.qkv: nn.Module = nn.Identity()
+        self.qkv_dwconv: nn.Module = nn.Identity()
+        self.project_out: nn.Module = nn.Identity()
+
+    @classmethod
+    def from_attention(
+        cls, module: nn.Module, kernel_size: int | tuple[int, int], **opts
+    ) -> LocalChannelAttention:
+        """The local version of ``module`` (anything with ``num_heads``, ``temperature``,
+        ``qkv``, ``qkv_dwconv``, ``project_out`` that computes MDTA), sharing its
+        parameters and submodules; ``opts`` as the constructor's."""
+        new = cls(kernel_size, module.num_heads, **opts)
+        new.temperature = module.temperature
+        new.qkv, new.qkv_dwconv, new.project_out = module.qkv, module.qkv_dwconv, module.project_out
+        new.train(module.training)
+        return new
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The channel attention of q, k, v (N, C, H, W) with this module's windows."""
+        size = (q.shape[-2], q.shape[-1])
+        if self.covers(size):
+            return channel_attention(q, k, v, self.temperature, self.num_heads)
+        if self.fast_imp:
+            return local_channel_attention_fast(
+                q, k, v, self.temperature, self.num_heads, self.kernel_size, self.strides(size)
+            )
+        return local_channel_attention(q, k, v, self.temperature, self.num_heads, self.kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.empty_batch(x):
+            return self.project_out(x)
+        check_map(x)
+        q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
+        return self.project_out(self.attend(q, k, v))
+
+    def extra_repr(self) -> str:
+        return f"num_heads={self.num_heads}, " + self.window_repr()
+
+
+# -- statistics for the probe --------------------------------------------------------------
+
+
+def _logit_mean(g: torch.Tensor, nq: torch.Tensor, nk: torch.Tensor, temp: torch.Tensor):
+    """Row means of T * G / (|q| |k|): g (N, h, c, c, ...), nq, nk (N, h, c, ...), temp (h,)."""
+    nq, nk = nq.sqrt().clamp_min(EPS), nk.sqrt().clamp_min(EPS)
+    logits = g / (nq.unsqueeze(3) * nk.unsqueeze(2))
+    shape = (1, -1) + (1,) * (logits.dim() - 2)
+    return (logits * temp.to(g.dtype).reshape(shape)).mean(dim=3)
+
+
+def attention_stats(
+    q: torch.Tensor, k: torch.Tensor, temperature: torch.Tensor, heads: int
+) -> dict[str, torch.Tensor]:
+    """:data:`ATTN_STATS` of q, k (N, C, H, W) over the whole map: {stat: (N, C)}, in
+    float32 (float64 for float64 input)."""
+    dt = torch.float64 if q.dtype == torch.float64 else torch.float32
+    n, c_all, h, w = q.shape
+    qh = q.detach().to(dt).reshape(n, heads, c_all // heads, h * w)
+    kh = k.detach().to(dt).reshape(n, heads, c_all // heads, h * w)
+    sq, sk = qh.square().sum(-1), kh.square().sum(-1)
+    g = qh @ kh.transpose(-2, -1)
+    temp = _temperature(temperature.detach(), heads)
+    return {
+        "q_rms": (sq / (h * w)).sqrt().reshape(n, c_all),
+        "k_rms": (sk / (h * w)).sqrt().reshape(n, c_all),
+        "logit_mean": _logit_mean(g, sq, sk, temp).reshape(n, c_all),
+    }
+
+
+def attention_stats_at(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    temperature: torch.Tensor,
+    heads: int,
+    kernel: tuple[int, int],
+    iy: torch.Tensor,
+    ix: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """:data:`ATTN_STATS` over the k_h x k_w windows whose top-left corners are the
+    pairs of rows ``iy`` x columns ``ix`` (valid starts): {stat: (N, C, P)}, P =
+    len(iy) * len(ix) row-major. Exact (integral images, one key channel at a time)."""
+    dt = torch.float64 if q.dtype == torch.float64 else torch.float32
+    n, c_all, h, w = q.shape
+    kh, kw = clamp_window(kernel, (h, w))
+    c = c_all // heads
+    qd, kd = q.detach().to(dt), k.detach().to(dt)
+
+    def at(t: torch.Tensor) -> torch.Tensor:
+        return t.index_select(-2, iy).index_select(-1, ix).flatten(-2)
+
+    sq = at(_window_sums(qd.square(), (kh, kw))).reshape(n, heads, c, -1)
+    sk = at(_window_sums(kd.square(), (kh, kw))).reshape(n, heads, c, -1)
+    qh, kh_ = _heads(qd, heads), _heads(kd, heads)
+    cols = []
+    for j in range(c):  # G[:, :, :, j] for every window: products with key channel j
+        prod = (qh * kh_[:, :, j : j + 1]).reshape(n, c_all, h, w)
+        cols.append(at(_window_sums(prod, (kh, kw))).reshape(n, heads, c, -1))
+    g = torch.stack(cols, dim=3)  # (N, heads, c, c, P)
+    temp = _temperature(temperature.detach(), heads)
+    area = kh * kw
+    return {
+        "q_rms": (sq / area).clamp_min(0).sqrt().reshape(n, c_all, -1),
+        "k_rms": (sk / area).clamp_min(0).sqrt().reshape(n, c_all, -1),
+        "logit_mean": _logit_mean(g, sq.clamp_min(0), sk.clamp_min(0), temp).reshape(n, c_all, -1),
+    }
