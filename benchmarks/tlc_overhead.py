@@ -7,10 +7,16 @@ reported as ratios to whole-image inference:
 
 * ``tlc`` (exact), ``fast`` (``fast_imp``), ``grid`` (``fast_imp`` + ``grid_head``: the
   squeeze-excitation heads on the block grid);
-* ``floor``: exact TLC with every local pool replaced by the identity and every local
-  instance norm by the global one. The pooled map then costs nothing but the code after
-  it still runs at full resolution, so this is the least any pooling kernel could reach
-  without moving the head (the SE block's 1x1 convs and sigmoid) off the full map.
+* ``floor``: exact TLC with every local pool replaced by the identity, every local
+  instance norm by the global one and every local channel attention by the global one.
+  The pooled map then costs nothing but the code after it still runs at full
+  resolution, so this is the least any pooling kernel could reach without moving the
+  head (the SE block's 1x1 convs or linear layers and sigmoid) off the full map; for
+  attention it is the global attention itself (1.00).
+
+For Restormer (kind 'attn') ``tlc`` is the exact integral-image attention and ``fast``
+the cell-grid blend (:mod:`tlc_probe.tlc.attention`); it has no SE head, so ``grid``
+runs the same code as ``fast``.
 
 ``--official`` adds MPRNet at its official width (n_feat 96, untrained: the cost does not
 depend on the weights) at 360x640, to show the overhead is no tiny-width artefact.
@@ -28,15 +34,19 @@ from torch import nn
 from tlc_probe import convert
 from tlc_probe.models import build
 from tlc_probe.store import build_from_checkpoint, checkpoint_dir
+from tlc_probe.tlc.attention import LocalChannelAttention
 from tlc_probe.tlc.norm import LocalInstanceNorm2d
 from tlc_probe.tlc.pooling import LocalAvgPool2d
 
 
 def free_pools(model: nn.Module) -> nn.Module:
-    """``model`` (TLC-converted) with local pools -> identity, local IN -> global IN."""
+    """``model`` (TLC-converted) with local pools -> identity, local IN -> global IN,
+    local attention -> global attention (a window covering every map)."""
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, LocalAvgPool2d):
+            if isinstance(child, LocalChannelAttention):
+                child.kernel_size = (1 << 30, 1 << 30)
+            elif isinstance(child, LocalAvgPool2d):
                 setattr(parent, name, nn.Identity())
             elif isinstance(child, LocalInstanceNorm2d):
                 norm = nn.InstanceNorm2d(

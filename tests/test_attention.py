@@ -175,3 +175,21 @@ def test_reliance_freezes_the_attention_matrix(restormer):
     both = reliance(restormer, items[:1], reference=items)
     assert (both["kind"] == "attn").sum() == 8
     assert both.set_index("site").loc["all", "mean_abs_delta"] > 1e-5
+
+
+def test_pending_counts_attention_sites_run_without_the_models_forward(restormer):
+    """Training runs forward_all, which calls forward directly (no model hook fires): the
+    samples are then counted at the sites, which record no 'mean'."""
+    with Probe(restormer) as probe, torch.no_grad():
+        restormer.forward_all(torch.rand(2, 3, 32, 32))
+        assert probe.pending() == 2
+        assert probe.take(["a", "b"])["sample"].nunique() == 2
+
+
+def test_local_attention_gradients_finite_where_a_window_is_zero():
+    q, k, v, t = (x.requires_grad_() for x in _qkv(n=1, c=4, h=9, w=9))
+    with torch.no_grad():
+        q[:, 0, :5, :5] = 0  # a window of zeros in query channel 0
+    out = local_channel_attention(q, k, v, t, 2, (5, 5))
+    grads = torch.autograd.grad(out.sum(), [q, k, v])
+    assert all(torch.isfinite(g).all() for g in grads)

@@ -250,3 +250,45 @@ def test_list_sites_lists_kinds_in_order():
     assert [s.name for s in list_sites(ToyNet(), kinds="in")] == ["enc.norm", "mid.norm"]
     # Running-stats instance norm uses stored statistics: not a site.
     assert list_sites(nn.InstanceNorm2d(3, track_running_stats=True)) == []
+
+
+def test_failed_check_leaves_an_inplace_model_untouched():
+    class AddSE(LinearSE):
+        def forward(self, x):
+            b, c = x.shape[:2]
+            return x + self.fc(self.pool(x).flatten(1)).view(b, c, 1, 1)
+
+    model = _eval(ToyNet(se_block=AddSE))
+    before = [type(m) for m in model.modules()]
+    with pytest.raises(ValueError, match="look like"):
+        convert(model, train_size=32, inplace=True)
+    assert [type(m) for m in model.modules()] == before  # nothing replaced, not even the INs
+    with pytest.warns(UserWarning, match="leaves these"):
+        convert(model, train_size=32, inplace=True, skip=["ca1.pool"])  # a retry works
+
+
+def test_linear_se_with_dropout_converts_in_train_mode():
+    model = ToyNet(se_block=LinearSE)
+    model.ca1.fc.insert(2, nn.Dropout(0.5))
+    model.train()
+    tlc = convert(model, train_size=32)
+    assert isinstance(tlc.ca1, LocalLinearSE) and tlc.training
+
+
+def test_grid_head_without_a_target_warns_and_no_site_left_raises():
+    model = _eval(ToyNet(se_block=LinearSE))
+    with pytest.warns(UserWarning, match="grid_head=True has no effect"):
+        convert(model, train_size=32, kinds=("se",), skip=["ca2.*"], fast_imp=True, grid_head=True)
+
+    class Dead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = nn.InstanceNorm2d(3)
+            self.pool = nn.AdaptiveAvgPool2d(1)
+
+        def forward(self, x):
+            return x * self.pool(x)
+
+    with pytest.raises(ValueError, match="never called"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        convert(Dead(), train_size=16, kinds=("in",))

@@ -89,3 +89,11 @@ def test_linear_se_rewritten_exactly_at_train_size(tiny):
         assert torch.allclose(tlc(x), tiny(x), atol=1e-5)
         # output |.| <= 0.08 at random init; float32 noise would be ~1e-8
         assert (tlc(big) - tiny(big)).abs().max() > 2e-5
+
+
+def test_schemes_offer_no_grid_head_for_linear_heads(tiny):
+    from tlc_probe.schemes import default_names
+
+    names = default_names(tiny, 128)
+    assert "tlc-fast" in names and "tlc-grid" not in names
+    assert "tlc-grid" in default_names(build("nafnet", "tiny"), 64)

@@ -27,6 +27,8 @@ def test_the_trained_checkpoints_are_shipped():
         "nafnet-tiny-deblur.pt",
         "hinet-tiny-derain.pt",
         "ffanet-tiny-dehaze.pt",
+        "restormer-tiny-deblur.pt",
+        "spdnet-tiny-derain.pt",
     }
 
 

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .sites import list_sites
 from .sizes import as_int
 from .tiling import tiled_inference
 from .tlc import convert
+from .tlc.convert import grid_head_pools
 
 #: Overlaps as fractions of the tile: the paper's 16 and 128 px of a 256-px tile.
 PAPER_OVERLAP_FRACTIONS = (16 / 256, 128 / 256)
@@ -67,10 +67,11 @@ def default_overlaps(tile: int) -> list[int]:
 
 
 def default_names(model: nn.Module, train_size: int, overlaps: Sequence[int] | None = None):
-    """whole, tlc, tlc-fast, tlc-grid (only if ``model`` has squeeze-excitation pools)
-    and ``tiles-<o>`` for each of ``overlaps`` (default :func:`default_overlaps`)."""
+    """whole, tlc, tlc-fast, tlc-grid (only if ``model`` has squeeze-excitation pools
+    with convolutional heads, :func:`tlc_probe.tlc.convert.grid_head_pools`) and
+    ``tiles-<o>`` for each of ``overlaps`` (default :func:`default_overlaps`)."""
     names = ["whole", "tlc", "tlc-fast"]
-    if any(s.kind == "se" for s in list_sites(model)):
+    if grid_head_pools(model):
         names.append("tlc-grid")
     overlaps = default_overlaps(train_size) if overlaps is None else overlaps
     return names + [f"tiles-{o}" for o in overlaps]

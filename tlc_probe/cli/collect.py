@@ -69,7 +69,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="train,whole,tlc,tiles,window",
         help="comma list (default: all five)",
     )
-    p.add_argument("--kinds", default="in,se", help="site kinds, comma list (default: in,se)")
+    p.add_argument(
+        "--kinds", default="in,se,attn", help="site kinds, comma list (default: in,se,attn)"
+    )
     p.add_argument(
         "--sites", nargs="+", metavar="PATTERN", help="fnmatch patterns of site names (all)"
     )

@@ -18,12 +18,20 @@ DESCRIPTION = (
 FLAGS = {"sites [": "--sites ["}
 
 
+ATTN_STATS = ("q_rms", "k_rms", "logit_mean")  # tlc_probe.tlc.attention.ATTN_STATS
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``plot``."""
     p.add_argument("stats", nargs="+", help="statistics directories (or parent folders)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--sites", nargs="+", default=(), help="extra site names to draw")
-    p.add_argument("--stat", default="mean", choices=("mean", "std"), help="statistic")
+    p.add_argument(
+        "--stat",
+        default="mean",
+        choices=("mean", "std", *ATTN_STATS),
+        help="statistic (default: mean; attention sites show their logit_mean for it)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

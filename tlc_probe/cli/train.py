@@ -34,7 +34,11 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``train``."""
-    p.add_argument("--model", required=True, help="zoo name: hinet, mprnet, nafnet, ffanet")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="zoo name: hinet, mprnet, nafnet, ffanet, restormer, spdnet",
+    )
     p.add_argument(
         "--task", required=True, choices=("deblur", "derain", "dehaze"), help="degradation"
     )

@@ -282,6 +282,10 @@ def collect(
             )
         mine = json.loads(json.dumps(_comparable({**run, "samples": samples}), default=str))
         theirs = _comparable(old)
+        present = {s.kind for s in probe.all_sites}  # a kind the model lacks changes nothing
+        for cfg_ in (mine.get("config", {}), theirs.get("config", {})):
+            if "kinds" in cfg_:
+                cfg_["kinds"] = sorted(set(cfg_["kinds"]) & present)
         if "samples" not in theirs:  # written before runs recorded their samples
             warnings.warn(
                 f"{out} was collected by an older tlc-probe that did not record its "

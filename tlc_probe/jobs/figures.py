@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..metrics.decomposition import decomposition
-from ..metrics.shift import COMPARISONS, shift_table
+from ..metrics.shift import COMPARISONS, shift_table, stat_mask
 from ..schemes import make_schemes
 from ..store.checkpoint import model_label
 from ..store.figures import save_figure
@@ -62,6 +62,9 @@ def stats_figures(
     (train, tiles, window, whole) are all there, ``<model>-<task>-decomposition.*``
     (:func:`tlc_probe.viz.decomposition_figure`, sites not relied on marked when
     ``reliance`` is given). Returns the paths written.
+
+    A (model, task) without rows of ``stat`` (e.g. ``"q_rms"``, which only attention
+    sites record) draws nothing.
 
     Statistics given as paths (or a :class:`~tlc_probe.store.read.SiteIndex` of them) are
     read one site at a time (the shift table site by site,
@@ -113,9 +116,11 @@ def stats_figures(
             tab = tab[tab["step"] == last]
             if tab.empty:
                 continue
+        if not stat_mask(tab, stat).any():  # e.g. --stat q_rms: only attention sites have it
+            continue
         chosen = []
         for kind in ("in", "se", "attn"):
-            if (tab["kind"] == kind).any():
+            if ((tab["kind"] == kind) & stat_mask(tab, stat)).any():
                 chosen.append(choose_site(tab, kind, model=model))
         chosen += [s for s in sites if s in mine and s not in chosen]
         tag = f"{model}-{task}"

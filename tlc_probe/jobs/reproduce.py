@@ -84,7 +84,7 @@ def prepare_out(out: Path, overwrite: bool) -> None:
 
 
 #: Which architecture shows each task in the qualitative panels (Fig. A4-A6 analogues).
-QUALITATIVE = {"deblur": "mprnet", "derain": "hinet", "dehaze": "ffanet"}
+QUALITATIVE = {"deblur": "mprnet", "derain": "spdnet", "dehaze": "ffanet"}
 
 
 def _describe(checkpoints: Sequence[Path]) -> dict[Path, dict[str, str]]:

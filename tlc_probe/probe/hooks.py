@@ -37,7 +37,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..sites import SITE_KINDS, Site, execution_order, select_sites, temporary_hooks
+from ..sites import (
+    PRIMARY_STAT,
+    SITE_KINDS,
+    Site,
+    execution_order,
+    select_sites,
+    temporary_hooks,
+)
 from ..tlc.attention import attention_stats, attention_stats_at
 from ..tlc.box import box_mean_fast_valid, box_mean_valid, finite_centre, valid_region
 from .records import RECORD_COLUMNS, empty_frame
@@ -280,7 +287,10 @@ class Probe:
         a ``forward_all`` method), the fewest samples any site recorded."""
         if self._batches:
             return sum(self._batches)
-        counts = [sum(r.values.shape[0] for r in g.records if r.stat == "mean") for g in self._logs]
+        counts = [
+            sum(r.values.shape[0] for r in g.records if r.stat == PRIMARY_STAT[g.site.kind])
+            for g in self._logs
+        ]
         counts = [c for c in counts if c]
         return min(counts) if counts else 0
 

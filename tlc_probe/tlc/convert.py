@@ -303,6 +303,11 @@ def convert(
                 )
                 chosen = [s for s in chosen if s.name not in missed]
                 pools = [s for s in pools if s.name not in missed]
+                if not chosen:
+                    raise ValueError(
+                        f"no site to convert: every chosen site is never called at train_size "
+                        f"{train_hw} ({len(missed)} sites)"
+                    )
             if multi := {n: sorted(v) for n, v in seen.items() if len(v) > 1}:
                 raise ValueError(
                     f"sites called with several feature sizes in one pass, so no single "
@@ -319,30 +324,55 @@ def convert(
                     "the code after them as 1x1 convolutions."
                 )
 
-    replaced: list[tuple[str, nn.Module, nn.Module]] = []  # (site, old block, new block)
+    # Every new module is built and checked before any is put in (``inplace`` leaves the
+    # model as it was when a check fails).
+    new_blocks: list[tuple[str, nn.Module, nn.Module, bool]] = []  # site, old, new, checked
     for s in chosen:
         ((h, w),) = seen[s.name]
         kernel = (max(1, h * base_hw[0] // train_hw[0]), max(1, w * base_hw[1] // train_hw[1]))
         opts = dict(fast_imp=fast_imp, fast_min_cells=fast_min_cells, feature_size=(h, w))
         if s.kind == "in":
             new = LocalInstanceNorm2d.from_instance_norm(s.module, kernel, **opts)
-            _replace(target, s.module, new)
+            new_blocks.append((s.name, s.module, new, False))
         elif s.kind == "attn":
             new = LocalChannelAttention.from_attention(s.module, kernel, **opts)
-            replaced.append((s.name, s.module, new))
-        elif s.name in linear:
+            new_blocks.append((s.name, s.module, new, True))
+        elif s.name in linear:  # a GridMap cannot go through nn.Linear: no grid head here
             attr, parent, head = linear[s.name]
             new = LocalLinearSE(attr, LocalAvgPool2d(kernel, **opts), head)
             new.train(parent.training)
-            replaced.append((s.name, parent, new))
+            new_blocks.append((s.name, parent, new, True))
         else:
-            _replace(target, s.module, LocalAvgPool2d(kernel, grid_head=grid_head, **opts))
-    if wrong := [name for name, old, new in replaced if not _reproduces(new, calls.get(id(old)))]:
+            new = LocalAvgPool2d(kernel, grid_head=grid_head, **opts)
+            new_blocks.append((s.name, s.module, new, False))
+    gridded = [n for _, _, n, _ in new_blocks if isinstance(n, LocalAvgPool2d) and n.grid_head]
+    if grid_head and not gridded:
+        warnings.warn(
+            "grid_head=True has no effect here: no squeeze-excitation pool with a "
+            "convolutional head (linear heads and attention run on the full map)",
+            UserWarning,
+            stacklevel=2,
+        )
+    wrong = []
+    for name, old, new, checked in new_blocks:
+        if checked:
+            with eval_mode(new):  # the calibration pass ran in eval mode
+                if not _reproduces(new, calls.get(id(old))):
+                    wrong.append(name)
+    if wrong:
         raise ValueError(
             "these sites look like a linear squeeze-excitation block or a channel attention, "
             f"but their local version does not compute what they compute at train size: "
             f"{wrong}; pass skip={wrong!r} to leave them global"
         )
-    for _, old, new in replaced:
+    for _, old, new, _ in new_blocks:
         _replace(target, old, new)
     return target
+
+
+def grid_head_pools(model: nn.Module) -> list[str]:
+    """Names of the ``se`` pools of ``model`` whose head a grid head can take (pools not
+    in a linear SE block, :func:`~tlc_probe.tlc.se.linear_se_head`)."""
+    pools = [s for s in list_sites(model, "se") if not s.local]
+    linear = _linear_se_blocks(model, pools)
+    return [s.name for s in pools if s.name not in linear]
