@@ -15,8 +15,9 @@ reported as ratios to whole-image inference:
   attention it is the global attention itself (1.00).
 
 For Restormer (kind 'attn') ``tlc`` is the exact integral-image attention and ``fast``
-the cell-grid blend (:mod:`tlc_probe.tlc.attention`); it has no SE head, so ``grid``
-runs the same code as ``fast``.
+the cell-grid blend (:mod:`tlc_probe.tlc.attention`). ``grid`` is run only for models
+with SE pools whose heads are convolutions, ``floor`` only for models with pools or
+instance norms (for attention alone it is whole-image inference): "-" in the table.
 
 ``--official`` adds MPRNet at its official width (n_feat 96, untrained: the cost does not
 depend on the weights) at 360x640, to show the overhead is no tiny-width artefact.
@@ -31,10 +32,11 @@ import time
 import torch
 from torch import nn
 
-from tlc_probe import convert
+from tlc_probe import convert, list_sites
 from tlc_probe.models import build
 from tlc_probe.store import build_from_checkpoint, checkpoint_dir
 from tlc_probe.tlc.attention import LocalChannelAttention
+from tlc_probe.tlc.convert import grid_head_pools
 from tlc_probe.tlc.norm import LocalInstanceNorm2d
 from tlc_probe.tlc.pooling import LocalAvgPool2d
 
@@ -67,9 +69,11 @@ def ratios(model: nn.Module, train_size: int, x: torch.Tensor, repeats: int) -> 
         "whole": model,
         "tlc": convert(model, train_size=train_size),
         "fast": convert(model, train_size=train_size, fast_imp=True),
-        "grid": convert(model, train_size=train_size, fast_imp=True, grid_head=True),
-        "floor": free_pools(convert(model, train_size=train_size)),
     }
+    if grid_head_pools(model):
+        nets["grid"] = convert(model, train_size=train_size, fast_imp=True, grid_head=True)
+    if any(s.kind in ("in", "se") for s in list_sites(model)):
+        nets["floor"] = free_pools(convert(model, train_size=train_size))
     times: dict[str, list[float]] = {k: [] for k in nets}
     with torch.no_grad():
         for net in nets.values():
@@ -83,6 +87,10 @@ def ratios(model: nn.Module, train_size: int, x: torch.Tensor, repeats: int) -> 
                 times[k].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"whole": med["whole"]} | {k: med[k] / med["whole"] for k in nets if k != "whole"}
+
+
+def _cell(r: dict[str, float], key: str) -> str:
+    return f"{r[key]:.2f}" if key in r else "-"
 
 
 def main() -> None:
@@ -106,7 +114,7 @@ def main() -> None:
         r = ratios(model, int(meta.get("train_size", 64)), xi, args.repeats)
         print(
             f"| {label} | {r['whole']:.2f} | {r['tlc']:.2f} | {r['fast']:.2f} | "
-            f"{r['grid']:.2f} | {r['floor']:.2f} |",
+            f"{_cell(r, 'grid')} | {_cell(r, 'floor')} |",
             flush=True,
         )
 

@@ -190,3 +190,10 @@ def test_the_analysis_commands_keep_freed_memory_on_linux():
     from tlc_probe.cli.allocator import keep_freed_memory
 
     assert keep_freed_memory() is sys.platform.startswith("linux")
+
+
+def test_plot_offers_the_attention_statistics_the_probe_records():
+    from tlc_probe.cli.plot import ATTN_STATS as CLI_STATS
+    from tlc_probe.tlc.attention import ATTN_STATS
+
+    assert CLI_STATS == ATTN_STATS

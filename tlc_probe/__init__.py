@@ -11,11 +11,20 @@ from .schemes import Scheme, make_schemes
 from .sites import Site, execution_order, list_sites, site_kind
 from .store import read_stats, shipped_checkpoints
 from .tiling import tile_starts, tiled_inference
-from .tlc import LocalAvgPool2d, LocalInstanceNorm2d, convert, tlc_windows
+from .tlc import (
+    LocalAvgPool2d,
+    LocalChannelAttention,
+    LocalInstanceNorm2d,
+    LocalLinearSE,
+    convert,
+    tlc_windows,
+)
 
 __all__ = [
     "LocalAvgPool2d",
+    "LocalChannelAttention",
     "LocalInstanceNorm2d",
+    "LocalLinearSE",
     "Probe",
     "Scheme",
     "Site",
