@@ -51,11 +51,9 @@ def test_shipped_checkpoint_restores_held_out_photos(path):
             gains.append(psnr(out, item["target"]) - psnr(item["input"], item["target"]))
     print(f"{path.name}: PSNR gain per test photo {[round(g, 2) for g in gains]} dB")
     # Acceptance: above the degraded input with whole-image inference. The margin is the
-    # smallest measured one (hinet-tiny-deblur, +1.16 dB) rounded down; see
-    # tlc_probe/checkpoints/README.md. SPDNet-tiny is undertrained (800 steps, +0.14 dB:
-    # it has no global residual and learns the whole image); its own margin until retrained.
-    margin = 0.1 if meta["name"] == "spdnet" else 1.0
-    assert sum(gains) / len(gains) > margin
+    # smallest measured gain (hinet-tiny-deblur, +1.16 dB) rounded down; see
+    # tlc_probe/checkpoints/README.md.
+    assert sum(gains) / len(gains) > 1.0
 
 
 def test_checkpoint_folder_is_the_argument_else_the_environment_else_the_package(

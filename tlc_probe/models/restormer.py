@@ -158,30 +158,29 @@ class OverlapPatchEmbed(nn.Module):
         return self.proj(x)
 
 
-class Downsample(nn.Module):
+class _ConvShuffle(nn.Module):
+    """3x3 conv (no bias) to ``c_out`` channels, then a pixel (un)shuffle by 2 (``body``)."""
+
+    def __init__(self, c_in: int, c_out: int, shuffle: nn.Module) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), shuffle)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+class Downsample(_ConvShuffle):
     """3x3 conv halving the channels, then PixelUnshuffle(2): (N, C, H, W) -> (N, 2C, H/2, W/2)."""
 
     def __init__(self, n_feat: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(n_feat, n_feat // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2)
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
+        super().__init__(n_feat, n_feat // 2, nn.PixelUnshuffle(2))
 
 
-class Upsample(nn.Module):
+class Upsample(_ConvShuffle):
     """3x3 conv doubling the channels, then PixelShuffle(2): (N, C, H, W) -> (N, C/2, 2H, 2W)."""
 
     def __init__(self, n_feat: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(n_feat, n_feat * 2, 3, padding=1, bias=False), nn.PixelShuffle(2)
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
+        super().__init__(n_feat, n_feat * 2, nn.PixelShuffle(2))
 
 
 def _blocks(n: int, dim: int, heads: int, ffn: float, bias: bool, ln: str) -> nn.Sequential:

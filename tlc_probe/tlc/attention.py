@@ -45,6 +45,7 @@ statistics of this aggregation (:data:`ATTN_STATS`).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -108,6 +109,26 @@ def _window_sums(t: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     return box_mean_valid(t, kernel) * (kernel[0] * kernel[1])
 
 
+def _window_grams(
+    qh: torch.Tensor, kh: torch.Tensor, kernel: tuple[int, int], max_elements: int
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Window sums of the products q_i k_j, a block of query channels at a time.
+
+    qh, kh: (N, heads, c, H, W); ``kernel`` fits the map. Yields (head, i0, g) with g
+    (N, r, c, H-k_h+1, W-k_w+1) = sum over each valid window of q_{i0+a} k_b, r query
+    channels chosen so that r x c x N x H x W <= ``max_elements`` (at least one).
+    """
+    n, heads, c, h, w = qh.shape
+    hv, wv = h - kernel[0] + 1, w - kernel[1] + 1
+    rows = max(1, min(c, max_elements // max(1, c * n * h * w)))
+    for hd in range(heads):
+        for i0 in range(0, c, rows):
+            r = min(c, i0 + rows) - i0
+            prod = qh[:, hd, i0 : i0 + r, None] * kh[:, hd, None]  # (N, r, c, H, W)
+            g = _window_sums(prod.reshape(n, r * c, h, w), kernel)
+            yield hd, i0, g.reshape(n, r, c, hv, wv)
+
+
 def local_channel_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -140,18 +161,13 @@ def local_channel_attention(
     nq = nq.clamp_min(EPS * EPS).sqrt().reshape(n, heads, c, hv, wv)
     nk = nk.clamp_min(EPS * EPS).sqrt().reshape(n, heads, c, hv, wv)
     temp = _temperature(temperature, heads)
-    rows = max(1, min(c, max_elements // max(1, c * n * h * w)))
     outs = []
-    for hd in range(heads):
-        for i0 in range(0, c, rows):
-            i1 = min(c, i0 + rows)
-            r = i1 - i0
-            prod = qh[:, hd, i0:i1, None] * kh_[:, hd, None]  # (N, r, c, H, W)
-            g = _window_sums(prod.reshape(n, r * c, h, w), (kh, kw)).reshape(n, r, c, hv, wv)
-            logits = g / (nq[:, hd, i0:i1, None] * nk[:, hd, None]) * temp[hd].to(g.dtype)
-            a = logits.softmax(dim=2).reshape(n, r * c, hv, wv)
-            a = replicate_to(a, (h, w)).reshape(n, r, c, h, w)
-            outs.append((a * vh[:, hd, None].to(a.dtype)).sum(dim=2))
+    for hd, i0, g in _window_grams(qh, kh_, (kh, kw), max_elements):
+        r = g.shape[1]
+        logits = g / (nq[:, hd, i0 : i0 + r, None] * nk[:, hd, None]) * temp[hd].to(g.dtype)
+        a = logits.softmax(dim=2).reshape(n, r * c, hv, wv)
+        a = replicate_to(a, (h, w)).reshape(n, r, c, h, w)
+        outs.append((a * vh[:, hd, None].to(a.dtype)).sum(dim=2))
     return torch.cat(outs, dim=1).to(v.dtype)
 
 
@@ -331,10 +347,12 @@ def attention_stats_at(
     kernel: tuple[int, int],
     iy: torch.Tensor,
     ix: torch.Tensor,
+    max_elements: int = 1 << 25,
 ) -> dict[str, torch.Tensor]:
     """:data:`ATTN_STATS` over the k_h x k_w windows whose top-left corners are the
     pairs of rows ``iy`` x columns ``ix`` (valid starts): {stat: (N, C, P)}, P =
-    len(iy) * len(ix) row-major. Exact (integral images, one key channel at a time)."""
+    len(iy) * len(ix) row-major. Exact (integral images, a block of query channels of
+    at most ``max_elements`` products at a time)."""
     dt = torch.float64 if q.dtype == torch.float64 else torch.float32
     n, c_all, h, w = q.shape
     kh, kw = clamp_window(kernel, (h, w))
@@ -346,12 +364,9 @@ def attention_stats_at(
 
     sq = at(_window_sums(qd.square(), (kh, kw))).reshape(n, heads, c, -1)
     sk = at(_window_sums(kd.square(), (kh, kw))).reshape(n, heads, c, -1)
-    qh, kh_ = _heads(qd, heads), _heads(kd, heads)
-    cols = []
-    for j in range(c):  # G[:, :, :, j] for every window: products with key channel j
-        prod = (qh * kh_[:, :, j : j + 1]).reshape(n, c_all, h, w)
-        cols.append(at(_window_sums(prod, (kh, kw))).reshape(n, heads, c, -1))
-    g = torch.stack(cols, dim=3)  # (N, heads, c, c, P)
+    g = torch.empty(n, heads, c, c, len(iy) * len(ix), dtype=sq.dtype, device=q.device)
+    for hd, i0, blk in _window_grams(_heads(qd, heads), _heads(kd, heads), (kh, kw), max_elements):
+        g[:, hd, i0 : i0 + blk.shape[1]] = at(blk)
     temp = _temperature(temperature.detach(), heads)
     area = kh * kw
     return {
