@@ -5,6 +5,7 @@ VENV   ?= .venv
 # CPU build by default. A GPU user installs the CUDA build of torch into $(VENV) first
 # (or passes TORCH="torch==2.13.0 --index-url <CUDA wheel index>"); see README.md.
 TORCH  ?= torch==2.13.0
+SPANDREL ?= spandrel>=0.4,<0.5
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tlc-probe-installed
 
@@ -16,6 +17,9 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tlc-probe needs Python >= 3.11, found " + sys.version.split()[0]'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH)
+	# spandrel without its torchvision requirement: PyPI's torchvision needs the CUDA torch
+	# (tlc_probe.models.foreign explains); its other requirements come with the test extra.
+	$(BIN)/python -m pip show --quiet spandrel 2>/dev/null || $(BIN)/python -m pip install --quiet --no-deps '$(SPANDREL)'
 	$(BIN)/python -m pip install --quiet -e '.[test,lab]'
 	touch $(STAMP)
 

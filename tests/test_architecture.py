@@ -25,6 +25,7 @@ PKG = ROOT / "tlc_probe"
 LAYERS: list[tuple[str, ...]] = [
     ("_version", "sizes", "tensors"),
     ("sites",),
+    ("functional",),
     ("tlc",),
     ("tiling", "models", "data"),
     ("schemes",),

@@ -5,6 +5,7 @@ Public API (re-exports only). The layers, bottom to top, are described in
 """
 
 from ._version import __version__
+from .functional import attach_functional_sites, find_sites
 from .metrics import decomposition, shift_table, summary
 from .probe import Probe, training_windows
 from .schemes import Scheme, make_schemes
@@ -29,9 +30,11 @@ __all__ = [
     "Scheme",
     "Site",
     "__version__",
+    "attach_functional_sites",
     "convert",
     "decomposition",
     "execution_order",
+    "find_sites",
     "list_sites",
     "make_schemes",
     "read_stats",

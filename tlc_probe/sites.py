@@ -11,6 +11,12 @@ A *site* is a module whose output depends on a statistic of its whole input map:
   MDTA, recognised by its parts (:func:`is_channel_attention`): its c x c attention
   matrix per head sums over the whole map.
 
+A *functional* site is a call such as ``x.mean((2, 3), keepdim=True)`` made in a
+module's own code: :mod:`tlc_probe.functional` finds them and registers a proxy module
+for each (class attribute ``global_kind``), named ``<module>#<function><index>``; a
+*declared* site is any module the user names with its kind (``extra=``), for
+aggregations no rule recognises.
+
 Their TLC versions (any module class with a ``tlc_kind`` attribute, as
 :class:`tlc_probe.LocalInstanceNorm2d`, :class:`tlc_probe.LocalAvgPool2d` and
 :class:`tlc_probe.LocalChannelAttention` have) are sites of the same kind with
@@ -28,7 +34,7 @@ Example::
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -63,6 +69,11 @@ class Site:
     depth: int | None = None
 
     @property
+    def functional(self) -> bool:
+        """Whether the site is a functional call (a proxy named ``owner#function<i>``)."""
+        return "#" in self.name
+
+    @property
     def executed(self) -> bool:
         """Whether the site ran in the forward pass that ordered the sites."""
         return self.depth is not None
@@ -94,11 +105,12 @@ def is_channel_attention(module: nn.Module) -> bool:
 def site_kind(module: nn.Module) -> str | None:
     """'in' for an instance norm that normalises with per-sample statistics, 'se' for a
     pool to one value per channel (``nn.AdaptiveAvgPool2d(1)``), 'attn' for a channel
-    attention (:func:`is_channel_attention`), their TLC versions likewise; ``None`` for
-    anything else. An ``nn.InstanceNorm2d`` with ``track_running_stats=True`` is no site:
-    in eval mode it uses stored statistics."""
-    local = getattr(type(module), "tlc_kind", None)
-    if local is not None:
+    attention (:func:`is_channel_attention`), their TLC versions and a functional site's
+    proxy likewise (``tlc_kind`` / ``global_kind``); ``None`` for anything else. An
+    ``nn.InstanceNorm2d`` with ``track_running_stats=True`` is no site: in eval mode it
+    uses stored statistics."""
+    local = getattr(type(module), "tlc_kind", None) or getattr(type(module), "global_kind", None)
+    if local:
         return local
     if is_channel_attention(module):
         return "attn"
@@ -121,16 +133,54 @@ def check_kinds(kinds: Iterable[str] | str) -> tuple[str, ...]:
     return kinds
 
 
-def list_sites(model: nn.Module, kinds: Iterable[str] | str = SITE_KINDS) -> list[Site]:
-    """Every site of ``model`` (global or TLC-converted) of the given ``kinds``, in
-    module-definition order, without running the model (``depth`` is ``None``). A module
-    shared under several names is listed once, under its first name."""
+def site_name(module_name: str) -> str:
+    """The site name of a module's qualified name: a functional site's proxy ``a.b.#mean0``
+    -> ``a.b#mean0``; any other name as it is."""
+    return module_name.replace(".#", "#")
+
+
+def module_name(site: str) -> str:
+    """The qualified module name of a site name (the inverse of :func:`site_name`)."""
+    if "#" not in site:
+        return site
+    owner, _, attr = site.partition("#")
+    return f"{owner}.#{attr}" if owner else f"#{attr}"
+
+
+def check_declared(model: nn.Module, extra: Mapping[str, str] | None) -> dict[str, str]:
+    """``extra`` ({qualified module name: kind}) checked against ``model``: a dict;
+    ``ValueError`` for a name that is no submodule or a kind not in :data:`SITE_KINDS`."""
+    extra = dict(extra or {})
+    modules = dict(model.named_modules())
+    for name, kind in extra.items():
+        check_kinds(kind)
+        if name not in modules or name == "":
+            raise ValueError(
+                f"declared site {name!r} is not a submodule of {type(model).__name__} "
+                "(give the qualified name of a module, as model.named_modules() lists it)"
+            )
+    return extra
+
+
+def list_sites(
+    model: nn.Module,
+    kinds: Iterable[str] | str = SITE_KINDS,
+    extra: Mapping[str, str] | None = None,
+) -> list[Site]:
+    """Every site of ``model`` (global or TLC-converted, functional ones attached by
+    :func:`tlc_probe.functional.attach_functional_sites` included) of the given
+    ``kinds``, in module-definition order, without running the model (``depth`` is
+    ``None``). ``extra`` declares more sites, {qualified module name: kind} (a declared
+    site's module is taken as it is: the probe reads its input, ``convert`` checks its
+    local version against it). A module shared under several names is listed once,
+    under its first name."""
     kinds = check_kinds(kinds)
+    extra = check_declared(model, extra)
     out = []
     for name, module in model.named_modules():
-        kind = site_kind(module)
+        kind = extra.get(name) or site_kind(module)
         if kind in kinds:
-            out.append(Site(name, kind, module, hasattr(type(module), "tlc_kind")))
+            out.append(Site(site_name(name), kind, module, hasattr(type(module), "tlc_kind")))
     return out
 
 
@@ -204,6 +254,7 @@ def execution_order(
     *,
     size: int = 64,
     in_channels: int = 3,
+    extra: Mapping[str, str] | None = None,
 ) -> list[Site]:
     """Every site of ``model`` (all kinds, global or TLC-converted) with its
     execution ``depth`` from one forward pass (in eval mode, under ``no_grad``; every
@@ -212,12 +263,13 @@ def execution_order(
     Args:
         model: any module whose forward takes one (N, C, H, W) tensor.
         example: the input of that pass; default :func:`example_input` of ``size``.
+        extra: declared sites, {qualified module name: kind} (see :func:`list_sites`).
 
     Returns:
         Sites ordered by depth, then the sites that never ran (``depth=None``, in
         definition order). A site that runs twice in one pass keeps its first position.
     """
-    sites = list_sites(model)
+    sites = list_sites(model, extra=extra)
     order: dict[str, int] = {}
 
     def recorder(name: str):

@@ -36,7 +36,15 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``bench``."""
-    p.add_argument("--checkpoint", required=True, help="tlc-probe checkpoint")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="tlc-probe checkpoint, or one spandrel recognises (with --task, --train-size)",
+    )
+    p.add_argument("--task", help="deblur | derain | dehaze, for a foreign checkpoint")
+    p.add_argument(
+        "--train-size", type=int, help="training patch size (px), for a foreign checkpoint"
+    )
     p.add_argument("--out", default="results/bench", help="output folder")
     p.add_argument(
         "--quick",
@@ -73,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         overlaps=args.overlaps,
         repeats=args.repeats,
         sweep=not args.no_sweep,
+        task=args.task,
+        train_size=args.train_size,
     )
     print(res["markdown"])
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")

@@ -61,7 +61,9 @@ def _items(text: str) -> tuple[str, ...]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``collect``."""
-    p.add_argument("--checkpoint", required=True, help="tlc-probe or official checkpoint")
+    p.add_argument(
+        "--checkpoint", required=True, help="tlc-probe, official or spandrel-recognised checkpoint"
+    )
     p.add_argument("--out", required=True, help="statistics directory to write")
     p.add_argument("--task", help="deblur | derain | dehaze (default: from the checkpoint)")
     p.add_argument(
@@ -92,7 +94,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-size", type=int, help="TLC base size, px (default: 1.5 x train)")
     p.add_argument("--fast", action="store_true", help="TLC with the fast_imp approximation")
     p.add_argument("--train-size", type=int, help="required if the checkpoint lacks it")
-    p.add_argument("--model", help="zoo architecture for a checkpoint without metadata")
+    p.add_argument(
+        "--model",
+        help="zoo architecture for a checkpoint without metadata (default: spandrel detects it)",
+    )
     p.add_argument("--preset", default="official", help="its preset (default: official)")
     p.add_argument("--data", help="paired test folder (default: the bundled photos)")
     p.add_argument(

@@ -19,7 +19,15 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``reliance``."""
-    p.add_argument("checkpoints", nargs="+", help="tlc-probe checkpoints")
+    p.add_argument(
+        "checkpoints",
+        nargs="+",
+        help="tlc-probe checkpoints, or ones spandrel recognises (with --task, --train-size)",
+    )
+    p.add_argument("--task", help="deblur | derain | dehaze, for a foreign checkpoint")
+    p.add_argument(
+        "--train-size", type=int, help="training patch size (px), for a foreign checkpoint"
+    )
     p.add_argument("--out", required=True, help="output folder (reliance.csv)")
     p.add_argument(
         "--photos",
@@ -43,7 +51,12 @@ def run(args: argparse.Namespace) -> int:
     writable_folder(args.out)
     t0 = time.perf_counter()
     table = pd.concat(
-        [reliance_checkpoint(c, args.photos, args.seed) for c in args.checkpoints],
+        [
+            reliance_checkpoint(
+                c, args.photos, args.seed, task=args.task, train_size=args.train_size
+            )
+            for c in args.checkpoints
+        ],
         ignore_index=True,
     )
     path = atomic_write(f"{args.out}/reliance.csv", lambda p: table.to_csv(p, index=False))

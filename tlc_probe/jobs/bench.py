@@ -72,6 +72,8 @@ def bench(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    task: str | None = None,
+    train_size: int | None = None,
 ) -> pd.DataFrame:
     """Table A1 for ``checkpoint``: one row per scheme and image size.
 
@@ -85,7 +87,7 @@ def bench(
     ``peak_mem_mb`` is measured once per scheme on the largest image (NaN elsewhere).
     """
     device = torch.device(device)
-    model, meta, items = load_for_test(checkpoint, n_photos, seed)
+    model, meta, items = load_for_test(checkpoint, n_photos, seed, task=task, train_size=train_size)
     ts, name = int(meta["train_size"]), model_label(meta)
     model = model.to(device)
     overlaps = list(overlaps) if overlaps is not None else default_overlaps(ts)
@@ -163,11 +165,13 @@ def window_sweep(
     n_photos: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    task: str | None = None,
+    train_size: int | None = None,
 ) -> pd.DataFrame:
     """PSNR / SSIM of TLC on the test photos as base_size / train_size goes over
     ``ratios``, plus a ``global`` row (whole-image inference, the limit of an infinite
     window). Columns: model, ratio (float, inf for global), base_size, psnr, ssim."""
-    model, meta, items = load_for_test(checkpoint, n_photos, seed)
+    model, meta, items = load_for_test(checkpoint, n_photos, seed, task=task, train_size=train_size)
     ts, name = int(meta["train_size"]), model_label(meta)
     nets = [
         (float(r), round(r * ts), make_scheme("tlc", model, ts, base_size=round(r * ts)).run)
@@ -186,12 +190,17 @@ def seam_outputs(
     overlaps: Sequence[int] | None = None,
     photo: int = 0,
     seed: int = 0,
+    *,
+    task: str | None = None,
+    train_size: int | None = None,
 ) -> dict[str, Any]:
     """What :func:`tlc_probe.viz.seam_crops_figure` draws for test photo ``photo``: the
     outputs of whole, tlc and each tiles scheme with the overlap whose tile edges to
     score (the smallest for untiled schemes), the target, the tile size and a title.
     Returns {"outputs": {name: ((3, H, W), overlap)}, "target", "tile", "title"}."""
-    model, meta, items = load_for_test(checkpoint, photo + 1, seed)
+    model, meta, items = load_for_test(
+        checkpoint, photo + 1, seed, task=task, train_size=train_size
+    )
     ts, item = int(meta["train_size"]), items[photo]
     overlaps = list(overlaps) if overlaps is not None else default_overlaps(ts)
     names = [n for n in default_names(model, ts, overlaps) if n not in ("tlc-fast", "tlc-grid")]
@@ -215,11 +224,15 @@ def bench_outputs(
     repeats: int = 3,
     sweep: bool = True,
     progress: bool = True,
+    task: str | None = None,
+    train_size: int | None = None,
 ) -> dict[str, Any]:
     """Run :func:`bench` (and the window sweep) for ``checkpoint`` and write
     ``bench.csv``, ``bench.md``, ``sweep.csv``, ``sweep.{png,pdf}`` and
     ``seams.{png,pdf}`` to ``out``. ``quick``: one repeat, one test photo, sweep over
-    1, 1.5, 2 and global. Returns {"table", "sweep", "markdown", "paths"}."""
+    1, 1.5, 2 and global. ``task`` / ``train_size``: for a foreign checkpoint (spandrel;
+    see :func:`~tlc_probe.jobs.evaluate.load_for_test`). Returns {"table", "sweep",
+    "markdown", "paths"}."""
     out = Path(out)
     n_photos = 1 if quick else None
     table = bench(
@@ -229,6 +242,8 @@ def bench_outputs(
         repeats=1 if quick else repeats,
         n_photos=n_photos,
         progress=progress,
+        task=task,
+        train_size=train_size,
     )
     md = table_a1(table)
     paths = [
@@ -238,9 +253,16 @@ def bench_outputs(
     sw = None
     if sweep:
         ratios = (1.0, 1.5, 2.0) if quick else SWEEP_RATIOS
-        sw = window_sweep(checkpoint, ratios, n_photos=n_photos, progress=progress)
+        sw = window_sweep(
+            checkpoint,
+            ratios,
+            n_photos=n_photos,
+            progress=progress,
+            task=task,
+            train_size=train_size,
+        )
         paths.append(atomic_write(out / "sweep.csv", lambda p: sw.to_csv(p, index=False)))
         paths += save_figure(sweep_figure(sw), out, "sweep")
-    seams = seam_outputs(checkpoint, overlaps=overlaps)
+    seams = seam_outputs(checkpoint, overlaps=overlaps, task=task, train_size=train_size)
     paths += save_figure(seam_crops_figure(**seams), out, "seams")
     return {"table": table, "sweep": sw, "markdown": md, "paths": paths}

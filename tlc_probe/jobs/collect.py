@@ -515,22 +515,24 @@ def collect_checkpoint(
     ``shard`` of a job (default: one process).
 
     A tlc-probe checkpoint rebuilds its own model and knows its task and train_size.
-    Any other checkpoint :func:`tlc_probe.store.load_checkpoint` accepts (official
-    state dicts) needs ``model_name`` (zoo name, built with ``preset``), ``task`` and
-    ``train_size``. The model name in the statistics is ``<name>-<preset>``;
+    Any other checkpoint needs ``task`` and ``train_size``, and either ``model_name``
+    (zoo name, built with ``preset``, loaded by :func:`tlc_probe.store.load_checkpoint`)
+    or, without it, spandrel to detect its architecture (preset 'spandrel'; the
+    optional extra). The model name in the statistics is ``<name>-<preset>``;
     ``n_images`` keeps only the first test images.
     """
     _, meta = read_checkpoint(checkpoint)
-    if "name" in meta:
-        model, meta = build_from_checkpoint(checkpoint)
+    if "name" in meta or model_name is None:  # tlc-probe's own, or spandrel detects it
+        if "name" not in meta and (task is None or train_size is None):
+            raise ValueError(
+                f"{checkpoint} carries no tlc-probe metadata: name its architecture with "
+                "model_name= (and preset=), or let spandrel detect it; either way give "
+                "task= and train_size="
+            )
+        model, meta = build_from_checkpoint(checkpoint, task=task, train_size=train_size)
         preset = meta.get("preset", "tiny")
         name = model_label(meta)
     else:
-        if model_name is None:
-            raise ValueError(
-                f"{checkpoint} carries no tlc-probe metadata: name its architecture with "
-                "model_name= (and preset=), and give task= and train_size="
-            )
         model = build(model_name, preset)
         load_checkpoint(model, checkpoint)
         model.eval()

@@ -32,10 +32,17 @@ def held_out_items(task: str, n: int | None = None, seed: int = 0) -> list[dict]
 
 
 def load_for_test(
-    checkpoint: str | Path, n_photos: int | None = None, seed: int = 0
+    checkpoint: str | Path,
+    n_photos: int | None = None,
+    seed: int = 0,
+    *,
+    task: str | None = None,
+    train_size: int | None = None,
 ) -> tuple[nn.Module, dict, list[dict]]:
-    """(model in eval mode, its checkpoint metadata, :func:`held_out_items` of its task)."""
-    model, meta = build_from_checkpoint(checkpoint)
+    """(model in eval mode, its checkpoint metadata, :func:`held_out_items` of its task).
+    ``task`` and ``train_size`` override the metadata (a foreign checkpoint, loaded
+    through spandrel, needs both; see :func:`tlc_probe.store.build_from_checkpoint`)."""
+    model, meta = build_from_checkpoint(checkpoint, task=task, train_size=train_size)
     return model, meta, held_out_items(meta["task"], n_photos, seed)
 
 

@@ -88,8 +88,17 @@ def _freezer(site: Site, const: dict[str, torch.Tensor]):
     if site.kind == "se":
 
         def hook(_module, args, out):
-            c = const["mean"].to(out.device, out.dtype)
-            return c.view(1, -1, 1, 1).expand(out.shape[0], -1, *out.shape[2:]).contiguous()
+            c = const["mean"].to(out.device, out.dtype)  # (N, C, 1, 1), a map, or (N, C)
+            return c.view((1, -1) + (1,) * (out.dim() - 2)).expand(out.shape).contiguous()
+
+        return hook
+
+    if hasattr(site.module, "with_stats"):  # a functional instance / layer norm
+
+        def hook(module, args, out):
+            x = args[0]
+            mean = const["mean"].to(x.device, x.dtype)
+            return module.with_stats(args, mean, const["std"].to(x.device, x.dtype) ** 2)
 
         return hook
 
@@ -97,10 +106,11 @@ def _freezer(site: Site, const: dict[str, torch.Tensor]):
         x = args[0]
         mean = const["mean"].to(x.device, x.dtype).view(1, -1, 1, 1)
         var = const["std"].to(x.device, x.dtype).view(1, -1, 1, 1) ** 2
-        y = (x - mean) / torch.sqrt(var + module.eps)
-        if module.affine:
-            y = y * module.weight.view(1, -1, 1, 1) + module.bias.view(1, -1, 1, 1)
-        return y
+        y = (x - mean) / torch.sqrt(var + getattr(module, "eps", 1e-5))
+        weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+        if isinstance(weight, torch.Tensor):  # (nn.InstanceNorm2d: only when affine)
+            y = y * weight.view(1, -1, 1, 1)
+        return y + bias.view(1, -1, 1, 1) if isinstance(bias, torch.Tensor) else y
 
     return hook
 
@@ -171,12 +181,18 @@ def reliance(
 
 
 def reliance_checkpoint(
-    checkpoint: str | Path, n_photos: int | None = None, seed: int = 0
+    checkpoint: str | Path,
+    n_photos: int | None = None,
+    seed: int = 0,
+    *,
+    task: str | None = None,
+    train_size: int | None = None,
 ) -> pd.DataFrame:
-    """:func:`reliance` of a tlc-probe checkpoint, with ``model`` and ``task`` columns
-    first: the constants are the means over all its task's test photos, the PSNR is
-    scored on the first ``n_photos`` of them (all if None)."""
-    model, meta, items = load_for_test(checkpoint, None, seed)
+    """:func:`reliance` of a checkpoint, with ``model`` and ``task`` columns first: the
+    constants are the means over all its task's test photos, the PSNR is scored on the
+    first ``n_photos`` of them (all if None). ``task`` / ``train_size``: for a foreign
+    checkpoint (spandrel)."""
+    model, meta, items = load_for_test(checkpoint, None, seed, task=task, train_size=train_size)
     table = reliance(model, items[:n_photos], reference=items)
     table.insert(0, "task", meta["task"])
     table.insert(0, "model", model_label(meta))

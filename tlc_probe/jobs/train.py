@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..data.datasets import DeadLeavesPairs, SyntheticPairs, random_patches
 from ..models import build
-from ..sites import list_sites
+from ..sites import list_sites, module_name
 from ..sizes import as_int
 from ..store.atomic import check_writable
 from ..store.checkpoint import atomic_save, read_checkpoint, save_checkpoint
@@ -84,7 +84,7 @@ def gate_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     modules = dict(model.named_modules())
     seen: dict[int, torch.nn.Parameter] = {}
     for site in list_sites(model, "se"):
-        parent = modules[site.name.rpartition(".")[0]]
+        parent = modules[module_name(site.name).rpartition(".")[0]]
         for p in parent.parameters():
             seen.setdefault(id(p), p)
     return list(seen.values())

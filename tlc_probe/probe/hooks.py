@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..functional import attach_functional_sites
 from ..sites import (
     PRIMARY_STAT,
     SITE_KINDS,
@@ -145,6 +146,13 @@ class Probe:
         windows: ``{site name: Window}`` (e.g. :func:`~tlc_probe.probe.training_windows`):
             those global sites record their statistics over training-extent windows
             instead of the whole map. Naming a TLC-converted site raises ``ValueError``.
+        extra_sites: declared sites, {qualified module name: kind}, for aggregations no
+            rule recognises (the module's input is recorded as for a site of that kind);
+            one that the numbering pass never reaches raises ``ValueError``.
+
+    Functional aggregations (``x.mean((2, 3), keepdim=True)`` and the others of
+    :mod:`tlc_probe.functional`) are attached to ``model`` as sites by the numbering pass
+    (proxy modules, outputs unchanged) and recorded like the others.
 
     Example::
 
@@ -163,13 +171,19 @@ class Probe:
         example: torch.Tensor | None = None,
         enabled: Callable[[], bool] | None = None,
         windows: Mapping[str, Window] | None = None,
+        extra_sites: Mapping[str, str] | None = None,
     ) -> None:
         if positions < 1:
             raise ValueError(f"positions must be >= 1, got {positions}")
         self.model = model
         self.positions = positions
         self.enabled = enabled
-        self.all_sites = execution_order(model, example)
+        attach_functional_sites(model, example)
+        self.all_sites = execution_order(model, example, extra=extra_sites)
+        if never := [
+            s.name for s in self.all_sites if s.name in (extra_sites or {}) and not s.executed
+        ]:
+            raise ValueError(f"declared sites never reached in a forward pass: {never}")
         self.sites = select_sites(self.all_sites, kinds, names, depths)
         self.never_run = [s.name for s in self.all_sites if not s.executed]
         self.windows = dict(windows or {})

@@ -193,16 +193,41 @@ def model_label(meta: dict[str, Any]) -> str:
     return f"{meta['name']}-{meta.get('preset', 'tiny')}"
 
 
-def build_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a zoo model from a tlc-probe checkpoint (its name and config are in the
-    metadata) and load its weights. Returns (model in eval mode, metadata: name, preset,
-    task, train_size, config, iterations, ...)."""
+def build_from_checkpoint(
+    path: str | os.PathLike,
+    *,
+    task: str | None = None,
+    train_size: int | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint and load its weights.
+
+    A tlc-probe checkpoint names its zoo model and config in its metadata. Any other
+    checkpoint is handed to spandrel (:func:`tlc_probe.models.foreign.load_with_spandrel`;
+    the optional extra ``tlc-probe[spandrel]``), which detects the architecture from the
+    state dict; ``task`` and ``train_size`` then come from the caller.
+
+    Returns:
+        (model in eval mode, metadata: name, preset, task, train_size, config,
+        iterations, ... for tlc-probe checkpoints; name (architecture id, lower case),
+        preset 'spandrel', architecture, task, train_size for spandrel's), ``task`` and
+        ``train_size`` given here taking precedence.
+
+    Raises:
+        ValueError: a foreign checkpoint without ``task`` / ``train_size``, or one
+            spandrel does not recognise; ImportError: spandrel is not installed.
+    """
     sd, meta = read_checkpoint(path)
-    if "name" not in meta:
+    given = {k: v for k, v in (("task", task), ("train_size", train_size)) if v is not None}
+    if "name" in meta:
+        model = build(meta["name"], meta.get("preset", "tiny"), **meta.get("config", {}))
+        load_checkpoint(model, sd)
+        return model.eval(), {**meta, **given}
+    if missing := [k for k in ("task", "train_size") if k not in given]:
         raise ValueError(
-            f"{path} carries no tlc-probe metadata: build the model yourself and call "
-            "load_checkpoint(model, path)"
+            f"{path} carries no tlc-probe metadata: give its {' and '.join(missing)} "
+            "(--task, --train-size); its architecture is detected by spandrel"
         )
-    model = build(meta["name"], meta.get("preset", "tiny"), **meta.get("config", {}))
-    load_checkpoint(model, sd)
-    return model.eval(), meta
+    from ..models.foreign import load_with_spandrel
+
+    model, info = load_with_spandrel(sd)
+    return model, {**info, **given}

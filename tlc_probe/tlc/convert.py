@@ -15,10 +15,17 @@ per axis). Three kinds of site are rewritten:
 * channel attention (Restormer's MDTA) ->
   :class:`~tlc_probe.tlc.attention.LocalChannelAttention`.
 
-Every rewritten block (linear SE, attention) is checked at training size against the
-call it replaces, on the calibration pass's own input; a block that only looks like one
-is reported by name. Sites the calibration pass never reaches (e.g. SPDNet's instance
-norms, created but never called) are left as they are, with a warning.
+Functional sites (``x.mean((2, 3), keepdim=True)``, ``F.adaptive_avg_pool2d(x, 1)``,
+``F.instance_norm``, ``F.layer_norm`` over (C, H, W); see :mod:`tlc_probe.functional`) are
+found in the calibration pass and converted the same way, through their proxies
+(:mod:`tlc_probe.tlc.functional`). Declared sites (``sites={"name": kind}``) are modules
+the user names for aggregations no rule recognises.
+
+Every rewritten block (linear SE, attention, functional and declared sites) is checked
+at training size against the call it replaces, on the calibration pass's own input; a
+block that only looks like one is reported by name. Sites the calibration pass never
+reaches (e.g. SPDNet's instance norms, created but never called) are left as they are,
+with a warning; a declared site that is never reached is an error.
 """
 
 from __future__ import annotations
@@ -26,14 +33,16 @@ from __future__ import annotations
 import copy
 import fnmatch
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from ..functional import ROUTER_ATTR, FunctionalMean, attach_functional_sites
 from ..sites import (
     SITE_KINDS,
     Site,
+    check_declared,
     check_kinds,
     example_input,
     list_sites,
@@ -44,6 +53,7 @@ from ..sizes import as_pair
 from ..tensors import eval_mode
 from .attention import LocalChannelAttention
 from .box import FAST_MIN_CELLS
+from .functional import LocalFunctionalInstanceNorm, LocalFunctionalLayerNorm, LocalFunctionalMean
 from .norm import LocalInstanceNorm2d
 from .pooling import LocalAvgPool2d
 from .se import LocalLinearSE, linear_se_head
@@ -100,12 +110,14 @@ def _calibrate(
     model, sites, x, watch: Sequence[nn.Module] = ()
 ) -> tuple[object, dict[str, set[tuple[int, int]]], dict[int, tuple]]:
     """One pass at train size: (model output, {site: feature sizes}, {id(module): (input,
-    output)} of the first call of every ``watch`` module, copied)."""
+    output, args)} of the first call of every ``watch`` module: input and output copied,
+    ``args`` the call's positional arguments)."""
     calls: dict[int, tuple] = {}
 
     def keep(module, args, out):
         if id(module) not in calls and args and isinstance(out, torch.Tensor):
-            calls[id(module)] = (args[0].clone(), out.clone())  # outputs get added to in place
+            # outputs get added to in place: copies
+            calls[id(module)] = (args[0].clone(), out.clone(), args)
 
     with recording_sizes(sites) as seen, temporary_hooks(((m, keep) for m in watch), pre=False):
         try:
@@ -165,6 +177,8 @@ def _linear_se_blocks(target: nn.Module, pools: Sequence[Site]) -> dict[str, tup
     linear SE (:func:`~tlc_probe.tlc.se.linear_se_head`)."""
     out = {}
     for s in pools:
+        if s.functional:
+            continue
         attr, parent = _parent(target, s.name)
         if parent is not target and (head := linear_se_head(parent, s.module)) is not None:
             out[s.name] = (attr, parent, head)
@@ -174,10 +188,10 @@ def _linear_se_blocks(target: nn.Module, pools: Sequence[Site]) -> dict[str, tup
 def _reproduces(new: nn.Module, call: tuple | None) -> bool:
     if call is None:
         return False
-    inp, ref = call
+    inp, ref, args = call
     with torch.no_grad():
         try:
-            got = new(inp)
+            got = new(inp, *args[1:])
         except Exception:
             return False
     return _same_output(ref, got)
@@ -199,6 +213,7 @@ def convert(
     in_channels: int = 3,
     fast_min_cells: int = FAST_MIN_CELLS,
     grid_head: bool = False,
+    sites: Mapping[str, str] | None = None,
 ) -> nn.Module:
     """Return the TLC version of ``model``: every global-aggregation site made local.
 
@@ -206,7 +221,10 @@ def convert(
     ``nn.AdaptiveAvgPool2d(1)`` (kind 'se', replaced by :class:`LocalAvgPool2d`; a
     squeeze-excitation block with ``nn.Linear`` layers after it by
     :class:`~tlc_probe.tlc.se.LocalLinearSE`) and Restormer-style channel attention
-    (kind 'attn', replaced by :class:`~tlc_probe.tlc.attention.LocalChannelAttention`).
+    (kind 'attn', replaced by :class:`~tlc_probe.tlc.attention.LocalChannelAttention`),
+    functional aggregations found in a pass at ``train_size`` (proxies named
+    ``owner#function<i>``, :mod:`tlc_probe.functional`; replaced by the classes of
+    :mod:`tlc_probe.tlc.functional`) and the modules declared in ``sites``.
     One forward pass of a random (1, ``in_channels``, *train_size) input records the
     feature size (h, w) each site sees; the site's window is
     (h * base_h // train_h, w * base_w // train_w), at least 1. At ``train_size`` (and
@@ -236,6 +254,12 @@ def convert(
             :mod:`tlc_probe.tlc.gridmap`): the head of a squeeze-excitation block then
             costs almost nothing, at the price of evaluating its activations before the
             interpolation instead of after.
+        sites: declared sites, {qualified module name: kind}, for aggregations no rule
+            recognises: kind 'se' for a module returning the spatial mean (N, C, 1, 1)
+            of its input, 'in' for one normalising each channel by its own spatial mean
+            and variance (parameters, if any, named ``weight`` / ``bias`` of shape (C,);
+            ``eps`` read from the module, default 1e-5), 'attn' for an MDTA-like module.
+            Each is checked against its own call at train size.
 
     Returns:
         The converted module (``model`` itself when ``inplace``), in the same
@@ -243,14 +267,18 @@ def convert(
 
     Raises:
         ValueError: no site; a skip pattern matching no site; a site reached with two
-            different feature sizes; a pool whose output cannot become a map, or a block
-            whose local version does not reproduce it at train size (named, with the
-            ``skip=[...]`` to use); the model already converted; a calibration pass that
-            fails.
+            different feature sizes; a pool whose output cannot become a map (also a
+            functional ``mean`` with ``keepdim=False``), or a block whose local version
+            does not reproduce it at train size (named, with the ``skip=[...]`` to use);
+            the model already converted; a calibration pass that fails; a declared site
+            that is no submodule, has an unknown kind or is never reached.
 
     Warns:
         UserWarning: sites left global (``kinds``, ``skip``), and sites the calibration
             pass never reached (left as they are).
+
+    With ``inplace``, the functional sites' proxies stay attached to ``model`` even when
+    the conversion then fails (they compute exactly the calls they stand for).
 
     Example:
         >>> tlc_model = convert(model, train_size=(256, 256))  # doctest: +SKIP
@@ -268,31 +296,52 @@ def convert(
         raise ValueError("grid_head=True evaluates heads on the fast pool's grid: needs fast_imp")
 
     target = model if inplace else copy.deepcopy(model)
-    sites = list_sites(target)
-    if not sites:
+    declared = check_declared(target, sites)
+    x = example_input(target, train_hw, in_channels)
+    try:
+        attach_functional_sites(target, x)
+    except Exception as e:  # the model itself fails at train_size: say so, plainly
+        raise ValueError(
+            f"calibration forward pass at train_size {train_hw} failed: {type(e).__name__}: {e}"
+        ) from e
+    found = list_sites(target, extra=declared)
+    if not found:
         raise ValueError(
             f"{type(model).__name__} has no global-aggregation site (no nn.InstanceNorm2d, "
-            "no nn.AdaptiveAvgPool2d(1), no channel attention): nothing to convert"
+            "no nn.AdaptiveAvgPool2d(1), no channel attention, no functional spatial mean "
+            "or instance / layer norm): nothing to convert; declare one with sites=..."
         )
-    if already := [s.name for s in sites if s.local]:
+    if already := [s.name for s in found if s.local]:
         raise ValueError(f"model is already TLC-converted at {already}; convert the original")
-    names = [s.name for s in sites]
+    names = [s.name for s in found]
     if unmatched := [p for p in skip if not any(fnmatch.fnmatchcase(n, p) for n in names)]:
         raise ValueError(f"skip patterns {unmatched} match no site; sites are: {names}")
-    chosen = [s for s in sites if s.kind in kinds and not _matches(s.name, skip)]
+    chosen = [s for s in found if s.kind in kinds and not _matches(s.name, skip)]
     if not chosen:
         raise ValueError(f"kinds={kinds} and skip={skip} leave no site to convert of {names}")
-    if left := [s.name for s in sites if s not in chosen]:
+    if left := [s.name for s in found if s not in chosen]:
         warnings.warn(_MIXED_WARNING.format(names=left), UserWarning, stacklevel=2)
+    if vectors := [
+        s.name for s in chosen if isinstance(s.module, FunctionalMean) and not s.module.keepdim
+    ]:
+        raise ValueError(
+            f"these spatial means return one value per channel (keepdim=False), so they "
+            f"cannot return a map of local means: {vectors}; pass skip={vectors!r} to leave "
+            "them global, or use keepdim=True and broadcast"
+        )
 
-    x = example_input(target, train_hw, in_channels)
     pools = [s for s in chosen if s.kind == "se"]
     linear = _linear_se_blocks(target, pools)
     watch = [parent for _, parent, _ in linear.values()]
-    watch += [s.module for s in chosen if s.kind == "attn"]
+    watch += [s.module for s in chosen if s.kind == "attn" or s.functional or s.name in declared]
     with eval_mode(target):
         with torch.no_grad():
             ref, seen, calls = _calibrate(target, chosen, x, watch)
+            if never := [n for n, sizes in seen.items() if not sizes and n in declared]:
+                raise ValueError(
+                    f"declared sites never reached in a forward pass at train_size "
+                    f"{train_hw}: {never}"
+                )
             if missed := [n for n, sizes in seen.items() if not sizes]:
                 shown = missed if len(missed) <= 6 else missed[:6] + [f"... ({len(missed)} in all)"]
                 warnings.warn(
@@ -331,7 +380,10 @@ def convert(
         ((h, w),) = seen[s.name]
         kernel = (max(1, h * base_hw[0] // train_hw[0]), max(1, w * base_hw[1] // train_hw[1]))
         opts = dict(fast_imp=fast_imp, fast_min_cells=fast_min_cells, feature_size=(h, w))
-        if s.kind == "in":
+        if s.functional or s.name in declared:
+            new = _local_version(s, calls.get(id(s.module)), kernel, grid_head, opts)
+            new_blocks.append((s.name, s.module, new, True))
+        elif s.kind == "in":
             new = LocalInstanceNorm2d.from_instance_norm(s.module, kernel, **opts)
             new_blocks.append((s.name, s.module, new, False))
         elif s.kind == "attn":
@@ -361,13 +413,48 @@ def convert(
                     wrong.append(name)
     if wrong:
         raise ValueError(
-            "these sites look like a linear squeeze-excitation block or a channel attention, "
-            f"but their local version does not compute what they compute at train size: "
-            f"{wrong}; pass skip={wrong!r} to leave them global"
+            "these sites look like a linear squeeze-excitation block, a channel attention or "
+            "a declared / functional aggregation, but their local version does not compute "
+            f"what they compute at train size: {wrong}; pass skip={wrong!r} to leave them "
+            "global"
         )
     for _, old, new, _ in new_blocks:
         _replace(target, old, new)
+    if (router := getattr(target, ROUTER_ATTR, None)) is not None:
+        router.install(target)  # the new modules need its hooks too
     return target
+
+
+def _local_version(
+    site: Site, call: tuple | None, kernel: tuple[int, int], grid_head: bool, opts: dict
+) -> nn.Module:
+    """The local module for a functional or declared site, from its calibration call
+    (input, output, args); checked against that call by the caller."""
+    module = site.module
+    fn = getattr(type(module), "tlc_function", "")
+    channels = int(call[0].shape[1]) if call is not None else 1
+    if fn in ("mean", "adaptive_avg_pool2d"):
+        return LocalFunctionalMean(fn, kernel, grid_head=grid_head, **opts)
+    if fn == "instance_norm":
+        return LocalFunctionalInstanceNorm(channels, kernel, **opts)
+    if fn == "layer_norm":
+        return LocalFunctionalLayerNorm(channels, kernel, **opts)
+    if site.kind == "se":
+        return LocalAvgPool2d(kernel, grid_head=grid_head, **opts)
+    if site.kind == "attn":
+        return LocalChannelAttention.from_attention(module, kernel, **opts)
+    params = dict(module.named_parameters(recurse=False))
+    if set(params) - {"weight", "bias"} or any(p.dim() != 1 for p in params.values()):
+        raise ValueError(
+            f"declared 'in' site {site.name}: its parameters {sorted(params)} are not a "
+            "per-channel weight / bias, so no local instance norm can keep them"
+        )
+    eps = float(getattr(module, "eps", 1e-5))
+    new = LocalInstanceNorm2d(channels, kernel, eps=eps, affine=bool(params), **opts)
+    for name in ("weight", "bias"):
+        new._parameters[name] = params.get(name)
+    new.train(module.training)
+    return new
 
 
 def grid_head_pools(model: nn.Module) -> list[str]:

@@ -1,0 +1,391 @@
+"""Functional global aggregations as sites: ``x.mean((2, 3), keepdim=True)`` and its kin.
+
+Much restoration code aggregates without a module: ``x.mean((2, 3), keepdim=True)``,
+``torch.mean(x, dim=[-2, -1], keepdim=True)``, ``F.adaptive_avg_pool2d(x, 1)``,
+``F.instance_norm(x, ...)``, ``F.layer_norm(x, x.shape[1:])``. There is nothing to hook
+or swap, so :func:`attach_functional_sites` finds these calls in one forward pass (a
+:class:`~torch.overrides.TorchFunctionMode`, no tracing: any Python control flow works)
+and gives each a *proxy module*, registered as a child of the module whose own code made
+the call, under the attribute ``#<function><index>`` (index counted per function among
+the qualifying calls of one ``forward`` of that module). The site is then named
+``<module name>#<function><index>`` (``encoder.block3#mean0``; ``#mean0`` for the root)
+and is an ordinary site for every layer above: ``list_sites``, the probe's hooks,
+``convert`` (which swaps the proxy for its local version), reliance.
+
+After attaching, the same mode routes every later qualifying call through its proxy
+(the proxy computes exactly the call it replaces, with the same function and
+arguments), while the model runs; a forward pre-hook and an always-called forward hook on
+every module keep track of which module's own code is running.
+
+The rule (what is a site):
+
+* ``torch.mean`` / ``Tensor.mean`` of a 4-D floating map over exactly its two spatial
+  dims (2 and 3, negative indices allowed), without ``dtype``: kind ``se``. With
+  ``keepdim=True`` it converts to a local mean map; with ``keepdim=False`` it yields one
+  value per channel (N, C) for code that needs a vector, and ``convert`` reports it by
+  name (as an unsafe ``nn.AdaptiveAvgPool2d``), asking for ``skip=`` or ``keepdim=True``.
+* ``F.adaptive_avg_pool2d(x, 1)`` (or ``(1, 1)``) of a 4-D map: kind ``se``.
+* ``F.instance_norm`` of a 4-D map with ``use_input_stats=True``: kind ``in``.
+* ``F.layer_norm`` of a 4-D map over (C, H, W) (``normalized_shape == x.shape[1:]``): kind
+  ``in`` (its statistics are the per-sample mean and variance over channels and
+  positions; the probe records their per-channel parts, as for instance norm).
+
+Every other call is left alone: a mean over channels, over one axis, over all of a
+tensor (a loss), of a 3-D tensor, a layer norm over the channels only (Restormer's), and
+any call made inside a site module itself (``nn.InstanceNorm2d`` calls
+``F.instance_norm``; it is already a site). Not recognised: a mean built by hand
+(``x.sum((2, 3)) / (h * w)``), two successive one-axis means, ``torch.var_mean``;
+declare such a module as a site (``convert(..., sites={"name": "se"})``).
+
+Example::
+
+    from tlc_probe.functional import attach_functional_sites
+
+    attach_functional_sites(model, size=64)       # ['body.0.ca#mean0', ...]
+    [s.name for s in list_sites(model)]           # now includes them
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from .sites import Site, example_input, execution_order, site_kind, site_name
+from .tensors import eval_mode
+
+#: The functions watched, by the name used in site names.
+FUNCTIONS: dict[str, tuple[Any, ...]] = {
+    "mean": (torch.mean, torch.Tensor.mean),
+    "adaptive_avg_pool2d": (F.adaptive_avg_pool2d,),
+    "instance_norm": (F.instance_norm,),
+    "layer_norm": (F.layer_norm,),
+}
+_FAMILY = {f: name for name, fs in FUNCTIONS.items() for f in fs}
+
+_SIGNATURES = {
+    "instance_norm": inspect.signature(F.instance_norm),
+    "layer_norm": inspect.signature(F.layer_norm),
+}
+
+#: Attribute of the root module that holds its :class:`FunctionalSites` once attached.
+ROUTER_ATTR = "_tlc_functional_sites"
+
+
+def _spatial(x: object, dims: object) -> bool:
+    if not (isinstance(x, torch.Tensor) and x.dim() == 4 and x.is_floating_point()):
+        return False
+    if isinstance(dims, int):
+        dims = (dims,)
+    if not isinstance(dims, Sequence) or not all(isinstance(d, int) for d in dims):
+        return False
+    return len(dims) == 2 and {d % 4 for d in dims} == {2, 3}
+
+
+def qualifying_call(family: str, args: tuple, kwargs: dict) -> tuple[str, tuple] | None:
+    """(kind, positional arguments) when a call of ``family`` with ``args``/``kwargs``
+    is a global aggregation by the rule of this module's docstring, else ``None``. The
+    positional arguments are the call's own, bound in the function's order (what the
+    proxy is called with)."""
+    if family == "mean":
+        if set(kwargs) - {"dim", "keepdim"} or len(args) > 3:
+            return None  # dtype=, out=: left alone
+        x = args[0] if args else None
+        dims = args[1] if len(args) > 1 else kwargs.get("dim")
+        keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+        if not isinstance(keepdim, bool) or not _spatial(x, dims):
+            return None
+        return "se", (x, tuple(dims), keepdim)
+    if family == "adaptive_avg_pool2d":
+        x = args[0] if args else kwargs.get("input")
+        size = args[1] if len(args) > 1 else kwargs.get("output_size")
+        sizes = (size,) if isinstance(size, int) else tuple(size) if size is not None else ()
+        if not (isinstance(x, torch.Tensor) and x.dim() == 4) or sizes not in ((1,), (1, 1)):
+            return None
+        return "se", (x, 1)
+    try:
+        bound = _SIGNATURES[family].bind(*args, **kwargs)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    pos = tuple(bound.arguments.values())
+    x = pos[0]
+    if not (isinstance(x, torch.Tensor) and x.dim() == 4 and x.is_floating_point()):
+        return None
+    if family == "instance_norm":
+        return ("in", pos) if bound.arguments["use_input_stats"] else None
+    shape = bound.arguments["normalized_shape"]
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return ("in", pos) if shape == tuple(x.shape[1:]) else None
+
+
+# -- proxies: the sites, computing exactly the calls they stand for ---------------------
+
+
+class FunctionalSite(nn.Module):
+    """Base of the proxy modules: ``global_kind`` is the site kind, ``tlc_function`` the
+    watched function's name. No parameters, no buffers (the state_dict is unchanged)."""
+
+    global_kind: str = ""
+    tlc_function: str = ""
+
+
+class FunctionalMean(FunctionalSite):
+    """``torch.mean(x, dims, keepdim)`` over the spatial dims: (N, C, H, W) -> (N, C, 1,
+    1) or, with ``keepdim=False``, (N, C). ``keepdim`` is that of the calls seen."""
+
+    global_kind = "se"
+    tlc_function = "mean"
+
+    def __init__(self, keepdim: bool) -> None:
+        super().__init__()
+        self.keepdim = keepdim
+
+    def forward(self, x: torch.Tensor, dims=(2, 3), keepdim: bool | None = None) -> torch.Tensor:
+        return torch.mean(x, dim=dims, keepdim=self.keepdim if keepdim is None else keepdim)
+
+    def extra_repr(self) -> str:
+        return f"keepdim={self.keepdim}"
+
+
+class FunctionalAvgPool(FunctionalSite):
+    """``F.adaptive_avg_pool2d(x, 1)``: (N, C, H, W) -> (N, C, 1, 1)."""
+
+    global_kind = "se"
+    tlc_function = "adaptive_avg_pool2d"
+
+    def forward(self, x: torch.Tensor, output_size=1) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(x, output_size)
+
+
+class FunctionalInstanceNorm(FunctionalSite):
+    """``F.instance_norm`` with the arguments of the call: (N, C, H, W) -> same shape."""
+
+    global_kind = "in"
+    tlc_function = "instance_norm"
+
+    def forward(self, x: torch.Tensor, *args: Any) -> torch.Tensor:
+        """``args``: the call's (running_mean, running_var, weight, bias,
+        use_input_stats, momentum, eps)."""
+        return F.instance_norm(x, *args)
+
+    @staticmethod
+    def with_stats(args: tuple, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        """The call's output with the per-channel ``mean`` and ``var`` (C,) in place of
+        the input's own (what reliance freezes)."""
+        x, weight, bias, eps = args[0], _arg(args, 3), _arg(args, 4), _arg(args, 7, 1e-5)
+        y = (x - mean.view(1, -1, 1, 1)) / torch.sqrt(var.view(1, -1, 1, 1) + eps)
+        if weight is not None:
+            y = y * weight.view(1, -1, 1, 1)
+        return y + bias.view(1, -1, 1, 1) if bias is not None else y
+
+
+class FunctionalLayerNorm(FunctionalSite):
+    """``F.layer_norm(x, (C, H, W), weight, bias, eps)``: (N, C, H, W) -> same shape."""
+
+    global_kind = "in"
+    tlc_function = "layer_norm"
+
+    def forward(self, x: torch.Tensor, *args: Any) -> torch.Tensor:
+        """``args``: the call's (normalized_shape, weight, bias, eps)."""
+        return F.layer_norm(x, *args) if args else F.layer_norm(x, x.shape[1:])
+
+    @staticmethod
+    def with_stats(args: tuple, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        """The call's output with moments built from per-channel ``mean`` and ``var``
+        (C,): mean over channels of the means, and of the variances plus the spread of
+        the means (the moments over (C, H, W) that they imply)."""
+        x, weight, bias, eps = args[0], _arg(args, 2), _arg(args, 3), _arg(args, 4, 1e-5)
+        m = mean.mean()
+        v = var.mean() + (mean - m).square().mean()
+        y = (x - m) / torch.sqrt(v + eps)
+        if weight is not None:
+            y = y * weight
+        return y + bias if bias is not None else y
+
+
+def _arg(args: tuple, i: int, default: Any = None) -> Any:
+    return args[i] if len(args) > i else default
+
+
+def _proxy(family: str, pos: tuple) -> FunctionalSite:
+    if family == "mean":
+        return FunctionalMean(keepdim=pos[2])
+    if family == "adaptive_avg_pool2d":
+        return FunctionalAvgPool()
+    return FunctionalInstanceNorm() if family == "instance_norm" else FunctionalLayerNorm()
+
+
+def is_functional(module: nn.Module) -> bool:
+    """Whether ``module`` is a proxy of a functional site, global or converted (its class
+    has ``tlc_function``)."""
+    return bool(getattr(type(module), "tlc_function", ""))
+
+
+# -- the mode that finds and routes the calls --------------------------------------------
+
+
+class _Mode(TorchFunctionMode):
+    def __init__(self, owner: FunctionalSites) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return self.owner.handle(func, args, kwargs or {})
+
+
+class FunctionalSites:
+    """The functional sites of one model: finds them (``discover``) and routes their
+    calls through the proxies (``install``). Held by the root module under
+    :data:`ROUTER_ATTR`; its hooks are bound methods, so ``copy.deepcopy`` of the model
+    copies it consistently. Use :func:`attach_functional_sites`."""
+
+    def __init__(self) -> None:
+        self.discovering = False
+        self.found: dict[tuple[int, str], tuple[nn.Module, str, tuple]] = {}
+        self._stack: list[tuple[nn.Module, dict[str, int]]] = []
+        self._mode: _Mode | None = None
+
+    # hooks -------------------------------------------------------------------------
+    def _pre(self, module: nn.Module, _args) -> None:
+        self._stack.append((module, {}))
+        if len(self._stack) == 1:
+            self._mode = _Mode(self)
+            self._mode.__enter__()
+
+    def _post(self, module: nn.Module, _args, _out) -> None:
+        while self._stack:  # (an inner module that raised has popped itself already)
+            top, _ = self._stack.pop()
+            if top is module:
+                break
+        if not self._stack and self._mode is not None:
+            mode, self._mode = self._mode, None
+            mode.__exit__(None, None, None)
+
+    def install(self, model: nn.Module) -> None:
+        """Put this object's hooks on every module of ``model`` that lacks them (also on
+        modules swapped in later: ``convert`` calls it again)."""
+        for m in model.modules():
+            if not any(getattr(h, "__self__", None) is self for h in m._forward_pre_hooks.values()):
+                m.register_forward_pre_hook(self._pre)
+                m.register_forward_hook(self._post, always_call=True)
+
+    def remove(self, model: nn.Module) -> None:
+        """Remove this object's hooks from every module of ``model``."""
+        for m in model.modules():
+            for hooks in (m._forward_pre_hooks, m._forward_hooks):
+                for key in [k for k, h in hooks.items() if getattr(h, "__self__", None) is self]:
+                    del hooks[key]
+                    m._forward_hooks_always_called.pop(key, None)
+
+    # the mode's handler ---------------------------------------------------------------
+    def handle(self, func, args: tuple, kwargs: dict):
+        family = _FAMILY.get(func)
+        if family is None or not self._stack:
+            return func(*args, **kwargs)
+        module, counts = self._stack[-1]
+        if site_kind(module) is not None:  # inside a site (its own code): not a call site
+            return func(*args, **kwargs)
+        call = qualifying_call(family, args, kwargs)
+        if call is None:
+            return func(*args, **kwargs)
+        index = counts.get(family, 0)
+        counts[family] = index + 1
+        attr = f"#{family}{index}"
+        if self.discovering:
+            self.found.setdefault((id(module), attr), (module, family, call[1]))
+            return func(*args, **kwargs)
+        proxy = module._modules.get(attr)
+        if proxy is None:  # a call the calibration pass did not see: left alone
+            return func(*args, **kwargs)
+        return proxy(*call[1])
+
+
+def attach_functional_sites(
+    model: nn.Module,
+    example: torch.Tensor | None = None,
+    *,
+    size: int | tuple[int, int] = 64,
+    in_channels: int = 3,
+) -> list[str]:
+    """Find the functional global aggregations of ``model`` and make them sites.
+
+    One forward pass (eval mode, ``no_grad``, every submodule's mode restored) of
+    ``example`` (default: :func:`~tlc_probe.sites.example_input` of ``size``) watches the
+    calls named in this module's docstring. Each qualifying call gets a proxy module under
+    ``<owner>.#<function><index>`` and every later call is routed through it. With no such
+    call the model is left untouched (no hook stays). Calling it again on a model that
+    has them returns their names (no second pass).
+
+    Args:
+        model: any module whose forward takes one (N, C, H, W) tensor; modified in place
+            (proxies added; ``state_dict`` and outputs unchanged).
+        example: the input of the pass.
+        size: (H, W) of the default input (int for a square).
+        in_channels: channels of the default input.
+
+    Returns:
+        The new sites' names (``owner#function<index>``), in the order first called.
+    """
+    router = getattr(model, ROUTER_ATTR, None)
+    if isinstance(router, FunctionalSites):
+        router.install(model)
+        return functional_site_names(model)
+    router = FunctionalSites()
+    router.discovering = True
+    router.install(model)
+    x = example if example is not None else example_input(model, size, in_channels)
+    try:
+        with eval_mode(model), torch.no_grad():
+            model(x)
+    except BaseException:
+        router.remove(model)
+        raise
+    finally:
+        router.discovering = False
+    found, router.found = router.found, {}
+    if not found:
+        router.remove(model)
+        return []
+    names = {id(m): n for n, m in model.named_modules()}
+    added = []
+    for (_, attr), (module, family, pos) in found.items():
+        module.add_module(attr, _proxy(family, pos))
+        added.append(site_name(f"{names[id(module)]}.{attr}"))
+    object.__setattr__(model, ROUTER_ATTR, router)
+    router.install(model)
+    return added
+
+
+def functional_site_names(model: nn.Module) -> list[str]:
+    """Names (``owner#function<index>``) of the functional sites attached to ``model``
+    (proxies and their converted versions), in definition order."""
+    return [site_name(n) for n, m in model.named_modules() if is_functional(m)]
+
+
+def find_sites(
+    model: nn.Module,
+    example: torch.Tensor | None = None,
+    *,
+    size: int | tuple[int, int] = 64,
+    in_channels: int = 3,
+    extra: Mapping[str, str] | None = None,
+) -> list[Site]:
+    """Every site of ``model`` with its execution depth, functional ones included:
+    :func:`attach_functional_sites` then :func:`~tlc_probe.sites.execution_order` (one
+    pass each, on ``example`` or a random input of ``size``). ``extra`` declares sites,
+    {qualified module name: kind}.
+
+    Example::
+
+        [(s.name, s.kind, s.depth) for s in find_sites(model, size=256)]
+    """
+    if example is None:
+        example = example_input(model, size, in_channels)
+    attach_functional_sites(model, example)
+    return execution_order(model, example, extra=extra)
