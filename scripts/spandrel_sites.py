@@ -29,15 +29,15 @@ from tlc_probe.functional import find_sites
 from tlc_probe.models.foreign import import_spandrel
 
 
-def _candidates(arch_id: str) -> list[type[nn.Module]]:
-    pkg = importlib.import_module(f"spandrel.architectures.{arch_id}")
+def _candidates(arch_id: str, package: str) -> list[type[nn.Module]]:
+    pkg = importlib.import_module(f"spandrel.architectures.{package}")
     out = []
     for value in vars(pkg).values():
         if inspect.isclass(value) and issubclass(value, nn.Module):
-            if value.__module__.startswith(f"spandrel.architectures.{arch_id}."):
+            if value.__module__.startswith(f"spandrel.architectures.{package}."):
                 out.append(value)
     # the class named like the architecture first
-    return sorted(out, key=lambda c: c.__name__.lower() != arch_id.lower())
+    return sorted(out, key=lambda c: c.__name__.lower() not in (arch_id.lower(), package.lower()))
 
 
 def _size(req, base: int) -> int:
@@ -45,13 +45,13 @@ def _size(req, base: int) -> int:
     return max(req.minimum, -(-base // m) * m)
 
 
-def survey(arch_id: str, base: int) -> dict:
-    """One row of the table for spandrel architecture ``arch_id``."""
+def survey(arch_id: str, package: str, base: int) -> dict:
+    """One row of the table for spandrel architecture ``arch_id`` (in ``package``)."""
     spandrel = import_spandrel()
     row = {"architecture": arch_id}
     t0 = time.perf_counter()
     try:
-        classes = _candidates(arch_id)
+        classes = _candidates(arch_id, package)
         if not classes:
             raise ValueError("no model class found")
         torch.manual_seed(0)
@@ -60,10 +60,18 @@ def survey(arch_id: str, base: int) -> dict:
         model = desc.model.eval()
         row["params_M"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
         row["scale"] = desc.scale
-        ts = _size(desc.size_requirements, base)
-        x = torch.rand(1, desc.input_channels, ts, ts)
-        with torch.no_grad():
-            sites = [s for s in find_sites(model, x) if s.executed]
+        # the first of a few sizes the model runs at (window transformers want multiples
+        # of their window, which the size requirements do not always say)
+        for ts in dict.fromkeys(_size(desc.size_requirements, b) for b in (base, 56, 96)):
+            x = torch.rand(1, desc.input_channels, ts, ts)
+            try:
+                with torch.no_grad():
+                    sites = [s for s in find_sites(model, x) if s.executed]
+                break
+            except RuntimeError:
+                if ts == _size(desc.size_requirements, 96):
+                    raise
+        row["size"] = ts
         for kind in ("in", "se", "attn"):
             row[kind] = sum(s.kind == kind for s in sites)
         row["functional"] = sum(s.functional for s in sites)
@@ -77,7 +85,8 @@ def survey(arch_id: str, base: int) -> dict:
                 tlc(torch.rand(1, desc.input_channels, big, big))
             row["convert"] = "ok"
     except Exception as e:  # a survey: every architecture gets its row
-        row["convert"] = f"{type(e).__name__}: {str(e).splitlines()[0][:90]}"
+        first = (str(e).splitlines() or [""])[0][:90]
+        row["convert"] = f"{type(e).__name__}: {first}".rstrip(": ")
     row["seconds"] = round(time.perf_counter() - t0, 1)
     return row
 
@@ -89,17 +98,26 @@ def main() -> None:
     p.add_argument("--only", nargs="*", help="architecture ids (default: all)")
     args = p.parse_args()
     spandrel = import_spandrel()
-    ids = [a.id for a in spandrel.MAIN_REGISTRY.architectures("id")]
-    rows = [survey(a, args.size) for a in ids if not args.only or a in args.only]
-    cols = ["architecture", "params_M", "scale", "in", "se", "attn", "functional"]
+    # architecture id -> its package under spandrel.architectures
+    packages = {
+        str(a.architecture.id): type(a.architecture).__module__.split(".")[2]
+        for a in spandrel.MAIN_REGISTRY.architectures()
+    }
+    rows = [
+        survey(arch, pkg, args.size)
+        for arch, pkg in packages.items()
+        if not args.only or arch in args.only
+    ]
+    cols = ["architecture", "params_M", "scale", "size", "in", "se", "attn", "functional"]
     cols += ["convert", "seconds"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
     table = "\n".join(lines)
     head = (
         f"spandrel {spandrel.__version__}, torch {torch.__version__}: each architecture's "
-        f"default model, random weights, sites found at {args.size} px "
-        "(`python scripts/spandrel_sites.py`)."
+        "default model, random weights; sites found in one pass at `size` px (the first "
+        f"of {args.size}, 56, 96 the model runs at), then `convert(train_size=size)` and "
+        "one pass of the converted model at 1.5 x size (`python scripts/spandrel_sites.py`)."
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(f"# Global sites in spandrel's architectures\n\n{head}\n\n{table}\n")

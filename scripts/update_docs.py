@@ -5,7 +5,8 @@ Usage: ``make docs`` (runs the main job, then this), or
 --overwrite``.
 Copies the Fig. A3 figure of the most shifted HINet instance-norm site and MPRNet SE site,
 the depth profile of MPRNet, the decomposition bars of HINet (deblurring) and NAFNet, the
-seam crops and window sweep of the deblurring models, and
+Fig. A3 figure of Restormer's most shifted attention site, SPDNet's deraining panels
+(Fig. A5 analogue), the seam crops and window sweep of the deblurring models, and
 prints the Table A1 markdown of each deblurring model for the README.
 """
 
@@ -26,6 +27,8 @@ def main(results: Path) -> None:
         "decomposition_hinet.png": figs / "hinet-tiny-deblur-decomposition.png",
         "decomposition_nafnet.png": figs / "nafnet-tiny-deblur-decomposition.png",
         "qualitative_ffanet.png": figs / "qualitative-ffanet-tiny-dehaze.png",
+        "qualitative_spdnet.png": figs / "qualitative-spdnet-tiny-derain.png",
+        "fig_a3_restormer_attn.png": next(figs.glob("restormer-tiny-deblur-a3-*.png")),
         "seams_hinet.png": results / "bench" / "hinet-tiny-deblur" / "seams.png",
         "sweep_nafnet.png": results / "bench" / "nafnet-tiny-deblur" / "sweep.png",
     }

@@ -9,6 +9,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from einops.layers.torch import Reduce
 from reference import brute_local_instance_norm, brute_local_mean, replicate_valid
 from torch import nn
 
@@ -293,3 +294,59 @@ def test_reliance_freezes_functional_sites():
     assert other["block#instance_norm0"] > 1e-3 and other["all"] > 1e-3
     cancelled = ["block#mean0", "block#mean1", "block#adaptive_avg_pool2d0", "block#layer_norm0"]
     assert other[cancelled].max() < 1e-4, other
+
+
+class ScalesItsInput(nn.Module):
+    """Multiplies its input in place (as spandrel's RCAN does with ``x *= rgb_range``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Conv2d(4, 4, 1)
+        self.tail = nn.Conv2d(4, 3, 1)
+
+    def forward(self, x):
+        x *= 2.0
+        y = self.conv(x)
+        return self.tail(y * torch.sigmoid(self.fc(self.pool(y))))
+
+
+def test_a_model_that_scales_its_input_in_place_converts():
+    # every calibration pass gets a fresh copy of the input; with one shared input the
+    # second pass saw 2x the first and the pool was reported unsafe
+    net = ScalesItsInput().eval()
+    tlc = convert(net, train_size=TRAIN)
+    assert {s.name: s.local for s in list_sites(tlc)} == {"pool": True}
+    x = torch.rand(1, 3, TRAIN, TRAIN)
+    with torch.no_grad():
+        assert torch.allclose(tlc(x.clone()), net(x.clone()), atol=1e-6)
+
+
+class EinopsPool(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.squeeze = Reduce("b c h w -> b c 1 1", "mean")  # calls torch.mean itself
+        self.tail = nn.Conv2d(4, 3, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.tail(y * torch.sigmoid(self.squeeze(y)))
+
+
+def test_a_proxy_lost_by_copying_is_found_again():
+    net = EinopsPool().eval()
+    assert attach_functional_sites(net, size=TRAIN) == ["squeeze#mean0"]
+    twin = copy.deepcopy(net)  # einops rebuilds its layers from the recipe: no proxy
+    assert "#mean0" not in twin.squeeze._modules
+    assert attach_functional_sites(twin, size=TRAIN) == ["squeeze#mean0"]
+    assert "#mean0" in twin.squeeze._modules
+    # einops reduces with keepdim=False and reshapes: a vector, so convert (which copies
+    # the model and so has to find the call again) names it
+    with pytest.raises(ValueError, match=r"keepdim=False.*squeeze#mean0"):
+        convert(net, train_size=TRAIN)
+    tlc = convert(_net(), train_size=TRAIN)
+    del tlc.block._modules["#mean1"]  # a converted model that lost a local proxy
+    with pytest.warns(UserWarning, match="lost"):
+        assert "block#mean1" in attach_functional_sites(tlc, size=TRAIN)

@@ -48,6 +48,7 @@ Example::
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -248,6 +249,7 @@ class FunctionalSites:
     def __init__(self) -> None:
         self.discovering = False
         self.found: dict[tuple[int, str], tuple[nn.Module, str, tuple]] = {}
+        self.sites: list[tuple[str, str]] = []  # (owner's qualified name, proxy attribute)
         self._stack: list[tuple[nn.Module, dict[str, int]]] = []
         self._mode: _Mode | None = None
 
@@ -330,36 +332,60 @@ def attach_functional_sites(
         in_channels: channels of the default input.
 
     Returns:
-        The new sites' names (``owner#function<index>``), in the order first called.
+        The functional sites' names (``owner#function<index>``), in the order first
+        called. A proxy lost since (``copy.deepcopy`` rebuilds einops' layers from their
+        recipe, without added children) is found again by a new pass.
     """
     router = getattr(model, ROUTER_ATTR, None)
-    if isinstance(router, FunctionalSites):
+    fresh = not isinstance(router, FunctionalSites)
+    if fresh:
+        router = FunctionalSites()
+    else:
         router.install(model)
-        return functional_site_names(model)
-    router = FunctionalSites()
+        if all(_has_proxy(model, owner, attr) for owner, attr in router.sites):
+            return [site_name(f"{owner}.{attr}") for owner, attr in router.sites]
+        # a proxy got lost (a module whose copy is rebuilt from its own recipe, as
+        # einops' layers are by copy.deepcopy): find the calls again, keep what is there
+        if any(getattr(type(m), "tlc_kind", None) for m in model.modules()):
+            warnings.warn(
+                "a functional site's proxy of this TLC-converted model was lost (a copy "
+                "rebuilt a module from its recipe); it is found again as a global site: "
+                "convert the original model instead of copying a converted one",
+                UserWarning,
+                stacklevel=2,
+            )
     router.discovering = True
     router.install(model)
     x = example if example is not None else example_input(model, size, in_channels)
     try:
         with eval_mode(model), torch.no_grad():
-            model(x)
+            model(x.clone())  # (some models scale their input in place)
     except BaseException:
-        router.remove(model)
+        if fresh:
+            router.remove(model)
         raise
     finally:
         router.discovering = False
     found, router.found = router.found, {}
-    if not found:
+    if not found and fresh:
         router.remove(model)
         return []
     names = {id(m): n for n, m in model.named_modules()}
-    added = []
     for (_, attr), (module, family, pos) in found.items():
-        module.add_module(attr, _proxy(family, pos))
-        added.append(site_name(f"{names[id(module)]}.{attr}"))
+        if attr not in module._modules:
+            module.add_module(attr, _proxy(family, pos))
+        if (key := (names[id(module)], attr)) not in router.sites:
+            router.sites.append(key)
     object.__setattr__(model, ROUTER_ATTR, router)
     router.install(model)
-    return added
+    return [site_name(f"{owner}.{attr}") for owner, attr in router.sites]
+
+
+def _has_proxy(model: nn.Module, owner: str, attr: str) -> bool:
+    try:
+        return attr in model.get_submodule(owner)._modules
+    except AttributeError:
+        return False
 
 
 def functional_site_names(model: nn.Module) -> list[str]:

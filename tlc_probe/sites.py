@@ -282,7 +282,7 @@ def execution_order(
     # eval mode: no running statistics move, no dropout; the pass only counts
     hooks = temporary_hooks((s.module, recorder(s.name)) for s in sites)
     with eval_mode(model), hooks, torch.no_grad():
-        model(x)
+        model(x.clone())  # (some models scale their input in place)
     found = [replace(s, depth=order.get(s.name)) for s in sites]
     ran = sorted((s for s in found if s.executed), key=lambda s: s.depth)
     return ran + [s for s in found if not s.executed]

@@ -121,7 +121,7 @@ def _calibrate(
 
     with recording_sizes(sites) as seen, temporary_hooks(((m, keep) for m in watch), pre=False):
         try:
-            ref = model(x)
+            ref = model(x.clone())  # a fresh copy for every pass: some models scale x in place
         except Exception as e:  # the model itself fails at train_size: say so, plainly
             raise ValueError(
                 f"calibration forward pass at train_size {tuple(x.shape[-2:])} failed: "
@@ -140,7 +140,7 @@ def _expand_ok(model, x, ref, sites: Sequence[Site]) -> tuple[bool, str]:
 
     with temporary_hooks(((s.module, expander) for s in sites), pre=False):
         try:
-            got = model(x)
+            got = model(x.clone())
         except Exception as e:
             return False, f"{type(e).__name__}: {e}"
     if _same_output(ref, got):
