@@ -350,3 +350,30 @@ def test_a_proxy_lost_by_copying_is_found_again():
     del tlc.block._modules["#mean1"]  # a converted model that lost a local proxy
     with pytest.warns(UserWarning, match="lost"):
         assert "block#mean1" in attach_functional_sites(tlc, size=TRAIN)
+
+
+def test_an_interrupted_forward_leaves_no_mode_behind():
+    tlc = convert(_net(), train_size=TRAIN)
+    modes = torch.overrides._get_current_function_mode_stack
+
+    def interrupt(*_):
+        raise KeyboardInterrupt  # not an Exception: always-called hooks do not run
+
+    hook = tlc.block.conv.register_forward_hook(interrupt)
+    x = torch.rand(1, 3, 40, 40, dtype=torch.float64)
+    with pytest.raises(KeyboardInterrupt):
+        tlc(x)
+    assert len(modes()) == 1  # stale until the root is called again
+    hook.remove()
+    tlc(x)
+    assert modes() == []
+    assert convert_ok_after(tlc, x)
+    with pytest.raises(RuntimeError):  # an ordinary exception ends the pass at once
+        tlc(torch.rand(1, 5, 40, 40, dtype=torch.float64))
+    assert modes() == []
+
+
+def convert_ok_after(tlc, x) -> bool:
+    ref = copy.deepcopy(_net())
+    ref.block.ref_kernel = KERNEL
+    return torch.allclose(tlc(x), ref(x), atol=1e-9)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 import torch
 from folders import pairs_folder
 
@@ -37,7 +38,7 @@ def test_spandrel_detects_the_checkpoint_and_tlc_converts_it(tmp_path):
     assert type(model) is type(net)  # spandrel's class: the plain global model
     assert meta["name"] == "nafnet" and meta["preset"] == "spandrel"
     assert meta["train_size"] == TRAIN and meta["task"] == "deblur"
-    x = torch.rand(1, 3, 37, 45)  # not a multiple of 4: padded and cropped back
+    x = torch.rand(1, 3, 37, 45)  # not a multiple of 4 (spandrel's NAFNet pads itself)
     with torch.no_grad():
         assert torch.allclose(model(x), net(x), atol=1e-6)
     sites = list_sites(model)
@@ -104,3 +105,14 @@ def test_size_requirements_are_met_by_padding_and_the_output_cropped_back():
     for size in [(13, 21), (5, 3), (16, 24)]:
         x = torch.rand(2, 3, *size)
         assert torch.equal(model(x), 2 * x)
+
+
+def test_task_and_train_size_never_contradict_a_tlc_probe_checkpoint(tmp_path):
+    from tlc_probe.models import build
+    from tlc_probe.store import save_checkpoint
+
+    path = save_checkpoint(build("hinet", "tiny"), tmp_path / "h.pt", task="deblur", train_size=64)
+    _, meta = build_from_checkpoint(path, task="deblur", train_size=64)  # agreeing: fine
+    assert meta["train_size"] == 64
+    with pytest.raises(ValueError, match="train_size 128 .it records 64"):
+        build_from_checkpoint(path, train_size=128)

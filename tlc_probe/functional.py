@@ -30,6 +30,11 @@ The rule (what is a site):
   ``in`` (its statistics are the per-sample mean and variance over channels and
   positions; the probe records their per-channel parts, as for instance norm).
 
+The rule cannot tell spatial axes from others: a 4-D tensor whose dims 2 and 3 are not
+(H, W) (e.g. (N, heads, c, HW) inside an attention) would qualify; ``list_sites`` shows
+where each site is, and ``skip=`` leaves one global. A probe hook or any user hook on a
+*declared* site that itself takes a spatial mean is counted as that module's own call.
+
 Every other call is left alone: a mean over channels, over one axis, over all of a
 tensor (a loss), of a 3-D tensor, a layer norm over the channels only (Restormer's), and
 any call made inside a site module itself (``nn.InstanceNorm2d`` calls
@@ -244,7 +249,12 @@ class FunctionalSites:
     """The functional sites of one model: finds them (``discover``) and routes their
     calls through the proxies (``install``). Held by the root module under
     :data:`ROUTER_ATTR`; its hooks are bound methods, so ``copy.deepcopy`` of the model
-    copies it consistently. Use :func:`attach_functional_sites`."""
+    copies it consistently. Use :func:`attach_functional_sites`.
+
+    One forward pass at a time: the stack of running modules is the model's, not the
+    thread's (two threads running one converted model at once, or ``nn.DataParallel``
+    replicas, would mix their stacks). A pass interrupted by ``KeyboardInterrupt`` leaves
+    the mode active until the root module is called again (:meth:`reset`)."""
 
     def __init__(self) -> None:
         self.discovering = False
@@ -253,8 +263,19 @@ class FunctionalSites:
         self._stack: list[tuple[nn.Module, dict[str, int]]] = []
         self._mode: _Mode | None = None
 
+    def reset(self) -> None:
+        """Forget a forward pass that never ended: a ``KeyboardInterrupt`` (no
+        ``Exception``) skips the always-called hooks, leaving the stack and the mode."""
+        self._stack.clear()
+        mode, self._mode = self._mode, None
+        modes = torch.overrides._get_current_function_mode_stack()
+        if mode is not None and modes and modes[-1] is mode:
+            mode.__exit__(None, None, None)
+
     # hooks -------------------------------------------------------------------------
     def _pre(self, module: nn.Module, _args) -> None:
+        if self._stack and module.__dict__.get(ROUTER_ATTR) is self:
+            self.reset()  # the root starts a pass while the last one never ended
         self._stack.append((module, {}))
         if len(self._stack) == 1:
             self._mode = _Mode(self)
@@ -361,6 +382,7 @@ def attach_functional_sites(
         with eval_mode(model), torch.no_grad():
             model(x.clone())  # (some models scale their input in place)
     except BaseException:
+        router.reset()
         if fresh:
             router.remove(model)
         raise
@@ -373,7 +395,7 @@ def attach_functional_sites(
     names = {id(m): n for n, m in model.named_modules()}
     for (_, attr), (module, family, pos) in found.items():
         if attr not in module._modules:
-            module.add_module(attr, _proxy(family, pos))
+            module.add_module(attr, _proxy(family, pos).train(module.training))
         if (key := (names[id(module)], attr)) not in router.sites:
             router.sites.append(key)
     object.__setattr__(model, ROUTER_ATTR, router)

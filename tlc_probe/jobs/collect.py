@@ -529,7 +529,8 @@ def collect_checkpoint(
                 "model_name= (and preset=), or let spandrel detect it; either way give "
                 "task= and train_size="
             )
-        model, meta = build_from_checkpoint(checkpoint, task=task, train_size=train_size)
+        foreign = {} if "name" in meta else {"task": task, "train_size": train_size}
+        model, meta = build_from_checkpoint(checkpoint, **foreign)
         preset = meta.get("preset", "tiny")
         name = model_label(meta)
     else:

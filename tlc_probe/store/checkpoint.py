@@ -209,19 +209,22 @@ def build_from_checkpoint(
     Returns:
         (model in eval mode, metadata: name, preset, task, train_size, config,
         iterations, ... for tlc-probe checkpoints; name (architecture id, lower case),
-        preset 'spandrel', architecture, task, train_size for spandrel's), ``task`` and
-        ``train_size`` given here taking precedence.
+        preset 'spandrel', architecture, task, train_size for spandrel's).
 
     Raises:
         ValueError: a foreign checkpoint without ``task`` / ``train_size``, or one
-            spandrel does not recognise; ImportError: spandrel is not installed.
+            spandrel does not recognise; a ``task`` / ``train_size`` that contradicts a
+            tlc-probe checkpoint's metadata. ImportError: spandrel is not installed.
     """
     sd, meta = read_checkpoint(path)
     given = {k: v for k, v in (("task", task), ("train_size", train_size)) if v is not None}
     if "name" in meta:
+        if clash := {k: (v, meta[k]) for k, v in given.items() if k in meta and meta[k] != v}:
+            said = ", ".join(f"{k} {v} (it records {m})" for k, (v, m) in clash.items())
+            raise ValueError(f"{path} is a tlc-probe checkpoint: {said}")
         model = build(meta["name"], meta.get("preset", "tiny"), **meta.get("config", {}))
         load_checkpoint(model, sd)
-        return model.eval(), {**meta, **given}
+        return model.eval(), {**given, **meta}
     if missing := [k for k in ("task", "train_size") if k not in given]:
         raise ValueError(
             f"{path} carries no tlc-probe metadata: give its {' and '.join(missing)} "

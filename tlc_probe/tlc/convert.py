@@ -380,8 +380,9 @@ def convert(
         ((h, w),) = seen[s.name]
         kernel = (max(1, h * base_hw[0] // train_hw[0]), max(1, w * base_hw[1] // train_hw[1]))
         opts = dict(fast_imp=fast_imp, fast_min_cells=fast_min_cells, feature_size=(h, w))
-        if s.functional or s.name in declared:
+        if (s.functional or s.name in declared) and s.name not in linear:
             new = _local_version(s, calls.get(id(s.module)), kernel, grid_head, opts)
+            new.train(s.module.training)
             new_blocks.append((s.name, s.module, new, True))
         elif s.kind == "in":
             new = LocalInstanceNorm2d.from_instance_norm(s.module, kernel, **opts)

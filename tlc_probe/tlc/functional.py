@@ -31,6 +31,8 @@ class LocalFunctionalMean(LocalAvgPool2d):
     else the (N, C, H, W) map of local means (the other arguments are the call's, fixed
     by the rule that made it a site)."""
 
+    tlc_function = "mean"
+
     def __init__(self, function: str, kernel_size, **opts) -> None:
         super().__init__(kernel_size, **opts)
         self.tlc_function = function
