@@ -377,3 +377,15 @@ def convert_ok_after(tlc, x) -> bool:
     ref = copy.deepcopy(_net())
     ref.block.ref_kernel = KERNEL
     return torch.allclose(tlc(x), ref(x), atol=1e-9)
+
+
+def test_a_declared_pool_in_a_linear_se_block_runs_its_linears_per_position():
+    from toy_models import LinearSE, ToyNet
+
+    from tlc_probe.tlc.se import LocalLinearSE
+
+    model = ToyNet(se_block=LinearSE).eval()
+    tlc = convert(model, train_size=32, sites={"ca1.pool": "se"})
+    assert isinstance(tlc.ca1, LocalLinearSE)
+    with torch.no_grad():
+        assert tlc(torch.rand(1, 3, 70, 58)).shape == (1, 3, 70, 58)
