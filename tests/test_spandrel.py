@@ -116,3 +116,15 @@ def test_task_and_train_size_never_contradict_a_tlc_probe_checkpoint(tmp_path):
     assert meta["train_size"] == 64
     with pytest.raises(ValueError, match="train_size 128 .it records 64"):
         build_from_checkpoint(path, train_size=128)
+
+
+def test_reliance_and_bench_take_a_spandrel_checkpoint(tmp_path):
+    from tlc_probe.jobs.bench import window_sweep
+    from tlc_probe.jobs.reliance import reliance_checkpoint
+
+    _, _, path = _official_nafnet_file(tmp_path)
+    table = reliance_checkpoint(path, 1, task="deblur", train_size=TRAIN)
+    assert set(table.model) == {"nafnet-spandrel"} and set(table.task) == {"deblur"}
+    assert (table.kind == "se").sum() == 5 and table.psnr.notna().all()
+    sweep = window_sweep(path, (1.5,), n_photos=1, progress=False, task="deblur", train_size=TRAIN)
+    assert list(sweep.model.unique()) == ["nafnet-spandrel"] and len(sweep) == 2
