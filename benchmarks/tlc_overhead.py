@@ -5,8 +5,10 @@ Run: ``python benchmarks/tlc_overhead.py [--size 720 1280] [--repeats 5] [--offi
 For each shipped checkpoint, interleaved within each repeat after a warm-up, medians
 reported as ratios to whole-image inference:
 
-* ``tlc`` (exact), ``fast`` (``fast_imp``), ``grid`` (``fast_imp`` + ``grid_head``: the
-  squeeze-excitation heads on the block grid);
+* ``tlc`` (exact), ``valid`` (exact with ``valid_head``: the squeeze-excitation heads on
+  the map of valid windows, replicate-padded once; the same numbers as ``tlc``),
+  ``fast`` (``fast_imp``), ``grid`` (``fast_imp`` + ``grid_head``: the squeeze-excitation
+  heads on the block grid);
 * ``floor``: exact TLC with every local pool replaced by the identity, every local
   instance norm by the global one and every local channel attention by the global one.
   The pooled map then costs nothing but the code after it still runs at full
@@ -15,7 +17,7 @@ reported as ratios to whole-image inference:
   attention it is the global attention itself (1.00).
 
 For Restormer (kind 'attn') ``tlc`` is the exact integral-image attention and ``fast``
-the cell-grid blend (:mod:`tlc_probe.tlc.attention`). ``grid`` is run only for models
+the cell-grid blend (:mod:`tlc_probe.tlc.attention`). ``valid`` and ``grid`` are run only for models
 with SE pools whose heads are convolutions, ``floor`` only for models with pools or
 instance norms (for attention alone it is whole-image inference): "-" in the table.
 
@@ -71,6 +73,7 @@ def ratios(model: nn.Module, train_size: int, x: torch.Tensor, repeats: int) -> 
         "fast": convert(model, train_size=train_size, fast_imp=True),
     }
     if grid_head_pools(model):
+        nets["valid"] = convert(model, train_size=train_size, valid_head=True)
         nets["grid"] = convert(model, train_size=train_size, fast_imp=True, grid_head=True)
     if any(s.kind in ("in", "se") for s in list_sites(model)):
         nets["floor"] = free_pools(convert(model, train_size=train_size))
@@ -102,8 +105,11 @@ def main() -> None:
     args = ap.parse_args()
     x = torch.rand(1, 3, *args.size, generator=torch.Generator().manual_seed(0))
     print(f"{args.size[0]}x{args.size[1]}, median of {args.repeats}, ratios to whole")
-    print("| model | whole (s) | TLC | fast TLC | fast TLC, grid head | floor (free pool) |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| model | whole (s) | TLC | TLC, valid head | fast TLC | fast TLC, grid head "
+        "| floor (free pool) |"
+    )
+    print("|---|---|---|---|---|---|---|")
     paths = sorted(checkpoint_dir().glob("*.pt"))
     paths = [p for p in paths if not args.only or any(o in p.stem for o in args.only)]
     rows = [(p.stem, *build_from_checkpoint(p)) for p in paths]
@@ -113,8 +119,8 @@ def main() -> None:
         xi = x if meta else torch.nn.functional.interpolate(x, size=(360, 640))
         r = ratios(model, int(meta.get("train_size", 64)), xi, args.repeats)
         print(
-            f"| {label} | {r['whole']:.2f} | {r['tlc']:.2f} | {r['fast']:.2f} | "
-            f"{_cell(r, 'grid')} | {_cell(r, 'floor')} |",
+            f"| {label} | {r['whole']:.2f} | {r['tlc']:.2f} | {_cell(r, 'valid')} | "
+            f"{r['fast']:.2f} | {_cell(r, 'grid')} | {_cell(r, 'floor')} |",
             flush=True,
         )
 

@@ -1,4 +1,5 @@
-"""``GridMap``: a fast local pool's output kept on its block grid until a full map is needed.
+"""``GridMap``: a fast local pool's output kept on its block grid until a full map is needed
+(and ``ValidMap``: the exact pool's output kept as its valid windows).
 
 A squeeze-excitation block computes x * head(pool(x)), with head a chain of 1x1
 convolutions and pointwise activations. Under TLC the pool returns a full (N, C, H, W)
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._pytree import tree_map
 
-from .box import expand_factors, needs_grad
+from .box import expand_factors, needs_grad, replicate_to
 
 #: Pointwise functions evaluated on the grid (nn.ReLU, nn.Sigmoid, ... call these).
 _POINTWISE = {
@@ -102,8 +103,18 @@ class GridMap(torch.Tensor):
         """The expanded (N, C, H, W) map, a plain tensor."""
         if self._full is None:
             with torch._C.DisableTorchFunctionSubclass():
-                self._full = expand_factors(self, self._m_h, self._m_w)
+                self._full = self._expand()
         return self._full
+
+    def _expand(self) -> torch.Tensor:
+        # (called with subclass dispatch disabled) a fresh full map
+        return expand_factors(self, self._m_h, self._m_w)
+
+    def _full_hw(self) -> tuple[int, int]:
+        return self._m_h.shape[0], self._m_w.shape[0]
+
+    def _rewrap(self, out: torch.Tensor) -> GridMap:
+        return GridMap.wrap(out, self._m_h, self._m_w)
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
@@ -112,7 +123,7 @@ class GridMap(torch.Tensor):
         if isinstance(first, GridMap):
             if func in _SHAPE:
                 n, c = first.as_subclass(torch.Tensor).shape[:2]
-                full = torch.Size((n, c, first._m_h.shape[0], first._m_w.shape[0]))
+                full = torch.Size((n, c, *first._full_hw()))
                 if func is torch.Tensor.dim:
                     return 4
                 if func is torch.Tensor.size and (len(args) > 1 or "dim" in kwargs):
@@ -128,7 +139,7 @@ class GridMap(torch.Tensor):
                 if out is first:  # in place on the grid: the cached expansion is stale
                     first._full = None
                     return first
-                return GridMap.wrap(out, first._m_h, first._m_w)
+                return first._rewrap(out)
             if _writes_into(func, kwargs):
                 raise RuntimeError(
                     f"in-place {func.__name__} on the deferred output of a fast TLC pool; "
@@ -146,10 +157,41 @@ class GridMap(torch.Tensor):
                 with torch._C.DisableTorchFunctionSubclass():
                     fits = o.dtype == g.dtype and not needs_grad(o)
                     if fits and torch.broadcast_shapes(shape, o.shape) == shape:
-                        return expand_factors(g, g._m_h, g._m_w).mul_(o)
+                        return g._expand().mul_(o)
 
         def unwrap(a):
             return a.full() if isinstance(a, GridMap) else a
 
         with torch._C.DisableTorchFunctionSubclass():
             return func(*tree_map(unwrap, args), **tree_map(unwrap, kwargs))
+
+
+class ValidMap(GridMap):
+    """The exact local pool's output kept as its map of valid windows
+    (N, C, H - k_h + 1, W - k_w + 1) until a full map is needed; it stands for that map
+    replicate-padded to (H, W) (:func:`tlc_probe.tlc.box.replicate_to`).
+
+    Replication copies values, so 1x1 convolutions *and* pointwise activations commute
+    with it exactly: the squeeze-excitation head runs on the valid map (for a window of
+    384 on a 416 x 608 map: 33 x 225 instead of 416 x 608) and the result equals the
+    plain exact path (the paper's official CALayer pads after its head for the same
+    reason). Everything else about a :class:`GridMap` holds.
+    """
+
+    _size: tuple[int, int]
+
+    @staticmethod
+    def wrap_valid(valid: torch.Tensor, size: tuple[int, int]) -> ValidMap:
+        """The ValidMap of ``valid`` (N, C, V_h, V_w) standing for its (H, W) padding."""
+        out = valid.as_subclass(ValidMap)
+        out._size, out._full = (int(size[0]), int(size[1])), None
+        return out
+
+    def _expand(self) -> torch.Tensor:
+        return replicate_to(self.as_subclass(torch.Tensor), self._size).contiguous()
+
+    def _full_hw(self) -> tuple[int, int]:
+        return self._size
+
+    def _rewrap(self, out: torch.Tensor) -> ValidMap:
+        return ValidMap.wrap_valid(out, self._size)

@@ -12,11 +12,12 @@ from .box import (
     all_finite,
     box_mean,
     box_mean_fast,
+    box_mean_valid,
     fast_factors,
     fast_window,
     needs_grad,
 )
-from .gridmap import GridMap
+from .gridmap import GridMap, ValidMap
 from .window import LocalWindow
 
 
@@ -40,6 +41,10 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
             the 1x1 convolutions and activations after the pool then run on the block
             grid and only their result is expanded (not under autograd, and not where
             the strides are 1 x 1, i.e. no grid).
+        valid_head: without ``fast_imp``, return a
+            :class:`~tlc_probe.tlc.gridmap.ValidMap`: the head after the pool runs on the
+            map of valid windows and is replicate-padded once, where a full map is
+            needed; the same numbers as the plain exact path (not under autograd).
     """
 
     tlc_kind = "se"
@@ -51,10 +56,14 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
         fast_min_cells: int = FAST_MIN_CELLS,
         feature_size: tuple[int, int] | None = None,
         grid_head: bool = False,
+        valid_head: bool = False,
     ) -> None:
         super().__init__()
+        if valid_head and fast_imp:
+            raise ValueError("valid_head=True is for the exact pool: not with fast_imp")
         self._set_window(kernel_size, fast_imp, fast_min_cells, feature_size)
         self.grid_head = grid_head
+        self.valid_head = valid_head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, C, 1, 1) when the window covers the map, else (N, C, H, W).
@@ -75,7 +84,10 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
                     return GridMap.wrap(grid.to(dt), m_h.to(dt), m_w.to(dt))
         if self.fast_imp:
             return box_mean_fast(x, self.kernel_size, self.strides(size))
+        if self.valid_head and not needs_grad(x):
+            return ValidMap.wrap_valid(box_mean_valid(x, self.kernel_size).to(x.dtype), size)
         return box_mean(x, self.kernel_size)
 
     def extra_repr(self) -> str:
-        return self.window_repr() + (", grid_head=True" if self.grid_head else "")
+        extra = ", grid_head=True" if self.grid_head else ""
+        return self.window_repr() + extra + (", valid_head=True" if self.valid_head else "")

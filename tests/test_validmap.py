@@ -1,0 +1,68 @@
+"""The exact pool's valid-window head (``convert(..., valid_head=True)``): the same numbers
+as the plain exact path, with the squeeze-excitation head run on the valid windows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from reference import brute_local_mean
+from toy_models import CALayer, ToyNet
+
+from tlc_probe import LocalAvgPool2d, convert
+from tlc_probe.models import build
+from tlc_probe.tlc.gridmap import ValidMap
+
+
+def _pair(model, train_size):
+    exact = convert(model.eval(), train_size=train_size)
+    valid = convert(model.eval(), train_size=train_size, valid_head=True)
+    return exact, valid
+
+
+@pytest.mark.parametrize("name", ["mprnet", "ffanet", "nafnet"])
+def test_valid_head_equals_the_exact_path(name):
+    torch.manual_seed(0)
+    exact, valid = _pair(build(name, "tiny"), 32)
+    assert any(getattr(m, "valid_head", False) for m in valid.modules())
+    x = torch.rand(2, 3, 75, 61)
+    with torch.no_grad():
+        a, b = exact(x), valid(x)
+    assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), (a - b).abs().max()
+
+
+def test_the_head_runs_on_the_valid_windows():
+    pool = LocalAvgPool2d((6, 5), valid_head=True)
+    x = torch.rand(2, 3, 13, 11)
+    out = pool(x)
+    assert isinstance(out, ValidMap) and out.shape == (2, 3, 13, 11)
+    assert out.as_subclass(torch.Tensor).shape == (2, 3, 8, 7)  # H - k + 1, W - k + 1
+    w = torch.rand(4, 3, 1, 1)
+    head = torch.sigmoid(F.relu(F.conv2d(out, w)))
+    assert isinstance(head, ValidMap) and head.as_subclass(torch.Tensor).shape[-2:] == (8, 7)
+    want = torch.sigmoid(F.relu(F.conv2d(brute_local_mean(x, (6, 5)).float(), w)))
+    got = x[:, :1] * head  # the multiply expands once
+    assert type(got) is torch.Tensor
+    assert torch.allclose(got, x[:, :1] * want, atol=1e-6)
+    smooth = F.conv2d(head, torch.rand(1, 4, 3, 3), padding=1)  # not pointwise: expanded
+    assert type(smooth) is torch.Tensor and smooth.shape == (2, 1, 13, 11)
+
+
+def test_valid_head_under_autograd_and_with_nonfinite_values():
+    torch.manual_seed(1)
+    exact, valid = _pair(ToyNet(se_block=CALayer), 32)
+    x = torch.rand(1, 3, 70, 58, requires_grad=True)
+    (ga,) = torch.autograd.grad(exact(x).sum(), x)
+    (gb,) = torch.autograd.grad(valid(x).sum(), x)
+    assert torch.allclose(ga, gb, atol=1e-6)
+    y = torch.rand(1, 3, 70, 58)
+    y[0, 1, 30, 20] = float("nan")
+    with torch.no_grad():
+        a, b = exact(y), valid(y)
+    assert torch.equal(a.isnan(), b.isnan())
+    assert torch.allclose(a.nan_to_num(), b.nan_to_num(), atol=1e-6)
+
+
+def test_valid_head_is_for_the_exact_path_only():
+    with pytest.raises(ValueError, match="valid_head"):
+        convert(ToyNet(se_block=CALayer).eval(), train_size=32, fast_imp=True, valid_head=True)
