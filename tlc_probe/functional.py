@@ -227,12 +227,6 @@ def _proxy(family: str, pos: tuple) -> FunctionalSite:
     return FunctionalInstanceNorm() if family == "instance_norm" else FunctionalLayerNorm()
 
 
-def is_functional(module: nn.Module) -> bool:
-    """Whether ``module`` is a proxy of a functional site, global or converted (its class
-    has ``tlc_function``)."""
-    return bool(getattr(type(module), "tlc_function", ""))
-
-
 # -- the mode that finds and routes the calls --------------------------------------------
 
 
@@ -267,6 +261,9 @@ class FunctionalSites:
         """Forget a forward pass that never ended: a ``KeyboardInterrupt`` (no
         ``Exception``) skips the always-called hooks, leaving the stack and the mode."""
         self._stack.clear()
+        self._exit_mode()
+
+    def _exit_mode(self) -> None:
         mode, self._mode = self._mode, None
         modes = torch.overrides._get_current_function_mode_stack()
         if mode is not None and modes and modes[-1] is mode:
@@ -286,9 +283,8 @@ class FunctionalSites:
             top, _ = self._stack.pop()
             if top is module:
                 break
-        if not self._stack and self._mode is not None:
-            mode, self._mode = self._mode, None
-            mode.__exit__(None, None, None)
+        if not self._stack:
+            self._exit_mode()
 
     def install(self, model: nn.Module) -> None:
         """Put this object's hooks on every module of ``model`` that lacks them (also on
@@ -408,12 +404,6 @@ def _has_proxy(model: nn.Module, owner: str, attr: str) -> bool:
         return attr in model.get_submodule(owner)._modules
     except AttributeError:
         return False
-
-
-def functional_site_names(model: nn.Module) -> list[str]:
-    """Names (``owner#function<index>``) of the functional sites attached to ``model``
-    (proxies and their converted versions), in definition order."""
-    return [site_name(n) for n, m in model.named_modules() if is_functional(m)]
 
 
 def find_sites(

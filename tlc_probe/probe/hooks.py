@@ -37,12 +37,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..functional import attach_functional_sites
+from ..functional import find_sites
 from ..sites import (
     PRIMARY_STAT,
     SITE_KINDS,
     Site,
-    execution_order,
     select_sites,
     temporary_hooks,
 )
@@ -178,8 +177,7 @@ class Probe:
         self.model = model
         self.positions = positions
         self.enabled = enabled
-        attach_functional_sites(model, example)
-        self.all_sites = execution_order(model, example, extra=extra_sites)
+        self.all_sites = find_sites(model, example, extra=extra_sites)
         if never := [
             s.name for s in self.all_sites if s.name in (extra_sites or {}) and not s.executed
         ]:
