@@ -36,8 +36,11 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# JupyterLab of .venv (its kernel has the package) on notebooks/; notebook 02 opens with the
+# explorer. As root (containers, CI machines) Jupyter insists on --allow-root.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/local_pool.py

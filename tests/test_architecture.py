@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("store",),
     ("metrics",),
     ("viz",),
-    ("jobs",),
+    ("jobs", "explore"),
     ("cli",),
 ]
 LAYER_OF = {c: i for i, layer in enumerate(LAYERS) for c in layer}

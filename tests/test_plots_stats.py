@@ -145,3 +145,41 @@ def test_save_figure_is_deterministic(stats, tmp_path):
     second = [p.read_bytes() for p in save_figure(fig, tmp_path / "b", "f")]
     assert first == second
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["f.pdf", "f.png"]
+
+
+def test_fig_a3_one_channel_and_chosen_regimes(stats_tiles):
+    from scipy.stats import wasserstein_distance
+
+    def values(regime):
+        sel = (
+            (stats_tiles.site == "enc.0.norm")
+            & (stats_tiles.stat == "mean")
+            & (stats_tiles.regime == regime)
+            & (stats_tiles.channel == 1)
+        )
+        return stats_tiles.loc[sel, "value"].to_numpy(np.float64)
+
+    fig = viz_stats.fig_a3(stats_tiles, "enc.0.norm", channel=1, regimes=["train", "tiles"])
+    (ax,) = fig.axes
+    texts = _legend_texts(ax)
+    w1 = wasserstein_distance(values("tiles"), values("train"))
+    assert texts[0].startswith("train") and f"W1={w1:.3g}" in texts[1]
+    assert "channel 1" in fig._suptitle.get_text() and ax.get_xlabel() == "mean of channel 1"
+    # the training histogram hidden: same panels, one legend entry each, same numbers
+    fig = viz_stats.fig_a3(stats_tiles, "enc.0.norm", channel=1, regimes=["tlc", "tiles"])
+    assert [len(_legend_texts(a)) for a in fig.axes] == [1, 1]
+    assert f"W1={w1:.3g}" in _legend_texts(fig.axes[1])[0]
+    (alone,) = viz_stats.fig_a3(stats_tiles, "enc.0.norm", regimes=["train"]).axes
+    assert _legend_texts(alone) == [viz_stats.REGIME_LABELS["train"]]
+    with pytest.raises(ValueError, match="unknown regimes"):
+        viz_stats.fig_a3(stats_tiles, "enc.0.norm", regimes=["nope"])
+    with pytest.raises(ValueError, match="channel 7"):
+        viz_stats.fig_a3(stats_tiles, "enc.0.norm", channel=7)
+
+
+def test_depth_profile_marks_a_site(stats):
+    fig = viz_stats.depth_profile(shift_table(stats, per_channel=False), highlight="dec.1.se")
+    (ax,) = fig.axes
+    marks = [ln for ln in ax.get_lines() if ln.get_label() == "_highlight"]
+    assert len(marks) == 1 and list(marks[0].get_xdata()) == [1, 1]
+    assert [t.get_text() for t in ax.texts] == ["dec.1.se"]

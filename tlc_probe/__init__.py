@@ -5,6 +5,7 @@ Public API (re-exports only). The layers, bottom to top, are described in
 """
 
 from ._version import __version__
+from .explore import StatsSource
 from .functional import attach_functional_sites, find_sites
 from .metrics import decomposition, shift_table, summary
 from .probe import Probe, training_windows
@@ -29,6 +30,7 @@ __all__ = [
     "Probe",
     "Scheme",
     "Site",
+    "StatsSource",
     "__version__",
     "attach_functional_sites",
     "convert",

@@ -9,6 +9,8 @@ image (the ``window`` regime) a fifth (orange).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -62,6 +64,9 @@ def fig_a3(
     shift: pd.DataFrame | None = None,
     model: str | None = None,
     task: str | None = None,
+    regimes: Sequence[str] | None = None,
+    channel: int | None = None,
+    ncols: int | None = None,
 ) -> Figure:
     """Paper Fig. A3 for one site: the distribution of a statistic, training vs inference.
 
@@ -73,30 +78,47 @@ def fig_a3(
     density step histograms on bins common to all panels; panels share both axes. Legend
     entries carry W1 and KL of the pooled (``channel == "all"``) rows of ``shift`` (computed
     from ``stats`` when not given). ``model``/``task`` may be omitted when ``stats`` holds
-    only one. Returns a Figure 3.5 in wide per panel (at least 7 in), 2.6 in high.
+    only one.
+
+    ``regimes`` chooses what is drawn (default: every regime present): one panel per
+    inference regime in it, the training histogram in each panel if ``"train"`` is in it
+    (the training values still set the bins and the W1/KL of the legends, so hiding them
+    changes no number); with ``"train"`` alone, one panel of the training values.
+    ``channel`` restricts the values to one channel, and the legends to that channel's
+    rows of ``shift`` (a per-channel table; computed here when not given). Panels lie in
+    one row, or in rows of ``ncols``. Returns a Figure 3.5 in wide per column (at least
+    7 in), 2.6 in high per row.
     """
     df, model = _only(stats, "model", model, "fig_a3")
     df, task = _only(df, "task", task, "fig_a3")
     df = df[(df["site"].astype(str) == site) & stat_mask(df, stat)]
+    if channel is not None:
+        df = df[df["channel"] == channel]
+    what = f"site {site!r}" + ("" if channel is None else f", channel {channel}")
     if df.empty:
-        raise ValueError(f"no {stat!r} statistics for site {site!r} of {model}/{task}")
-    regimes = set(df["regime"].astype(str))
-    if "train" not in regimes:
-        raise ValueError(f"site {site!r} has no train statistics")
-    others = [r for r in ("whole", "tlc", "tiles", "window") if r in regimes]
-    if not others:
-        raise ValueError(f"site {site!r} has no whole/tlc/tiles/window statistics to compare with")
+        raise ValueError(f"no {stat!r} statistics for {what} of {model}/{task}")
+    present = set(df["regime"].astype(str))
+    if "train" not in present:
+        raise ValueError(f"{what} has no train statistics")
+    chosen = present if regimes is None else set(regimes)
+    if unknown := chosen - set(REGIME_COLOURS):
+        raise ValueError(f"unknown regimes {sorted(unknown)}; known: {list(REGIME_COLOURS)}")
+    others = [r for r in ("whole", "tlc", "tiles", "window") if r in present and r in chosen]
+    if not others and (regimes is None or "train" not in chosen):
+        raise ValueError(f"{what} has no whole/tlc/tiles/window statistics to draw")
+    draw_train = "train" in chosen
     kind, depth = str(df["kind"].iloc[0]), int(df["depth"].iloc[0])
     shown = str(df["stat"].iloc[0])  # 'mean' stands for an attention site's logit_mean
 
     if shift is None:
-        shift = _shift_table(df, comparisons=[f"{r}~train" for r in others], per_channel=False)
+        comparisons = [f"{r}~train" for r in others]
+        shift = _shift_table(df, comparisons=comparisons, per_channel=channel is not None)
     rows = shift[
         (shift["model"].astype(str) == model)
         & (shift["task"].astype(str) == task)
         & (shift["site"].astype(str) == site)
         & stat_mask(shift, stat)
-        & (shift["channel"].astype(str) == "all")
+        & (shift["channel"].astype(str) == ("all" if channel is None else str(channel)))
     ].set_index("comparison")
 
     values = {r: g["value"].to_numpy(np.float64) for r, g in df.groupby("regime", observed=True)}
@@ -107,17 +129,26 @@ def fig_a3(
         edges = np.linspace(pooled.min(), pooled.max() + (pooled.min() == pooled.max()), 41)
 
     letters = "abcd"
+    panels = others or ["train"]
     with _rc():
-        width = max(7.0, 3.5 * len(others))
-        fig = Figure(figsize=(width, 2.6), layout="constrained")
-        axes = fig.subplots(1, len(others), sharex=True, sharey=True, squeeze=False)[0]
-        for ax, letter, regime in zip(axes, letters, others, strict=False):
+        cols = len(panels) if ncols is None else max(1, min(ncols, len(panels)))
+        rows_ = -(-len(panels) // cols)
+        width = max(7.0, 3.5 * cols)
+        fig = Figure(figsize=(width, 2.6 * rows_), layout="constrained")
+        grid = fig.subplots(rows_, cols, sharex=True, sharey=True, squeeze=False)
+        for ax in grid.flat[len(panels) :]:
+            ax.remove()
+        axes = grid.flat[: len(panels)]
+        for ax, letter, regime in zip(axes, letters, panels, strict=False):
             comparison = f"{regime}~train"
             label = REGIME_LABELS.get(regime, regime)
             if comparison in rows.index:
                 row = rows.loc[comparison]
                 label += f"  W1={row['w1']:.3g} KL={row['kl']:.3g}"
-            for name, lab in (("train", REGIME_LABELS["train"]), (regime, label)):
+            drawn = [("train", REGIME_LABELS["train"])] if draw_train else []
+            if regime != "train":
+                drawn.append((regime, label))
+            for name, lab in drawn:
                 sns.histplot(
                     x=values[name],
                     bins=edges,
@@ -129,14 +160,18 @@ def fig_a3(
                     label=lab,
                     ax=ax,
                 )
-            ax.set_title(f"({letter}) train vs {REGIME_LABELS.get(regime, regime)}")
-            ax.set_xlabel(f"{shown} of channel")
+            title = REGIME_LABELS.get(regime, regime)
+            ax.set_title(f"({letter}) {'train vs ' if regime != 'train' else ''}{title}")
+            ax.set_xlabel(f"{shown} of channel" + ("" if channel is None else f" {channel}"))
+            ax.xaxis.set_tick_params(labelbottom=True)  # also above a removed panel
         # head-room above the tallest bar so the legends do not hide the histograms
         axes[0].set_ylim(0, 1.4 * max(ax.get_ylim()[1] for ax in axes))
         for ax in axes:
             ax.legend(loc="upper left", frameon=False)
-        axes[0].set_ylabel("density")
-        fig.suptitle(f"{model} · {task} · {site} ({kind}, depth {depth})")
+        for ax in grid[:, 0]:
+            ax.set_ylabel("density")
+        where = "" if channel is None else f" · channel {channel}"
+        fig.suptitle(f"{model} · {task} · {site} ({kind}, depth {depth}){where}")
     return fig
 
 
@@ -186,7 +221,11 @@ def _comparisons(table: pd.DataFrame) -> list[str]:
 
 
 def depth_profile(
-    shift_table: pd.DataFrame, stat: str = "mean", model: str | None = None, task: str | None = None
+    shift_table: pd.DataFrame,
+    stat: str = "mean",
+    model: str | None = None,
+    task: str | None = None,
+    highlight: str | None = None,
 ) -> Figure:
     """Normalised W1 against site depth: one line per comparison with training (whole blue,
     tlc red, tiles purple, window orange), one marker per site shaped by its kind (circle
@@ -194,7 +233,9 @@ def depth_profile(
     its ``logit_mean``). Uses the pooled rows of ``stat``; one panel per task (or only
     ``task``). Comparisons with another reference (the decomposition's links) are drawn by
     :func:`tlc_probe.viz.decomposition_figure`; they appear here only when the table has
-    no ``~train`` comparison. Returns the Figure."""
+    no ``~train`` comparison. ``highlight`` names a site to mark with a grey vertical line
+    at its depth, labelled with its name (in each panel whose task has it). Returns the
+    Figure."""
     t, model = _pooled(shift_table, model, stat, "depth_profile")
     tasks = _tasks(t, task)
     comps = _comparisons(t)
@@ -223,6 +264,20 @@ def depth_profile(
                 )
                 for k in kinds
             ]
+            marked = tt[tt["site"].astype(str) == highlight]["depth"]
+            if highlight is not None and not marked.empty:
+                at = int(marked.iloc[0])
+                ax.axvline(at, color="0.5", lw=0.8, ls="--", zorder=1, label="_highlight")
+                ax.annotate(
+                    highlight,
+                    (at, 1.0),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(3, -3),
+                    textcoords="offset points",
+                    va="top",
+                    fontsize=6,
+                    color="0.3",
+                )
             ax.legend(handles=handles, frameon=False, ncols=2)
             ax.set_ylabel(f"W1 / std(train) of {stat}")
             ax.set_title(f"{model} · {tk}")
