@@ -11,7 +11,7 @@ from tlc_probe.jobs.bench import CSV_COLUMNS, bench, seam_outputs, window_sweep
 from tlc_probe.jobs.render import table_a1
 from tlc_probe.metrics import seam_index
 from tlc_probe.models import build
-from tlc_probe.schemes import default_overlaps
+from tlc_probe.schemes import default_overlaps, make_scheme
 from tlc_probe.store import save_checkpoint
 from tlc_probe.tiling import tile_edges
 from tlc_probe.viz import seam_crops_figure
@@ -100,6 +100,20 @@ def test_bench_table_has_every_scheme_and_size(ckpt):
     assert tiles["tile_pixel_ratio"] == pytest.approx(4 * 64 * 64 / (72 * 96))
     md = table_a1(df)
     assert md.count("\n") == 1 + len(df) and "| patches (test) | 32 |" in md
+
+
+def test_bench_runs_the_valid_head_when_named(ckpt):
+    df = bench(
+        ckpt, sizes=[], repeats=1, n_photos=1, progress=False, schemes=["whole", "tlc", "tlc-valid"]
+    )
+    assert df["scheme"].tolist() == ["whole", "tlc", "tlc-valid"]
+    tlc, valid = (df[df.scheme == s].iloc[0] for s in ("tlc", "tlc-valid"))
+    assert valid["tlc"] == "valid" and abs(valid["psnr"] - tlc["psnr"]) < 1e-4  # same numbers
+    assert "| yes (valid head) |" in table_a1(df)
+    net = make_scheme("tlc-valid", build("nafnet", "tiny").eval(), 32).run
+    assert any(getattr(m, "valid_head", False) for m in net.modules())
+    with pytest.raises(ValueError, match="unknown scheme"):
+        bench(ckpt, sizes=[], repeats=1, n_photos=1, progress=False, schemes=["tlc-nope"])
 
 
 def test_window_sweep_rows_and_global_limit(ckpt):

@@ -197,3 +197,12 @@ def test_plot_offers_the_attention_statistics_the_probe_records():
     from tlc_probe.tlc.attention import ATTN_STATS
 
     assert CLI_STATS == ATTN_STATS
+
+
+def test_bench_refuses_an_unknown_scheme_before_any_work(tmp_path, capsys):
+    ck = save_checkpoint(build("nafnet", "tiny"), tmp_path / "n.pt", train_size=64, task="deblur")
+    out = tmp_path / "bench"
+    argv = ["bench", "--checkpoint", str(ck), "--schemes", "whole", "tlc-nope", "--out", str(out)]
+    assert main(argv) == 2
+    assert "--schemes: unknown scheme 'tlc-nope'" in capsys.readouterr().err
+    assert not out.exists()

@@ -11,6 +11,7 @@ from toy_models import CALayer, ToyNet
 
 from tlc_probe import LocalAvgPool2d, convert
 from tlc_probe.models import build
+from tlc_probe.tlc.box import replicate_to
 from tlc_probe.tlc.gridmap import ValidMap
 
 
@@ -66,3 +67,43 @@ def test_valid_head_under_autograd_and_with_nonfinite_values():
 def test_valid_head_is_for_the_exact_path_only():
     with pytest.raises(ValueError, match="valid_head"):
         convert(ToyNet(se_block=CALayer).eval(), train_size=32, fast_imp=True, valid_head=True)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_head_convolutions_as_matrix_products_equal_conv2d(bias):
+    torch.manual_seed(2)
+    valid = torch.rand(3, 5, 17, 23)[..., 2:, 3:]  # a non-contiguous view, as the pool's
+    pool_out = ValidMap.wrap_valid(valid, (20, 26))
+    w = torch.rand(7, 5, 1, 1)
+    b = torch.rand(7) if bias else None
+    got = F.conv2d(pool_out, w, b)
+    assert isinstance(got, ValidMap)
+    want = F.conv2d(valid, w, b)
+    torch.testing.assert_close(got.as_subclass(torch.Tensor), want, rtol=1e-5, atol=1e-6)
+    # a grouped 1x1 convolution takes conv2d itself
+    wg = torch.rand(5, 1, 1, 1)
+    grouped = F.conv2d(ValidMap.wrap_valid(valid, (20, 26)), wg, groups=5)
+    assert isinstance(grouped, ValidMap)
+    assert torch.equal(grouped.as_subclass(torch.Tensor), F.conv2d(valid, wg, groups=5))
+
+
+@pytest.mark.parametrize(
+    ("size", "valid_hw"),
+    [((13, 11), (8, 7)), ((9, 12), (9, 1)), ((6, 6), (6, 6)), ((7, 10), (1, 3))],
+)
+@pytest.mark.parametrize("other_shape", ["full", "batch1", "channel1", "row1"])
+def test_the_multiply_by_regions_equals_expanding_first(size, valid_hw, other_shape):
+    torch.manual_seed(3)
+    valid = torch.rand(2, 4, *valid_hw)
+    h, w = size
+    shapes = {
+        "full": (2, 4, h, w),
+        "batch1": (1, 4, h, w),
+        "channel1": (2, 1, h, w),
+        "row1": (2, 4, 1, w),
+    }
+    other = torch.rand(shapes[other_shape])
+    got = other * ValidMap.wrap_valid(valid, size)
+    assert type(got) is torch.Tensor and got.shape == (2, 4, h, w)
+    assert torch.equal(got, other * replicate_to(valid, size))  # the very same products
+    assert torch.equal(ValidMap.wrap_valid(valid, size) * other, got)

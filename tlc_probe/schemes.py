@@ -7,6 +7,8 @@ the window sweep and the figures.
 ``tlc-fast``   ``convert(..., fast_imp=True)``
 ``tlc-grid``   ``convert(..., fast_imp=True, grid_head=True)``: squeeze-excitation
                heads evaluated on the block grid
+``tlc-valid``  ``convert(..., valid_head=True)``: exact, the squeeze-excitation heads
+               on the valid windows (the same numbers as ``tlc``; not a default scheme)
 ``tiles-<o>``  tiles of ``train_size`` overlapping by ``o`` px, overlaps averaged
                (:func:`tlc_probe.tiled_inference`)
 =============  =================================================================
@@ -43,6 +45,7 @@ TLC_MODES: dict[str, str | None] = {
     "tlc": "exact",
     "tlc-fast": "fast",
     "tlc-grid": "grid",
+    "tlc-valid": "valid",
 }
 
 
@@ -51,8 +54,8 @@ class Scheme:
     """One inference scheme.
 
     ``name``: see the module docstring; ``run``: (N, 3, H, W) -> (N, 3, H, W);
-    ``overlap``: tile overlap in px (``None`` if untiled); ``tlc_mode``: 'exact', 'fast'
-    or 'grid' for a converted model, ``None`` for the global one.
+    ``overlap``: tile overlap in px (``None`` if untiled); ``tlc_mode``: 'exact', 'fast',
+    'grid' or 'valid' for a converted model, ``None`` for the global one.
     """
 
     name: str
@@ -93,6 +96,7 @@ def make_scheme(
             base_size=base_size,
             fast_imp=mode in ("fast", "grid"),
             grid_head=mode == "grid",
+            valid_head=mode == "valid",
         )
         return Scheme(name, net, tlc_mode=mode)
     prefix, _, tail = name.partition("-")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import time
 
 from .paths import existing, writable_folder
@@ -55,6 +56,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--sizes", nargs="*", help="timing sizes HxW (default: 720x1280; --quick: 360x640)"
     )
     p.add_argument("--overlaps", type=int, nargs="+", help="tile overlaps in px")
+    p.add_argument(
+        "--schemes",
+        nargs="+",
+        help="schemes to run, e.g. whole tlc tlc-valid (default: whole, tlc, tlc-fast, "
+        "tlc-grid where the model has SE heads, tiles at --overlaps)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (default: 3)")
     p.add_argument("--no-sweep", action="store_true", help="skip the window sweep")
 
@@ -62,6 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Benchmark, write the files and print Table A1; returns 0."""
     from ..jobs.bench import bench_outputs
+    from ..schemes import TLC_MODES
 
     existing([args.checkpoint], "--checkpoint", kind="file")
     if args.repeats < 1:
@@ -71,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
     if args.sizes is None:  # --quick times a quarter of the paper's 720 x 1280 pixels
         args.sizes = ["360x640"] if args.quick else ["720x1280"]
     sizes = [parse_size(s) for s in args.sizes]
+    for name in args.schemes or ():
+        if name not in TLC_MODES and not re.fullmatch(r"tiles-\d+", name):
+            raise ValueError(
+                f"--schemes: unknown scheme {name!r}; schemes: {sorted(TLC_MODES)} and "
+                "tiles-<overlap px>"
+            )
     writable_folder(args.out)
     t0 = time.perf_counter()
     res = bench_outputs(
@@ -83,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         sweep=not args.no_sweep,
         task=args.task,
         train_size=args.train_size,
+        schemes=args.schemes,
     )
     print(res["markdown"])
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")

@@ -74,8 +74,13 @@ def bench(
     progress: bool = True,
     task: str | None = None,
     train_size: int | None = None,
+    schemes: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Table A1 for ``checkpoint``: one row per scheme and image size.
+
+    ``schemes``: names of :mod:`tlc_probe.schemes` (default
+    :func:`~tlc_probe.schemes.default_names` with ``overlaps``; ``tlc-valid`` is only
+    run when named).
 
     Image size ``test``: the held-out test photos degraded for the checkpoint's task
     (their own sizes; ``n_photos`` of them, default all): mean PSNR / SSIM / seam index
@@ -91,7 +96,7 @@ def bench(
     ts, name = int(meta["train_size"]), model_label(meta)
     model = model.to(device)
     overlaps = list(overlaps) if overlaps is not None else default_overlaps(ts)
-    schemes = make_schemes(model, ts, overlaps=overlaps)
+    schemes = make_schemes(model, ts, schemes, overlaps=overlaps)
     cases = [("test", it["input"][None], it["target"]) for it in items]
     cases += [(f"{h}x{w}", timing_image((h, w), items[0]["input"]), None) for h, w in sizes]
     times: dict[tuple[int, str], list[float]] = {}
@@ -193,6 +198,7 @@ def seam_outputs(
     *,
     task: str | None = None,
     train_size: int | None = None,
+    schemes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """What :func:`tlc_probe.viz.seam_crops_figure` draws for test photo ``photo``: the
     outputs of whole, tlc and each tiles scheme with the overlap whose tile edges to
@@ -226,12 +232,14 @@ def bench_outputs(
     progress: bool = True,
     task: str | None = None,
     train_size: int | None = None,
+    schemes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run :func:`bench` (and the window sweep) for ``checkpoint`` and write
     ``bench.csv``, ``bench.md``, ``sweep.csv``, ``sweep.{png,pdf}`` and
     ``seams.{png,pdf}`` to ``out``. ``quick``: one repeat, one test photo, sweep over
     1, 1.5, 2 and global. ``task`` / ``train_size``: for a foreign checkpoint (spandrel;
-    see :func:`~tlc_probe.jobs.evaluate.load_for_test`). Returns {"table", "sweep",
+    see :func:`~tlc_probe.jobs.evaluate.load_for_test`); ``schemes`` as in :func:`bench`.
+    Returns {"table", "sweep",
     "markdown", "paths"}."""
     out = Path(out)
     n_photos = 1 if quick else None
@@ -244,6 +252,7 @@ def bench_outputs(
         progress=progress,
         task=task,
         train_size=train_size,
+        schemes=schemes,
     )
     md = table_a1(table)
     paths = [

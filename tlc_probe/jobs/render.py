@@ -30,9 +30,13 @@ def table_a1(df: pd.DataFrame) -> str:
     for r in df.itertuples(index=False):
         inp = "patches" if r.scheme.startswith("tiles") else "whole image"
         ov = str(r.overlap) if r.scheme.startswith("tiles") else "-"
-        tlc = {"no": "", "exact": "yes", "fast": "yes (fast)", "grid": "yes (fast, grid head)"}[
-            r.tlc
-        ]
+        tlc = {
+            "no": "",
+            "exact": "yes",
+            "fast": "yes (fast)",
+            "grid": "yes (fast, grid head)",
+            "valid": "yes (valid head)",
+        }[r.tlc]
         lines.append(
             f"| {inp} ({r.image_size}) | {ov} | {tlc} | {_f(r.psnr, 2)} | {_f(r.ssim, 4)} | "
             f"{_f(r.time_s, 3)} | {_f(r.time_ratio, 2)} | {_f(r.tile_pixel_ratio, 2)} | "

@@ -43,8 +43,9 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
             the strides are 1 x 1, i.e. no grid).
         valid_head: without ``fast_imp``, return a
             :class:`~tlc_probe.tlc.gridmap.ValidMap`: the head after the pool runs on the
-            map of valid windows and is replicate-padded once, where a full map is
-            needed; the same numbers as the plain exact path (not under autograd).
+            map of valid windows (its 1x1 convolutions as matrix products) and the
+            final multiply reads the full map once, without a padded copy; the same
+            numbers as the plain exact path up to float rounding (not under autograd).
     """
 
     tlc_kind = "se"
