@@ -7,8 +7,8 @@ reported as ratios to whole-image inference:
 
 * ``tlc`` (exact), ``valid`` (exact with ``valid_head``: the squeeze-excitation heads on
   the map of valid windows, their 1x1 convolutions as matrix products, and the final
-  multiply region by region without building the padded map; the same numbers as
-  ``tlc``),
+  multiply region by region without building the padded map; ``tlc``'s numbers up to
+  float rounding),
   ``fast`` (``fast_imp``), ``grid`` (``fast_imp`` + ``grid_head``: the squeeze-excitation
   heads on the block grid);
 * ``floor``: exact TLC with every local pool replaced by the identity, every local

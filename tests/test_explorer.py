@@ -159,6 +159,8 @@ def test_regime_toggles(store):
     ex.regimes["train"].value = True  # the training values alone
     assert "nothing to draw" not in ex.message.value and len(ex.shown_figure.axes) == 1
     assert "no depth profile: no comparison" in ex.message.value and ex.profile.value == b""
+    ex.channel.value = "1"  # the distribution redrawn alone: the profile's reason stays
+    assert "no depth profile: no comparison" in ex.message.value
 
 
 def test_model_dropdown(store, frame):
@@ -243,9 +245,19 @@ def test_attention_sites_show_their_mean_logit(tmp_path, frame):
     attn = frame[(frame.model == "hinet-tiny") & (frame.site == "dec.1.se")].copy()
     attn = pd.concat([attn.assign(stat=s) for s in ("q_rms", "logit_mean", "k_rms")])
     attn = attn.assign(model="restormer-tiny", site="attn.0", kind="attn")
-    _write_store(tmp_path, pd.concat([frame[frame.model == "hinet-tiny"], attn]))
+    se = frame[(frame.model == "hinet-tiny") & (frame.site == "enc.0.norm")]
+    se = se[se.stat == "mean"].assign(model="restormer-tiny", site="pool.1", kind="se", depth=5)
+    _write_store(tmp_path, pd.concat([frame[frame.model == "hinet-tiny"], attn, se]))
     ex = explore(tmp_path)
     ex.model.value = ("restormer-tiny", "deblur")
     assert list(ex.stat.options) == ["k_rms", "logit_mean", "q_rms"]
     assert ex.stat.value == "logit_mean"
     assert ex.shown_figure.axes[0].get_xlabel() == "logit_mean of channel"
+    # the profile keeps every site: 'mean' is each site's primary statistic
+    (ax,) = ex.shown_profile.axes
+    whole = [ln for ln in ax.get_lines() if ln.get_label() == "whole~train"][0]
+    assert list(whole.get_xdata()) == [1, 5]
+    ex.stat.value = "q_rms"  # chosen by hand: the attention site alone
+    (ax,) = ex.shown_profile.axes
+    whole = [ln for ln in ax.get_lines() if ln.get_label() == "whole~train"][0]
+    assert list(whole.get_xdata()) == [1]

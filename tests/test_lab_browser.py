@@ -101,6 +101,7 @@ def jupyter_lab(root_dir: Path, home: Path):
     runtime = home / "runtime"
     env = os.environ | {
         "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_DATA_DIR": str(home / "data"),  # no user kernelspec takes over
         "JUPYTER_RUNTIME_DIR": str(runtime),
         "JUPYTERLAB_SETTINGS_DIR": str(settings),
         "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
@@ -122,10 +123,10 @@ def jupyter_lab(root_dir: Path, home: Path):
     ]
     if os.geteuid() == 0:  # CI machines run as root
         cmd.append("--allow-root")
-    log = open(home / "server.log", "wb")  # noqa: SIM115 - closed in finally
-    server = subprocess.Popen(
-        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    with open(home / "server.log", "wb") as log:  # the child keeps its own descriptor
+        server = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -150,7 +151,6 @@ def jupyter_lab(root_dir: Path, home: Path):
                 os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=10)
         _kill_kernels(runtime)
-        log.close()
 
 
 # The notebook's model, read through the application object (exposed by the server flag

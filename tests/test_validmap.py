@@ -107,3 +107,20 @@ def test_the_multiply_by_regions_equals_expanding_first(size, valid_hw, other_sh
     assert type(got) is torch.Tensor and got.shape == (2, 4, h, w)
     assert torch.equal(got, other * replicate_to(valid, size))  # the very same products
     assert torch.equal(ValidMap.wrap_valid(valid, size) * other, got)
+
+
+def test_trainable_head_weights_on_a_valid_map():
+    """An input without gradients but head weights with them (a frozen trunk, a trained
+    SE head): the conv takes conv2d itself and the gradients are the padded path's."""
+    torch.manual_seed(4)
+    x = torch.rand(2, 3, 13, 11)
+    w = torch.rand(3, 3, 1, 1, requires_grad=True)
+    b = torch.rand(3, requires_grad=True)
+    pool = LocalAvgPool2d((6, 5), valid_head=True)
+    out = x * torch.sigmoid(F.conv2d(pool(x), w, b))
+    want = x * torch.sigmoid(F.conv2d(brute_local_mean(x, (6, 5)).float(), w, b))
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)
+    got_grads = torch.autograd.grad(out.square().sum(), (w, b))
+    want_grads = torch.autograd.grad(want.square().sum(), (w, b))
+    for g, r in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)

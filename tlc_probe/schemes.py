@@ -8,7 +8,8 @@ the window sweep and the figures.
 ``tlc-grid``   ``convert(..., fast_imp=True, grid_head=True)``: squeeze-excitation
                heads evaluated on the block grid
 ``tlc-valid``  ``convert(..., valid_head=True)``: exact, the squeeze-excitation heads
-               on the valid windows (the same numbers as ``tlc``; not a default scheme)
+               on the valid windows (``tlc``'s numbers up to float rounding; not a
+               default scheme)
 ``tiles-<o>``  tiles of ``train_size`` overlapping by ``o`` px, overlaps averaged
                (:func:`tlc_probe.tiled_inference`)
 =============  =================================================================

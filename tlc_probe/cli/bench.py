@@ -59,8 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--schemes",
         nargs="+",
-        help="schemes to run, e.g. whole tlc tlc-valid (default: whole, tlc, tlc-fast, "
-        "tlc-grid where the model has SE heads, tiles at --overlaps)",
+        help="schemes to run besides whole (always run: the time ratios are to it), e.g. "
+        "tlc tlc-valid (default: tlc, tlc-fast, tlc-grid where the model has SE heads, "
+        "tiles at --overlaps)",
     )
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (default: 3)")
     p.add_argument("--no-sweep", action="store_true", help="skip the window sweep")

@@ -44,7 +44,9 @@ class StatsSource:
     they are asked for, unless ``shift`` (a shift table, or the path of one as ``.parquet``
     or ``.csv``) already holds them.
 
-    :attr:`reads` counts the sites read from disk, by (model, task, site).
+    :attr:`reads` counts the sites whose statistics were read from disk, by (model,
+    task, site) (listing a model's sites reads only their kind and depth columns,
+    uncounted).
 
     Example::
 
@@ -103,8 +105,8 @@ class StatsSource:
 
     def sites(self, model: str, task: str) -> pd.DataFrame:
         """The sites of (model, task): a frame with columns site, kind, depth, ordered by
-        depth then name. Reads only the kind and depth columns (from the footers where a
-        row group holds one site)."""
+        depth then name. Reads only the kind and depth columns of each site (where a row
+        group holds one site their value comes from its statistics, not its pages)."""
         key = (model, task)
         if key not in self._sites:
             names = [s for m, t, s in self.index if (m, t) == key]
@@ -190,4 +192,4 @@ def _read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     p = Path(path)
     if p.suffix == ".csv":
         return pd.read_csv(p, dtype={"channel": str})
-    return pd.read_parquet(p)
+    return pd.read_parquet(p, filters=[("channel", "==", "all")])  # the pooled rows only

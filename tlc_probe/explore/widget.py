@@ -117,6 +117,8 @@ class Explorer:
         self.shown_profile: Figure | None = None
         self._stat_wanted = stat
         self._updating = False
+        # why a view is empty, by view: shown together in ``message``
+        self._notes = {"distribution": "", "profile": ""}
 
         self.model.observe(self._on_model, "value")
         self.site.observe(self._on_site, "value")
@@ -208,7 +210,7 @@ class Explorer:
         depth profile too when ``profile``."""
         model, task, site = self._key()
         chosen = self.selected_regimes
-        self.message.value = ""
+        self._notes["distribution"] = ""
         try:
             shift = self.source.site_shift(model, task, site, self.stat.value, self._channel())
             fig = fig_a3(
@@ -223,7 +225,7 @@ class Explorer:
                 ncols=2,
             )
         except ValueError as e:
-            self.message.value = f"<span style='color:#b00'>nothing to draw: {e}</span>"
+            self._notes["distribution"] = f"nothing to draw: {e}"
             self.figure.value = b""
             self.shown_figure, self.shown_table = None, None
             self.table.value = ""
@@ -234,15 +236,23 @@ class Explorer:
             self.table.value = _table_html(self.shown_table)
         if profile:
             self._draw_profile(model, task, site, chosen)
+        notes = [n for n in self._notes.values() if n]
+        self.message.value = "<br>".join(f"<span style='color:#b00'>{n}</span>" for n in notes)
 
     def _draw_profile(self, model: str, task: str, site: str, chosen: Sequence[str]) -> None:
-        table = _rows_between(self.source.profile(model, task), chosen)
+        # 'mean' stands for each site's primary statistic (an attention site's logit_mean):
+        # a profile of 'logit_mean' would hold the attention sites alone
+        stat = self.stat.value
+        if self._stat_wanted == "mean" and stat == "logit_mean":
+            stat = "mean"
+        self._notes["profile"] = ""
         try:
+            table = _rows_between(self.source.profile(model, task), chosen)
             if table.empty:
                 raise ValueError("no comparison between the ticked regimes")
-            fig = depth_profile(table, stat=self.stat.value, model=model, task=task, highlight=site)
+            fig = depth_profile(table, stat=stat, model=model, task=task, highlight=site)
         except ValueError as e:
-            self.message.value += f"<br><span style='color:#b00'>no depth profile: {e}</span>"
+            self._notes["profile"] = f"no depth profile: {e}"
             self.profile.value = b""
             self.shown_profile = None
             return

@@ -80,7 +80,8 @@ def bench(
 
     ``schemes``: names of :mod:`tlc_probe.schemes` (default
     :func:`~tlc_probe.schemes.default_names` with ``overlaps``; ``tlc-valid`` is only
-    run when named).
+    run when named); ``whole`` is run first in any case (the time ratios are to it) and
+    a name given twice runs once.
 
     Image size ``test``: the held-out test photos degraded for the checkpoint's task
     (their own sizes; ``n_photos`` of them, default all): mean PSNR / SSIM / seam index
@@ -96,6 +97,8 @@ def bench(
     ts, name = int(meta["train_size"]), model_label(meta)
     model = model.to(device)
     overlaps = list(overlaps) if overlaps is not None else default_overlaps(ts)
+    if schemes is not None:
+        schemes = list(dict.fromkeys(["whole", *schemes]))
     schemes = make_schemes(model, ts, schemes, overlaps=overlaps)
     cases = [("test", it["input"][None], it["target"]) for it in items]
     cases += [(f"{h}x{w}", timing_image((h, w), items[0]["input"]), None) for h, w in sizes]
@@ -198,7 +201,6 @@ def seam_outputs(
     *,
     task: str | None = None,
     train_size: int | None = None,
-    schemes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """What :func:`tlc_probe.viz.seam_crops_figure` draws for test photo ``photo``: the
     outputs of whole, tlc and each tiles scheme with the overlap whose tile edges to
@@ -239,8 +241,7 @@ def bench_outputs(
     ``seams.{png,pdf}`` to ``out``. ``quick``: one repeat, one test photo, sweep over
     1, 1.5, 2 and global. ``task`` / ``train_size``: for a foreign checkpoint (spandrel;
     see :func:`~tlc_probe.jobs.evaluate.load_for_test`); ``schemes`` as in :func:`bench`.
-    Returns {"table", "sweep",
-    "markdown", "paths"}."""
+    Returns {"table", "sweep", "markdown", "paths"}."""
     out = Path(out)
     n_photos = 1 if quick else None
     table = bench(

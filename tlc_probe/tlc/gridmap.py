@@ -184,7 +184,7 @@ class GridMap(torch.Tensor):
             if g is not None and isinstance(o, torch.Tensor):
                 shape = g.shape
                 with torch._C.DisableTorchFunctionSubclass():
-                    fits = o.dtype == g.dtype and not needs_grad(o)
+                    fits = o.dtype == g.dtype and not needs_grad(o, g)
                     if fits and torch.broadcast_shapes(shape, o.shape) == shape:
                         return g._times(o)
 
@@ -204,9 +204,10 @@ class ValidMap(GridMap):
     with it exactly: the squeeze-excitation head runs on the valid map (for a window of
     384 on a 416 x 608 map: 33 x 225 instead of 416 x 608) and the result equals the
     plain exact path (the paper's official CALayer pads after its head for the same
-    reason). The head's 1x1 convolutions run as matrix products (:func:`_conv1x1_mm`),
-    and ``x * head`` multiplies region by region into one new map, never building the
-    padded one. Everything else about a :class:`GridMap` holds.
+    reason), up to float rounding: the head's 1x1 convolutions run as matrix products
+    (:func:`_conv1x1_mm`; not under autograd) and add in another order. ``x * head``
+    multiplies region by region into one new map, never building the padded one (the
+    very same products). Everything else about a :class:`GridMap` holds.
     """
 
     _size: tuple[int, int]
@@ -230,7 +231,9 @@ class ValidMap(GridMap):
     def _head_op(self, func, args, kwargs) -> torch.Tensor:
         if func is F.conv2d:
             opts = _conv_options(args, kwargs)
-            if opts.get("groups", 1) == 1 and opts.get("dilation", 1) in (1, (1, 1), [1, 1]):
+            plain = opts.get("groups", 1) == 1 and opts.get("dilation", 1) in (1, (1, 1), [1, 1])
+            # the product writes into a new tensor (out=): not under autograd
+            if plain and not needs_grad(args[0], args[1], opts.get("bias")):
                 valid = args[0].as_subclass(torch.Tensor)
                 return _conv1x1_mm(valid, args[1], opts.get("bias"))
         return func(*args, **kwargs)
@@ -241,7 +244,7 @@ class ValidMap(GridMap):
         writing into its part of the result, so the full map is read once and written
         once. The same products as expanding first."""
         valid = self.as_subclass(torch.Tensor)
-        out = torch.empty(valid.shape[:-2] + self._size, dtype=other.dtype, device=other.device)
+        out = torch.empty(valid.shape[:-2] + self._size, dtype=other.dtype, device=valid.device)
         for rows, v_rows in _bands(self._size[0], valid.shape[-2]):
             for cols, v_cols in _bands(self._size[1], valid.shape[-1]):
                 target = out[..., rows, cols]
