@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..metrics.shift import parse_comparison
+from ..sites import PRIMARY_STAT
 from ..viz.stats import REGIME_LABELS, depth_profile, fig_a3
 from .source import REGIMES, StatsSource
 
@@ -138,6 +139,14 @@ class Explorer:
         model, task = self.model.value
         return model, task, self.site.value
 
+    def _primary(self) -> str:
+        """The statistic that ``"mean"`` stands for at the selected site
+        (:data:`~tlc_probe.sites.PRIMARY_STAT` of its kind)."""
+        model, task, site = self._key()
+        sites = self.source.sites(model, task)
+        kind = sites.loc[sites["site"] == site, "kind"].iloc[0]
+        return PRIMARY_STAT.get(kind, "mean")
+
     def _channel(self) -> int | None:
         return None if self.channel.value == "all" else int(self.channel.value)
 
@@ -193,8 +202,8 @@ class Explorer:
         offered = self.source.choices(*self._key())
         stats = offered["stat"]
         wanted = self._stat_wanted
-        if wanted == "mean" and "mean" not in stats and "logit_mean" in stats:
-            wanted = "logit_mean"  # an attention site's counterpart of a pooled mean
+        if wanted == "mean" and self._primary() in stats:
+            wanted = self._primary()  # an attention site's counterpart of a pooled mean
         self.stat.options = stats
         self.stat.value = wanted if wanted in stats else stats[0]
         channel = self.channel.value
@@ -243,7 +252,7 @@ class Explorer:
         # 'mean' stands for each site's primary statistic (an attention site's logit_mean):
         # a profile of 'logit_mean' would hold the attention sites alone
         stat = self.stat.value
-        if self._stat_wanted == "mean" and stat == "logit_mean":
+        if self._stat_wanted == "mean" and stat == self._primary():
             stat = "mean"
         self._notes["profile"] = ""
         try:
