@@ -8,7 +8,9 @@ reported as ratios to whole-image inference:
 * ``tlc`` (exact), ``valid`` (exact with ``valid_head``: the squeeze-excitation heads on
   the map of valid windows, their 1x1 convolutions as matrix products, and the final
   multiply region by region without building the padded map; ``tlc``'s numbers up to
-  float rounding),
+  float rounding), ``fused`` (exact with ``fused_head``: each squeeze-excitation block's
+  local mean, head and multiply in one pass of row bands that stay in cache; ``tlc``'s
+  numbers up to float rounding),
   ``fast`` (``fast_imp``), ``grid`` (``fast_imp`` + ``grid_head``: the squeeze-excitation
   heads on the block grid);
 * ``floor``: exact TLC with every local pool replaced by the identity, every local
@@ -76,6 +78,7 @@ def ratios(model: nn.Module, train_size: int, x: torch.Tensor, repeats: int) -> 
     }
     if grid_head_pools(model):
         nets["valid"] = convert(model, train_size=train_size, valid_head=True)
+        nets["fused"] = convert(model, train_size=train_size, fused_head=True)
         nets["grid"] = convert(model, train_size=train_size, fast_imp=True, grid_head=True)
     if any(s.kind in ("in", "se") for s in list_sites(model)):
         nets["floor"] = free_pools(convert(model, train_size=train_size))
@@ -108,10 +111,10 @@ def main() -> None:
     x = torch.rand(1, 3, *args.size, generator=torch.Generator().manual_seed(0))
     print(f"{args.size[0]}x{args.size[1]}, median of {args.repeats}, ratios to whole")
     print(
-        "| model | whole (s) | TLC | TLC, valid head | fast TLC | fast TLC, grid head "
-        "| floor (free pool) |"
+        "| model | whole (s) | TLC | TLC, valid head | TLC, fused head | fast TLC "
+        "| fast TLC, grid head | floor (free pool) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     paths = sorted(checkpoint_dir().glob("*.pt"))
     paths = [p for p in paths if not args.only or any(o in p.stem for o in args.only)]
     rows = [(p.stem, *build_from_checkpoint(p)) for p in paths]
@@ -122,7 +125,7 @@ def main() -> None:
         r = ratios(model, int(meta.get("train_size", 64)), xi, args.repeats)
         print(
             f"| {label} | {r['whole']:.2f} | {r['tlc']:.2f} | {_cell(r, 'valid')} | "
-            f"{r['fast']:.2f} | {_cell(r, 'grid')} | {_cell(r, 'floor')} |",
+            f"{_cell(r, 'fused')} | {r['fast']:.2f} | {_cell(r, 'grid')} | {_cell(r, 'floor')} |",
             flush=True,
         )
 

@@ -23,6 +23,17 @@ def brute_local_mean(x: torch.Tensor, k: tuple[int, int]) -> torch.Tensor:
     return replicate_valid(valid, h, w)
 
 
+def offset_trend_map() -> torch.Tensor:
+    """(1, 2, 720, 1280) float32 noise with an offset of 100 and trends along both axes:
+    the map on which a float32 integral image without centring loses digits."""
+    g = torch.Generator().manual_seed(3)
+    return (
+        torch.randn(1, 2, 720, 1280, generator=g) * torch.linspace(0.5, 3, 1280)
+        + torch.linspace(0, 5, 720)[:, None]
+        + 100.0
+    )
+
+
 def scipy_local_mean(x: torch.Tensor, k: tuple[int, int]) -> torch.Tensor:
     """float64 valid window means by scipy's running filter (for maps too big for avg_pool2d)."""
     a = x.double().numpy()

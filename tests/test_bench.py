@@ -102,13 +102,14 @@ def test_bench_table_has_every_scheme_and_size(ckpt):
     assert md.count("\n") == 1 + len(df) and "| patches (test) | 32 |" in md
 
 
-def test_bench_runs_the_valid_head_when_named(ckpt):
-    names = ["tlc", "tlc-valid", "tlc"]  # whole comes first anyway, a repeat runs once
+def test_bench_runs_the_valid_and_fused_heads_when_named(ckpt):
+    names = ["tlc", "tlc-valid", "tlc-fused", "tlc"]  # whole comes first anyway, a repeat once
     df = bench(ckpt, sizes=[], repeats=1, n_photos=1, progress=False, schemes=names)
-    assert df["scheme"].tolist() == ["whole", "tlc", "tlc-valid"]
-    tlc, valid = (df[df.scheme == s].iloc[0] for s in ("tlc", "tlc-valid"))
+    assert df["scheme"].tolist() == ["whole", "tlc", "tlc-valid", "tlc-fused"]
+    tlc, valid, fused = (df[df.scheme == s].iloc[0] for s in ("tlc", "tlc-valid", "tlc-fused"))
     assert valid["tlc"] == "valid" and abs(valid["psnr"] - tlc["psnr"]) < 1e-4  # same numbers
-    assert "| yes (valid head) |" in table_a1(df)
+    assert fused["tlc"] == "fused" and abs(fused["psnr"] - tlc["psnr"]) < 1e-4
+    assert "| yes (valid head) |" in table_a1(df) and "| yes (fused head) |" in table_a1(df)
     net = make_scheme("tlc-valid", build("nafnet", "tiny").eval(), 32).run
     assert any(getattr(m, "valid_head", False) for m in net.modules())
     with pytest.raises(ValueError, match="unknown scheme"):

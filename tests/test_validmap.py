@@ -12,6 +12,7 @@ from toy_models import CALayer, ToyNet
 from tlc_probe import LocalAvgPool2d, convert
 from tlc_probe.models import build
 from tlc_probe.tlc.box import replicate_to
+from tlc_probe.tlc.fused import FusedMap
 from tlc_probe.tlc.gridmap import ValidMap
 
 
@@ -109,15 +110,18 @@ def test_the_multiply_by_regions_equals_expanding_first(size, valid_hw, other_sh
     assert torch.equal(ValidMap.wrap_valid(valid, size) * other, got)
 
 
-def test_trainable_head_weights_on_a_valid_map():
+@pytest.mark.parametrize("head", ["valid_head", "fused_head"])
+def test_trainable_head_weights_on_a_deferred_map(head):
     """An input without gradients but head weights with them (a frozen trunk, a trained
-    SE head): the conv takes conv2d itself and the gradients are the padded path's."""
+    SE head): the conv takes conv2d itself (a FusedMap: the plain path at the multiply)
+    and the gradients are the padded path's."""
     torch.manual_seed(4)
     x = torch.rand(2, 3, 13, 11)
     w = torch.rand(3, 3, 1, 1, requires_grad=True)
     b = torch.rand(3, requires_grad=True)
-    pool = LocalAvgPool2d((6, 5), valid_head=True)
-    out = x * torch.sigmoid(F.conv2d(pool(x), w, b))
+    pooled = LocalAvgPool2d((6, 5), **{head: True})(x)
+    assert isinstance(pooled, FusedMap if head == "fused_head" else ValidMap)
+    out = x * torch.sigmoid(F.conv2d(pooled, w, b))
     want = x * torch.sigmoid(F.conv2d(brute_local_mean(x, (6, 5)).float(), w, b))
     torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)
     got_grads = torch.autograd.grad(out.square().sum(), (w, b))

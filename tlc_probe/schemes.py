@@ -10,6 +10,9 @@ the window sweep and the figures.
 ``tlc-valid``  ``convert(..., valid_head=True)``: exact, the squeeze-excitation heads
                on the valid windows (``tlc``'s numbers up to float rounding; not a
                default scheme)
+``tlc-fused``  ``convert(..., fused_head=True)``: exact, pool, head and multiply of each
+               squeeze-excitation block in one pass of row bands (``tlc``'s numbers up
+               to float rounding; not a default scheme)
 ``tiles-<o>``  tiles of ``train_size`` overlapping by ``o`` px, overlaps averaged
                (:func:`tlc_probe.tiled_inference`)
 =============  =================================================================
@@ -47,6 +50,7 @@ TLC_MODES: dict[str, str | None] = {
     "tlc-fast": "fast",
     "tlc-grid": "grid",
     "tlc-valid": "valid",
+    "tlc-fused": "fused",
 }
 
 
@@ -56,7 +60,7 @@ class Scheme:
 
     ``name``: see the module docstring; ``run``: (N, 3, H, W) -> (N, 3, H, W);
     ``overlap``: tile overlap in px (``None`` if untiled); ``tlc_mode``: 'exact', 'fast',
-    'grid' or 'valid' for a converted model, ``None`` for the global one.
+    'grid', 'valid' or 'fused' for a converted model, ``None`` for the global one.
     """
 
     name: str
@@ -98,6 +102,7 @@ def make_scheme(
             fast_imp=mode in ("fast", "grid"),
             grid_head=mode == "grid",
             valid_head=mode == "valid",
+            fused_head=mode == "fused",
         )
         return Scheme(name, net, tlc_mode=mode)
     prefix, _, tail = name.partition("-")

@@ -36,6 +36,7 @@ def table_a1(df: pd.DataFrame) -> str:
             "fast": "yes (fast)",
             "grid": "yes (fast, grid head)",
             "valid": "yes (valid head)",
+            "fused": "yes (fused head)",
         }[r.tlc]
         lines.append(
             f"| {inp} ({r.image_size}) | {ov} | {tlc} | {_f(r.psnr, 2)} | {_f(r.ssim, 4)} | "

@@ -215,6 +215,7 @@ def convert(
     grid_head: bool = False,
     sites: Mapping[str, str] | None = None,
     valid_head: bool = False,
+    fused_head: bool = False,
 ) -> nn.Module:
     """Return the TLC version of ``model``: every global-aggregation site made local.
 
@@ -262,6 +263,12 @@ def convert(
             squeeze-excitation head never runs on replicated pixels; the same numbers as
             the plain exact path (up to float rounding in the 1x1 convolutions), less
             time (MPRNet-tiny at 720x1280: 1.69x -> 1.37x of whole-image inference).
+        fused_head: without ``fast_imp``, the exact pools compute nothing until the
+            squeeze-excitation multiply, which then computes the local means, the head
+            and the product in one pass of row bands that stay in cache
+            (:class:`~tlc_probe.tlc.fused.FusedMap`); the plain exact path's numbers up
+            to float rounding. Under autograd, for half precision and for maps holding
+            NaN / inf the pools act as with ``valid_head``.
         sites: declared sites, {qualified module name: kind}, for aggregations no rule
             recognises: kind 'se' for a module returning the spatial mean (N, C, 1, 1)
             of its input, 'in' for one normalising each channel by its own spatial mean
@@ -302,8 +309,11 @@ def convert(
     skip = [skip] if isinstance(skip, str) else list(skip)
     if grid_head and not fast_imp:
         raise ValueError("grid_head=True evaluates heads on the fast pool's grid: needs fast_imp")
-    if valid_head and fast_imp:
-        raise ValueError("valid_head=True is for the exact pools: not with fast_imp")
+    for name, on in (("valid_head", valid_head), ("fused_head", fused_head)):
+        if on and fast_imp:
+            raise ValueError(f"{name}=True is for the exact pools: not with fast_imp")
+    if valid_head and fused_head:
+        raise ValueError("valid_head and fused_head exclude each other: choose one")
 
     target = model if inplace else copy.deepcopy(model)
     declared = check_declared(target, sites)
@@ -386,12 +396,12 @@ def convert(
     # Every new module is built and checked before any is put in (``inplace`` leaves the
     # model as it was when a check fails).
     new_blocks: list[tuple[str, nn.Module, nn.Module, bool]] = []  # site, old, new, checked
+    heads = {"grid_head": grid_head, "valid_head": valid_head, "fused_head": fused_head}
     for s in chosen:
         ((h, w),) = seen[s.name]
         kernel = (max(1, h * base_hw[0] // train_hw[0]), max(1, w * base_hw[1] // train_hw[1]))
         opts = dict(fast_imp=fast_imp, fast_min_cells=fast_min_cells, feature_size=(h, w))
         if (s.functional or s.name in declared) and s.name not in linear:
-            heads = {"grid_head": grid_head, "valid_head": valid_head}
             new = _local_version(s, calls.get(id(s.module)), kernel, heads, opts)
             new.train(s.module.training)
             new_blocks.append((s.name, s.module, new, True))
@@ -401,13 +411,14 @@ def convert(
         elif s.kind == "attn":
             new = LocalChannelAttention.from_attention(s.module, kernel, **opts)
             new_blocks.append((s.name, s.module, new, True))
-        elif s.name in linear:  # a GridMap cannot go through nn.Linear: no grid head here
+        elif s.name in linear:  # the valid / fused map, not the grid head (an approximation)
             attr, parent, head = linear[s.name]
-            new = LocalLinearSE(attr, LocalAvgPool2d(kernel, **opts), head)
+            exact_heads = {"valid_head": valid_head, "fused_head": fused_head}
+            new = LocalLinearSE(attr, LocalAvgPool2d(kernel, **exact_heads, **opts), head)
             new.train(parent.training)
             new_blocks.append((s.name, parent, new, True))
         else:
-            new = LocalAvgPool2d(kernel, grid_head=grid_head, valid_head=valid_head, **opts)
+            new = LocalAvgPool2d(kernel, **heads, **opts)
             new_blocks.append((s.name, s.module, new, False))
     gridded = [n for _, _, n, _ in new_blocks if isinstance(n, LocalAvgPool2d) and n.grid_head]
     if grid_head and not gridded:

@@ -86,6 +86,18 @@ def _conv1x1_mm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return out
 
 
+def head_op(func, args, kwargs) -> torch.Tensor:
+    """``func(*args, **kwargs)``, a pointwise op or a 1x1 convolution of ``args[0]`` (a map
+    of any size), with a plain 1x1 convolution (groups 1) run by :func:`_conv1x1_mm`
+    unless autograd records it. Call with subclass dispatch disabled."""
+    if func is F.conv2d:
+        opts = _conv_options(args, kwargs)
+        # the product writes into a new tensor (out=): not under autograd
+        if opts.get("groups", 1) == 1 and not needs_grad(args[0], args[1], opts.get("bias")):
+            return _conv1x1_mm(args[0].as_subclass(torch.Tensor), args[1], opts.get("bias"))
+    return func(*args, **kwargs)
+
+
 def _is_1x1_conv(func, args, kwargs) -> bool:
     if func is not F.conv2d or len(args) < 2:
         return False
@@ -229,14 +241,7 @@ class ValidMap(GridMap):
         return ValidMap.wrap_valid(out, self._size)
 
     def _head_op(self, func, args, kwargs) -> torch.Tensor:
-        if func is F.conv2d:
-            opts = _conv_options(args, kwargs)
-            plain = opts.get("groups", 1) == 1 and opts.get("dilation", 1) in (1, (1, 1), [1, 1])
-            # the product writes into a new tensor (out=): not under autograd
-            if plain and not needs_grad(args[0], args[1], opts.get("bias")):
-                valid = args[0].as_subclass(torch.Tensor)
-                return _conv1x1_mm(valid, args[1], opts.get("bias"))
-        return func(*args, **kwargs)
+        return head_op(func, args, kwargs)
 
     def _times(self, other: torch.Tensor) -> torch.Tensor:
         """``other`` * the padded map without building the padded map: each of the 3 x 3

@@ -13,10 +13,12 @@ from .box import (
     box_mean,
     box_mean_fast,
     box_mean_valid,
+    clamp_window,
     fast_factors,
     fast_window,
     needs_grad,
 )
+from .fused import FusedMap
 from .gridmap import GridMap, ValidMap
 from .window import LocalWindow
 
@@ -46,6 +48,12 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
             map of valid windows (its 1x1 convolutions as matrix products) and the
             final multiply reads the full map once, without a padded copy; the same
             numbers as the plain exact path up to float rounding (not under autograd).
+        fused_head: without ``fast_imp``, return a
+            :class:`~tlc_probe.tlc.fused.FusedMap`: nothing is computed until the
+            squeeze-excitation multiply, which computes the local means, the head and
+            the product in one pass of row bands (the plain exact path's numbers up to
+            float rounding). Taken for finite float32 / float64 maps that do not need
+            gradients; otherwise as ``valid_head``.
     """
 
     tlc_kind = "se"
@@ -58,13 +66,18 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
         feature_size: tuple[int, int] | None = None,
         grid_head: bool = False,
         valid_head: bool = False,
+        fused_head: bool = False,
     ) -> None:
         super().__init__()
-        if valid_head and fast_imp:
-            raise ValueError("valid_head=True is for the exact pool: not with fast_imp")
+        for name, on in (("valid_head", valid_head), ("fused_head", fused_head)):
+            if on and fast_imp:
+                raise ValueError(f"{name}=True is for the exact pool: not with fast_imp")
+        if valid_head and fused_head:
+            raise ValueError("valid_head and fused_head exclude each other: choose one")
         self._set_window(kernel_size, fast_imp, fast_min_cells, feature_size)
         self.grid_head = grid_head
         self.valid_head = valid_head
+        self.fused_head = fused_head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, C, 1, 1) when the window covers the map, else (N, C, H, W).
@@ -85,10 +98,16 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
                     return GridMap.wrap(grid.to(dt), m_h.to(dt), m_w.to(dt))
         if self.fast_imp:
             return box_mean_fast(x, self.kernel_size, self.strides(size))
-        if self.valid_head and not needs_grad(x):
+        if self.fused_head and not needs_grad(x) and x.dtype in (torch.float32, torch.float64):
+            kernel = clamp_window(self.kernel_size, size)
+            offset = x.mean(dim=(-2, -1), keepdim=True)
+            if all_finite(offset):  # else the plain path keeps NaN / inf local
+                return FusedMap.wrap_fused(x, kernel, offset)
+        if (self.valid_head or self.fused_head) and not needs_grad(x):  # (fused: NaN, half)
             return ValidMap.wrap_valid(box_mean_valid(x, self.kernel_size).to(x.dtype), size)
         return box_mean(x, self.kernel_size)
 
     def extra_repr(self) -> str:
         extra = ", grid_head=True" if self.grid_head else ""
-        return self.window_repr() + extra + (", valid_head=True" if self.valid_head else "")
+        extra += ", valid_head=True" if self.valid_head else ""
+        return self.window_repr() + extra + (", fused_head=True" if self.fused_head else "")

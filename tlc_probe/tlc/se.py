@@ -17,7 +17,10 @@ before it replaces it.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .gridmap import GridMap
 
 #: Modules that act on every value alone (so on a channel-last map exactly as on (N, C)).
 POINTWISE: tuple[type[nn.Module], ...] = (
@@ -60,13 +63,30 @@ def linear_se_head(parent: nn.Module, pool: nn.Module) -> list[tuple[str, nn.Mod
     return others
 
 
+def _channels_first(layer: nn.Module, m: torch.Tensor) -> torch.Tensor:
+    """``layer`` (a head layer of :func:`linear_se_head`) on a channels-first map: an
+    ``nn.Linear`` as the 1x1 convolution with its weights, a dropout in eval mode as
+    the identity, a pointwise activation as it is; an ``nn.Sequential`` of them in turn."""
+    if isinstance(layer, nn.Sequential):
+        for part in layer:
+            m = _channels_first(part, m)
+        return m
+    if isinstance(layer, nn.Linear):
+        return F.conv2d(m, layer.weight[:, :, None, None], layer.bias)
+    if isinstance(layer, nn.Dropout) and not layer.training:
+        return m
+    return layer(m)
+
+
 class LocalLinearSE(nn.Module):
     """The TLC version of a linear SE block: ``x * head(pool(x))`` with the head applied
     to the pooled map with channels last. ``pool`` is the block's (local) pool and
     ``head`` its other children, kept under their own names (same state_dict keys).
 
     ``forward``: (N, C, H, W) -> (N, C, H, W); a global pool output (N, C, 1, 1) gives
-    the original block's result.
+    the original block's result. A pool returning a deferred map (``valid_head`` /
+    ``fused_head``, :class:`~tlc_probe.tlc.gridmap.GridMap`) gets the head channels
+    first, its linear layers as 1x1 convolutions, so that the map stays deferred.
     """
 
     def __init__(self, pool_name: str, pool: nn.Module, head: list[tuple[str, nn.Module]]) -> None:
@@ -77,7 +97,12 @@ class LocalLinearSE(nn.Module):
             self.add_module(name, module)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = getattr(self, self._pool_name)(x).movedim(1, -1)  # (N, h, w, C)
+        m = getattr(self, self._pool_name)(x)
+        if isinstance(m, GridMap):  # a deferred map: the head as 1x1 convolutions on it
+            for name in self._head_names:
+                m = _channels_first(getattr(self, name), m)
+            return x * m
+        m = m.movedim(1, -1)  # (N, h, w, C)
         for name in self._head_names:
             m = getattr(self, name)(m)
         return x * m.movedim(-1, 1)
