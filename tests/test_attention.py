@@ -10,12 +10,15 @@ from reference import brute_local_channel_attention
 from tlc_probe import Probe, convert
 from tlc_probe.models import build
 from tlc_probe.probe import training_windows
+from tlc_probe.tlc import attention as attention_module
 from tlc_probe.tlc.attention import (
+    LocalChannelAttention,
     attention_stats,
     attention_stats_at,
     blend_weights,
     channel_attention,
     local_channel_attention,
+    local_channel_attention_bands,
     local_channel_attention_fast,
 )
 
@@ -193,3 +196,66 @@ def test_local_attention_gradients_finite_where_a_window_is_zero():
     out = local_channel_attention(q, k, v, t, 2, (5, 5))
     grads = torch.autograd.grad(out.sum(), [q, k, v])
     assert all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "rows"), [((5, 7), 2), ((2, 3), None), ((13, 3), 1), ((6, 17), 4), ((11, 9), 50)]
+)
+def test_banded_exact_equals_brute_force(kernel, rows):
+    """The row-band path (``fused``) on odd sizes and batch 2: windows as tall / as wide as
+    the map, bands of one row and taller than the valid rows."""
+    q, k, v, t = _qkv()
+    ref = brute_local_channel_attention(q, k, v, t, 2, kernel)
+    got = local_channel_attention_bands(q, k, v, t, 2, kernel, rows)
+    assert got.dtype == torch.float32 and got.shape == v.shape
+    assert (got.double() - ref).abs().max() < 2e-5
+    g64 = local_channel_attention_bands(*(x.double() for x in (q, k, v, t)), 2, kernel, rows)
+    assert g64.dtype == torch.float64 and (g64 - ref).abs().max() < 1e-10
+
+
+def test_banded_softmax_with_a_large_temperature():
+    q, k, v, _ = _qkv(n=1, c=4, h=12, w=10)
+    k[:, 0] = q[:, 0]  # a cosine of 1: logit 90, and exp(90) overflows float32
+    t = torch.tensor([90.0, 0.3]).view(2, 1, 1)
+    ref = brute_local_channel_attention(q, k, v, t, 2, (5, 6))
+    got = local_channel_attention_bands(q, k, v, t, 2, (5, 6), rows=3)
+    assert torch.isfinite(got).all() and (got.double() - ref).abs().max() < 1e-5  # 1.3e-6
+
+
+def test_fused_attention_module_takes_the_bands_without_autograd_only():
+    model = build("restormer", "tiny").eval()
+    exact = convert(model, train_size=32)
+    fused = convert(model, train_size=32, fused_head=True)
+    sites = [m for m in fused.modules() if isinstance(m, LocalChannelAttention)]
+    assert sites and all(m.fused for m in sites) and "fused=True" in repr(sites[0])
+    x = torch.rand(2, 3, 75, 61)  # level 1 (75 x 61) is wider than its 48-px window
+    calls = []
+    real = attention_module.local_channel_attention_bands
+
+    def spy(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    attention_module.local_channel_attention_bands = spy
+    try:
+        with torch.no_grad():
+            a, b = exact(x), fused(x)
+        assert calls  # the bands ran ...
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+        n = len(calls)
+        xg = x.clone().requires_grad_()
+        (ga,) = torch.autograd.grad(exact(xg).sum(), xg)
+        (gb,) = torch.autograd.grad(fused(xg).sum(), xg)
+        assert len(calls) == n  # ... but not under autograd
+        torch.testing.assert_close(gb, ga, rtol=1e-5, atol=1e-6)
+        q, k, v, t = _qkv()
+        q[0, 1, 3, 4] = float("nan")  # NaN: the plain path, NaN where it has them
+        mod = LocalChannelAttention((5, 7), 2, fused=True)
+        mod.temperature.data = t
+        with torch.no_grad():
+            got = mod.attend(q, k, v)
+        assert torch.equal(got.isnan(), local_channel_attention(q, k, v, t, 2, (5, 7)).isnan())
+    finally:
+        attention_module.local_channel_attention_bands = real
+    with pytest.raises(ValueError, match="fused"):
+        LocalChannelAttention((5, 7), 2, fast_imp=True, fused=True)

@@ -11,8 +11,8 @@ the window sweep and the figures.
                on the valid windows (``tlc``'s numbers up to float rounding; not a
                default scheme)
 ``tlc-fused``  ``convert(..., fused_head=True)``: exact, pool, head and multiply of each
-               squeeze-excitation block in one pass of row bands (``tlc``'s numbers up
-               to float rounding; not a default scheme)
+               squeeze-excitation block in one pass of row bands, channel attention in
+               row bands (``tlc``'s numbers up to float rounding; not a default scheme)
 ``tiles-<o>``  tiles of ``train_size`` overlapping by ``o`` px, overlaps averaged
                (:func:`tlc_probe.tiled_inference`)
 =============  =================================================================

@@ -81,6 +81,19 @@ def valid_region(size: tuple[int, int], kernel: tuple[int, int]) -> tuple[slice,
     return slice(top, top + h - kh + 1), slice(left, left + w - kw + 1)
 
 
+def replicate_bands(size: int, valid: int) -> list[tuple[slice, slice]]:
+    """The row (or column) bands of a map of ``size`` replicate-padded from ``valid``
+    (the layout of :func:`replicate_to`): (band of the full map, the
+    valid rows it repeats), empty bands left out."""
+    top = (size - valid) // 2
+    bands = [
+        (slice(0, top), slice(0, 1)),
+        (slice(top, top + valid), slice(0, valid)),
+        (slice(top + valid, size), slice(valid - 1, valid)),
+    ]
+    return [(full, v) for full, v in bands if full.stop > full.start]
+
+
 def replicate_border_(out: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     """Fill ``out`` (N, C, H, W) outside :func:`valid_region` with copies of the region's
     edge, in place (the result of :func:`replicate_to` without a new tensor)."""

@@ -266,9 +266,12 @@ def convert(
         fused_head: without ``fast_imp``, the exact pools compute nothing until the
             squeeze-excitation multiply, which then computes the local means, the head
             and the product in one pass of row bands that stay in cache
-            (:class:`~tlc_probe.tlc.fused.FusedMap`); the plain exact path's numbers up
-            to float rounding. Under autograd, for half precision and for maps holding
-            NaN / inf the pools act as with ``valid_head``.
+            (:class:`~tlc_probe.tlc.fused.FusedMap`), and local channel attention is
+            computed in row bands too
+            (:func:`~tlc_probe.tlc.attention.local_channel_attention_bands`); the plain
+            exact path's numbers up to float rounding. Under autograd, for half
+            precision and for maps holding NaN / inf the pools act as with
+            ``valid_head`` and the attention takes the plain exact path.
         sites: declared sites, {qualified module name: kind}, for aggregations no rule
             recognises: kind 'se' for a module returning the spatial mean (N, C, 1, 1)
             of its input, 'in' for one normalising each channel by its own spatial mean
@@ -409,7 +412,7 @@ def convert(
             new = LocalInstanceNorm2d.from_instance_norm(s.module, kernel, **opts)
             new_blocks.append((s.name, s.module, new, False))
         elif s.kind == "attn":
-            new = LocalChannelAttention.from_attention(s.module, kernel, **opts)
+            new = LocalChannelAttention.from_attention(s.module, kernel, fused=fused_head, **opts)
             new_blocks.append((s.name, s.module, new, True))
         elif s.name in linear:  # the valid / fused map, not the grid head (an approximation)
             attr, parent, head = linear[s.name]

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import torch
 
-from .box import box_mean_valid, needs_grad, replicate_to
-from .gridmap import GridMap, _bands, _broadcast_part, _writes_into, head_op
+from .box import box_mean_valid, needs_grad, replicate_bands, replicate_to
+from .gridmap import GridMap, broadcast_part, head_op, writes_into
 from .stream import box_mean_bands
 
 
@@ -73,7 +73,7 @@ class FusedMap(GridMap):
 
     def _head_op(self, func, args, kwargs) -> torch.Tensor:
         op = (func, tuple(args[1:]), dict(kwargs))
-        if _writes_into(func, kwargs):  # in place: record it on this map
+        if writes_into(func, kwargs):  # in place: record it on this map
             self._ops = (*self._ops, op)
             return self
         channels = self.as_subclass(torch.Tensor).shape[1]
@@ -129,11 +129,11 @@ class FusedMap(GridMap):
             if v0 + b == vh and top + vh < h:  # rows below the last windows
                 pieces.append((slice(top + vh, h), slice(b - 1, b)))
             for rows, head_rows in pieces:
-                for cols, head_cols in _bands(w, vw):
+                for cols, head_cols in replicate_bands(w, vw):
                     target = out[..., rows, cols]
                     part = head[..., head_rows, head_cols].expand(target.shape)
                     if other is None:
                         target.copy_(part)
                     else:
-                        torch.mul(_broadcast_part(other, rows, cols), part, out=target)
+                        torch.mul(broadcast_part(other, rows, cols), part, out=target)
         return out

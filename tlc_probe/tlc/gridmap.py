@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._pytree import tree_map
 
-from .box import expand_factors, needs_grad, replicate_to
+from .box import expand_factors, needs_grad, replicate_bands, replicate_to
 
 #: Pointwise functions evaluated on the grid (nn.ReLU, nn.Sigmoid, ... call these).
 _POINTWISE = {
@@ -57,7 +57,7 @@ _INPLACE_DUNDERS = {
 } | {"__setitem__", "__ilshift__", "__irshift__", "__imatmul__"}
 
 
-def _writes_into(func, kwargs) -> bool:
+def writes_into(func, kwargs) -> bool:
     """Whether ``func`` (not a grid-safe one) would write into its first argument."""
     name = getattr(func, "__name__", "")
     if name in _INPLACE_DUNDERS or kwargs.get("inplace") or "out" in kwargs:
@@ -181,7 +181,7 @@ class GridMap(torch.Tensor):
                     first._full = None
                     return first
                 return first._rewrap(out)
-            if _writes_into(func, kwargs):
+            if writes_into(func, kwargs):
                 raise RuntimeError(
                     f"in-place {func.__name__} on the deferred output of a fast TLC pool; "
                     "convert with grid_head=False for this model"
@@ -250,28 +250,15 @@ class ValidMap(GridMap):
         once. The same products as expanding first."""
         valid = self.as_subclass(torch.Tensor)
         out = torch.empty(valid.shape[:-2] + self._size, dtype=other.dtype, device=valid.device)
-        for rows, v_rows in _bands(self._size[0], valid.shape[-2]):
-            for cols, v_cols in _bands(self._size[1], valid.shape[-1]):
+        for rows, v_rows in replicate_bands(self._size[0], valid.shape[-2]):
+            for cols, v_cols in replicate_bands(self._size[1], valid.shape[-1]):
                 target = out[..., rows, cols]
                 repeated = valid[..., v_rows, v_cols].expand(target.shape)  # a border: 1 wide
-                torch.mul(_broadcast_part(other, rows, cols), repeated, out=target)
+                torch.mul(broadcast_part(other, rows, cols), repeated, out=target)
         return out
 
 
-def _bands(size: int, valid: int) -> list[tuple[slice, slice]]:
-    """The row (or column) bands of a map of ``size`` replicate-padded from ``valid``
-    (the layout of :func:`~tlc_probe.tlc.box.replicate_to`): (band of the full map, the
-    valid rows it repeats), empty bands left out."""
-    top = (size - valid) // 2
-    bands = [
-        (slice(0, top), slice(0, 1)),
-        (slice(top, top + valid), slice(0, valid)),
-        (slice(top + valid, size), slice(valid - 1, valid)),
-    ]
-    return [(full, v) for full, v in bands if full.stop > full.start]
-
-
-def _broadcast_part(t: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
+def broadcast_part(t: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
     """The part of ``t`` (broadcastable to an (..., H, W) map) that meets the map's
     ``rows`` x ``cols``: size-1 (broadcast) trailing dimensions are kept whole."""
     index = []

@@ -19,7 +19,7 @@ arithmetic differs from the integral image only in the order of float additions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -31,13 +31,13 @@ BAND_BYTES = 6 << 20
 
 def band_rows(shape: torch.Size | tuple[int, ...], itemsize: int, rows: int | None = None) -> int:
     """Rows per band for a map of ``shape`` (N, C, H, W) and ``itemsize`` bytes per value:
-    ``rows`` if given, else about :data:`BAND_BYTES` per band, from 8 to 64 rows."""
+    ``rows`` if given, else about :data:`BAND_BYTES` per band, from 1 to 64 rows."""
     if rows is not None:
         if rows < 1:
             raise ValueError(f"rows per band must be >= 1, got {rows}")
         return int(rows)
     n, c, _, w = shape
-    return max(8, min(64, BAND_BYTES // max(1, n * c * w * itemsize)))
+    return max(1, min(64, BAND_BYTES // max(1, n * c * w * itemsize)))
 
 
 def box_mean_bands(
@@ -70,27 +70,65 @@ def box_mean_bands(
         [(0, (1, 2, 3, 7)), (3, (1, 2, 3, 7)), (6, (1, 2, 1, 7))]
     """
     n, c, h, w = x.shape
+    b = band_rows(x.shape, x.element_size(), rows)
+    bands = window_sum_bands(lambda a, z: x[:, :, a:z], (n, c, h, w), kernel, offset, b)
+    scale = 1.0 / (kernel[0] * kernel[1])
+    for v0, sums in bands:
+        yield v0, sums.mul_(scale).add_(offset)
+
+
+def window_sum_bands(
+    rows_of: Callable[[int, int], torch.Tensor],
+    shape: tuple[int, int, int, int],
+    kernel: tuple[int, int],
+    offset: torch.Tensor,
+    rows: int,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Sums of ``map - offset`` over every k_h x k_w window lying inside a map given by
+    its rows, a band of window rows at a time (see :func:`box_mean_bands`).
+
+    Args:
+        rows_of: ``rows_of(a, z)`` -> rows a .. z - 1 of the (N, K, H, W) map, finite,
+            of ``offset``'s dtype and device (a view, or computed on demand: each row is
+            asked for twice, when its windows start and when they end, at most ``rows``
+            rows a call; no more than two results are in use at once, so two buffers
+            taken in turn suffice).
+        shape: (N, K, H, W) of the map.
+        kernel: window (k_h, k_w), at most (H, W).
+        offset: (N, K, 1, 1) subtracted from each channel before summing (float32 or
+            float64; each channel's mean keeps the most precision).
+        rows: window rows per band.
+
+    Yields:
+        (v0, sums), ``sums`` (N, K, b, W - k_w + 1) the centred window sums of the
+        windows with top rows v0 .. v0 + b - 1; a buffer reused for the next band.
+    """
+    n, c, h, w = shape
     kh, kw = kernel
     vh, vw = h - kh + 1, w - kw + 1
-    b_max = min(band_rows(x.shape, x.element_size(), rows), vh)
-    diff = x.new_empty(n, c, b_max, w)
-    means = x.new_empty(n, c, b_max, vw)
-    running = (x[:, :, :kh] - offset).sum(dim=-2, keepdim=True)  # windows with top row 0
-    scale = 1.0 / (kh * kw)
+    b_max = max(1, min(rows, vh))
+    diff = offset.new_empty(n, c, b_max, w)
+    sums = offset.new_empty(n, c, b_max, vw)
+    running = offset.new_zeros(n, c, 1, w)  # windows with top row 0
+    for a in range(0, kh, b_max):
+        running.add_(rows_of(a, min(kh, a + b_max)).sum(dim=-2, keepdim=True))
+    running.sub_(offset * kh)
     for v0 in range(0, vh, b_max):
         b = min(b_max, vh - v0)
         d = diff[:, :, :b]
         if v0 == 0:
             d[:, :, :1].copy_(running)
             if b > 1:  # rows entering (k_h .. k_h+b-2) minus rows leaving (0 .. b-2)
-                torch.sub(x[:, :, kh : kh + b - 1], x[:, :, : b - 1], out=d[:, :, 1:])
-                d.cumsum_(dim=-2)
+                torch.sub(rows_of(kh, kh + b - 1), rows_of(0, b - 1), out=d[:, :, 1:])
         else:
-            torch.sub(x[:, :, v0 + kh - 1 : v0 + kh - 1 + b], x[:, :, v0 - 1 : v0 - 1 + b], out=d)
-            d.cumsum_(dim=-2).add_(running)
+            entering = rows_of(v0 + kh - 1, v0 + kh - 1 + b)
+            torch.sub(entering, rows_of(v0 - 1, v0 - 1 + b), out=d)
+            d[:, :, 0].add_(running[:, :, 0])
+        for r in range(1, b):  # the running sum down the band: faster than cumsum_ here
+            d[:, :, r].add_(d[:, :, r - 1])
         running.copy_(d[:, :, b - 1 : b])
         d.cumsum_(dim=-1)
-        m = means[:, :, :b]
+        m = sums[:, :, :b]
         m[..., :1].copy_(d[..., kw - 1 : kw])
         torch.sub(d[..., kw:], d[..., : w - kw], out=m[..., 1:])
-        yield v0, m.mul_(scale).add_(offset)
+        yield v0, m
