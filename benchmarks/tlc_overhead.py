@@ -9,8 +9,8 @@ reported as ratios to whole-image inference:
   the map of valid windows, their 1x1 convolutions as matrix products, and the final
   multiply region by region without building the padded map; ``tlc``'s numbers up to
   float rounding), ``fused`` (exact with ``fused_head``: each squeeze-excitation block's
-  local mean, head and multiply in one pass of row bands that stay in cache; ``tlc``'s
-  numbers up to float rounding),
+  local mean, head and multiply in one pass of row bands that stay in cache, and local
+  channel attention in row bands; ``tlc``'s numbers up to float rounding),
   ``fast`` (``fast_imp``), ``grid`` (``fast_imp`` + ``grid_head``: the squeeze-excitation
   heads on the block grid);
 * ``floor``: exact TLC with every local pool replaced by the identity, every local
@@ -20,10 +20,12 @@ reported as ratios to whole-image inference:
   head (the SE block's 1x1 convs or linear layers and sigmoid) off the full map; for
   attention it is the global attention itself (1.00).
 
-For Restormer (kind 'attn') ``tlc`` is the exact integral-image attention and ``fast``
-the cell-grid blend (:mod:`tlc_probe.tlc.attention`). ``valid`` and ``grid`` are run only for models
-with SE pools whose heads are convolutions, ``floor`` only for models with pools or
-instance norms (for attention alone it is whole-image inference): "-" in the table.
+For Restormer (kind 'attn') ``tlc`` is the exact integral-image attention, ``fused`` the
+exact attention in row bands and ``fast`` the cell-grid blend
+(:mod:`tlc_probe.tlc.attention`). ``valid`` is run only for models with SE pools,
+``fused`` for models with SE pools or attention, ``grid`` for SE pools whose heads are
+convolutions, ``floor`` for models with pools or instance norms (for attention alone it
+is whole-image inference): "-" in the table.
 
 ``--official`` adds MPRNet at its official width (n_feat 96, untrained: the cost does not
 depend on the weights) at 360x640, to show the overhead is no tiny-width artefact.
@@ -76,11 +78,14 @@ def ratios(model: nn.Module, train_size: int, x: torch.Tensor, repeats: int) -> 
         "tlc": convert(model, train_size=train_size),
         "fast": convert(model, train_size=train_size, fast_imp=True),
     }
-    if grid_head_pools(model):
+    kinds = {s.kind for s in list_sites(model)}
+    if "se" in kinds:
         nets["valid"] = convert(model, train_size=train_size, valid_head=True)
+    if kinds & {"se", "attn"}:
         nets["fused"] = convert(model, train_size=train_size, fused_head=True)
+    if grid_head_pools(model):
         nets["grid"] = convert(model, train_size=train_size, fast_imp=True, grid_head=True)
-    if any(s.kind in ("in", "se") for s in list_sites(model)):
+    if kinds & {"in", "se"}:
         nets["floor"] = free_pools(convert(model, train_size=train_size))
     times: dict[str, list[float]] = {k: [] for k in nets}
     with torch.no_grad():

@@ -60,8 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--schemes",
         nargs="+",
         help="schemes to run besides whole (always run: the time ratios are to it), e.g. "
-        "tlc tlc-valid (default: tlc, tlc-fast, tlc-grid where the model has SE heads, "
-        "tiles at --overlaps)",
+        "tlc tlc-valid tlc-fused (default: tlc, tlc-fast, tlc-grid where the model has SE "
+        "heads, tiles at --overlaps)",
     )
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (default: 3)")
     p.add_argument("--no-sweep", action="store_true", help="skip the window sweep")

@@ -79,9 +79,9 @@ def bench(
     """Table A1 for ``checkpoint``: one row per scheme and image size.
 
     ``schemes``: names of :mod:`tlc_probe.schemes` (default
-    :func:`~tlc_probe.schemes.default_names` with ``overlaps``; ``tlc-valid`` is only
-    run when named); ``whole`` is run first in any case (the time ratios are to it) and
-    a name given twice runs once.
+    :func:`~tlc_probe.schemes.default_names` with ``overlaps``; ``tlc-valid`` and
+    ``tlc-fused`` are only run when named); ``whole`` is run first in any case (the time
+    ratios are to it) and a name given twice runs once.
 
     Image size ``test``: the held-out test photos degraded for the checkpoint's task
     (their own sizes; ``n_photos`` of them, default all): mean PSNR / SSIM / seam index
