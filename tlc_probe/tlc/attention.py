@@ -64,6 +64,7 @@ from .box import (
     box_mean_valid,
     clamp_window,
     needs_grad,
+    replicate_band_rows,
     replicate_bands,
     replicate_to,
 )
@@ -218,7 +219,6 @@ def local_channel_attention_bands(
     n_prod = c * c + 2 * c  # q_i k_j, then q_i^2, then k_j^2
     temp = _temperature(temperature, heads)
     vw = w - kw + 1
-    top = (kh - 1) // 2
     valid_rows = h - kh + 1
     out = torch.empty_like(v)
     out_h = _heads(out, heads)
@@ -253,12 +253,7 @@ def local_channel_attention_bands(
             nq = s[:, c * c : c * c + c].clamp_min(EPS * EPS).sqrt_()
             nk = s[:, c * c + c :].clamp_min(EPS * EPS).sqrt_()
             attn = _softmax_rows(g.mul_(temp[hd] / (nq[:, :, None] * nk[:, None])))
-            pieces = [(slice(top + v0, top + v0 + b), slice(0, b))]
-            if v0 == 0 and top:  # rows above the first windows take their attention
-                pieces.append((slice(0, top), slice(0, 1)))
-            if v0 + b == valid_rows and top + valid_rows < h:  # rows below the last
-                pieces.append((slice(top + valid_rows, h), slice(b - 1, b)))
-            for out_rows, a_rows in pieces:
+            for out_rows, a_rows in replicate_band_rows(v0, b, h, valid_rows):
                 for cols, a_cols in replicate_bands(w, vw):
                     target = out_h[:, hd, :, out_rows, cols]
                     _attend_into(target, attn[..., a_rows, a_cols], vv[..., out_rows, cols])

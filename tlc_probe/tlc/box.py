@@ -94,6 +94,20 @@ def replicate_bands(size: int, valid: int) -> list[tuple[slice, slice]]:
     return [(full, v) for full, v in bands if full.stop > full.start]
 
 
+def replicate_band_rows(v0: int, b: int, size: int, valid: int) -> list[tuple[slice, slice]]:
+    """Rows of a map of ``size`` rows, replicate-padded from ``valid`` rows (the layout of
+    :func:`replicate_to`), that a band of valid rows v0 .. v0 + b - 1 fills: (rows of the
+    full map, rows of the band), the band itself, then the rows above the first valid row
+    (first band) and below the last (last band)."""
+    top = (size - valid) // 2
+    pieces = [(slice(top + v0, top + v0 + b), slice(0, b))]
+    if v0 == 0 and top:
+        pieces.append((slice(0, top), slice(0, 1)))
+    if v0 + b == valid and top + valid < size:
+        pieces.append((slice(top + valid, size), slice(b - 1, b)))
+    return pieces
+
+
 def replicate_border_(out: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     """Fill ``out`` (N, C, H, W) outside :func:`valid_region` with copies of the region's
     edge, in place (the result of :func:`replicate_to` without a new tensor)."""

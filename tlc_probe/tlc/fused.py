@@ -23,7 +23,13 @@ from __future__ import annotations
 
 import torch
 
-from .box import box_mean_valid, needs_grad, replicate_bands, replicate_to
+from .box import (
+    box_mean_valid,
+    needs_grad,
+    replicate_band_rows,
+    replicate_bands,
+    replicate_to,
+)
 from .gridmap import GridMap, broadcast_part, head_op, writes_into
 from .stream import box_mean_bands
 
@@ -119,16 +125,9 @@ class FusedMap(GridMap):
         out = torch.empty(n, c_out, h, w, dtype=dtype, device=self._source.device)
         kh, kw = self._kernel
         vh, vw = h - kh + 1, w - kw + 1
-        top = (h - vh) // 2
         for v0, means in box_mean_bands(self._source, self._kernel, self._offset):
             head = self._apply_head(means)
-            b = head.shape[-2]
-            pieces = [(slice(top + v0, top + v0 + b), slice(0, b))]
-            if v0 == 0 and top:  # rows above the first windows repeat them
-                pieces.append((slice(0, top), slice(0, 1)))
-            if v0 + b == vh and top + vh < h:  # rows below the last windows
-                pieces.append((slice(top + vh, h), slice(b - 1, b)))
-            for rows, head_rows in pieces:
+            for rows, head_rows in replicate_band_rows(v0, head.shape[-2], h, vh):
                 for cols, head_cols in replicate_bands(w, vw):
                     target = out[..., rows, cols]
                     part = head[..., head_rows, head_cols].expand(target.shape)
