@@ -167,7 +167,7 @@ def test_small_image_and_missing_metadata_errors(tmp_path, ckpt):
         )
     raw = tmp_path / "raw.pth"
     torch.save(_model().state_dict(), raw)
-    with pytest.raises(ValueError, match="model_name="):
+    with pytest.raises(ValueError, match="model="):
         collect_checkpoint(raw, tmp_path / "b")
     with pytest.raises(ValueError, match="train_size="):
         collect_checkpoint(raw, tmp_path / "b", model_name="nafnet", preset="tiny", task="deblur")

@@ -65,7 +65,7 @@ def test_collect_runs_the_whole_path_on_a_spandrel_checkpoint(tmp_path):
         progress=False,
     )
     df = read_stats(tmp_path / "stats")
-    assert set(df.model) == {"nafnet-spandrel"}
+    assert set(df.model) == {"NAFNet-GoPro-width8"}  # the file stem: any route, one name
     assert set(df.regime) == {"train", "whole", "tlc"}
     tlc = df[df.regime == "tlc"]
     assert tlc.y.notna().all() and len(tlc.site.unique()) == 5
@@ -124,7 +124,7 @@ def test_reliance_and_bench_take_a_spandrel_checkpoint(tmp_path):
 
     _, _, path = _official_nafnet_file(tmp_path)
     table = reliance_checkpoint(path, 1, task="deblur", train_size=TRAIN)
-    assert set(table.model) == {"nafnet-spandrel"} and set(table.task) == {"deblur"}
+    assert set(table.model) == {"NAFNet-GoPro-width8"} and set(table.task) == {"deblur"}
     assert (table.kind == "se").sum() == 5 and table.psnr.notna().all()
     sweep = window_sweep(path, (1.5,), n_photos=1, progress=False, task="deblur", train_size=TRAIN)
-    assert list(sweep.model.unique()) == ["nafnet-spandrel"] and len(sweep) == 2
+    assert list(sweep.model.unique()) == ["NAFNet-GoPro-width8"] and len(sweep) == 2

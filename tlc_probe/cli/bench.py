@@ -6,13 +6,16 @@ import argparse
 import re
 import time
 
+from .options import FLAGS as MODEL_FLAGS
+from .options import add_data_options, add_model_options, identity, image_source
 from .paths import existing, writable_folder
 
 NAME = "bench"
 HELP = "Table A1: PSNR / SSIM / time / memory / seams of whole, TLC and tiles"
 DESCRIPTION = (
-    "Inference-scheme benchmark of a checkpoint on the held-out test photos (PSNR, SSIM, "
-    "seam index) and on resized 720x1280 images (time, memory): whole, tlc, tlc-fast, "
+    "Inference-scheme benchmark of a checkpoint on its test images (the held-out bundled "
+    "photos, or --data; PSNR, SSIM, seam index) and on the first of them resized to "
+    "720x1280 (time, memory): whole, tlc, tlc-fast, "
     "tlc-grid (fast with squeeze-excitation heads on the block grid), tiles of train_size "
     "with the paper's overlaps (1/16 and 1/2 of the tile) or --overlaps; all schemes "
     "interleaved, median of --repeats after a warm-up. Also the TLC window sweep "
@@ -21,7 +24,7 @@ DESCRIPTION = (
 )
 
 
-FLAGS = {"overlap must": "--overlaps must"}
+FLAGS = {**MODEL_FLAGS, "overlap must": "--overlaps must"}
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -37,20 +40,15 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``bench``."""
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        help="tlc-probe checkpoint, or one spandrel recognises (with --task, --train-size)",
-    )
-    p.add_argument("--task", help="deblur | derain | dehaze, for a foreign checkpoint")
-    p.add_argument(
-        "--train-size", type=int, help="training patch size (px), for a foreign checkpoint"
-    )
+    add_model_options(p)
+    add_data_options(p)
     p.add_argument("--out", default="results/bench", help="output folder")
+    p.add_argument("--images", type=int, help="use the first N test images (default: all)")
     p.add_argument(
         "--quick",
         action="store_true",
-        help="one repeat, one photo, short sweep, timing at 360x640 unless --sizes (< 2 min)",
+        help="one repeat, one test image, sweep over 1, 1.5, 2 and global, timing at "
+        "360x640 unless --sizes (about 1-3 min for a tiny model on 2 CPU cores)",
     )
     p.add_argument(
         "--sizes", nargs="*", help="timing sizes HxW (default: 720x1280; --quick: 360x640)"
@@ -73,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     from ..schemes import TLC_MODES
 
     existing([args.checkpoint], "--checkpoint", kind="file")
+    images = image_source(args)
+    if args.images is not None and args.images < 1:
+        raise ValueError(f"--images must be >= 1, got {args.images}")
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     if args.overlaps and (bad := [o for o in args.overlaps if o < 0]):
@@ -96,9 +97,10 @@ def run(args: argparse.Namespace) -> int:
         overlaps=args.overlaps,
         repeats=args.repeats,
         sweep=not args.no_sweep,
-        task=args.task,
-        train_size=args.train_size,
         schemes=args.schemes,
+        images=images,
+        n_photos=args.images,
+        **identity(args),
     )
     print(res["markdown"])
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import FLAGS as MODEL_FLAGS
+from .options import add_data_options, add_model_options, identity, image_source
 from .paths import existing
 
 NAME = "collect"
@@ -19,12 +21,9 @@ DESCRIPTION = (
     "= aggregation shift, the part TLC acts on)."
 )
 FLAGS = {
+    **MODEL_FLAGS,
     "mode='resume'": "--resume",
     "mode='overwrite'": "--overwrite",
-    "model_name= (and preset=)": "--model (and --preset)",
-    "task=": "--task",
-    "train_size=": "--train-size",
-    "train_data= (a folder of the same layout)": "--train-data DIR (same layout)",
     "out of the regimes": "out of --regimes",
     "another out": "another --out",
     "n_crops": "--crops",
@@ -35,8 +34,6 @@ FLAGS = {
     "kinds": "--kinds",
     "base_size": "--base-size",
     "site pattern": "--sites pattern",
-    "n_per_photo must": "--n-per-photo must",
-    "seed must": "--seed must",
     "writer must": "--writer must",
 }
 
@@ -61,11 +58,9 @@ def _items(text: str) -> tuple[str, ...]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``collect``."""
-    p.add_argument(
-        "--checkpoint", required=True, help="tlc-probe, official or spandrel-recognised checkpoint"
-    )
+    add_model_options(p)
     p.add_argument("--out", required=True, help="statistics directory to write")
-    p.add_argument("--task", help="deblur | derain | dehaze (default: from the checkpoint)")
+    add_data_options(p, train=True)
     p.add_argument(
         "--regimes",
         default="train,whole,tlc,tiles,window",
@@ -93,24 +88,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--base-size", type=int, help="TLC base size, px (default: 1.5 x train)")
     p.add_argument("--fast", action="store_true", help="TLC with the fast_imp approximation")
-    p.add_argument("--train-size", type=int, help="required if the checkpoint lacks it")
-    p.add_argument(
-        "--model",
-        help="zoo architecture for a checkpoint without metadata (default: spandrel detects it)",
-    )
-    p.add_argument("--preset", default="official", help="its preset (default: official)")
-    p.add_argument("--data", help="paired test folder (default: the bundled photos)")
-    p.add_argument(
-        "--layout", default="pairs", choices=("gopro", "sots", "pairs"), help="--data layout"
-    )
-    p.add_argument("--train-data", help="paired folder of training images (train regime)")
-    p.add_argument(
-        "--n-per-photo",
-        type=int,
-        default=1,
-        help="degradations per bundled test photo (default: 1)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="crops / degradation seed (default: 0)")
+    p.add_argument("--images", type=int, help="use the first N test images (default: all)")
     p.add_argument("--keep-nonfinite", action="store_true", help="write NaN/Inf rows too")
     p.add_argument("--writer", default="0", help="writer id in part-file names (default: 0)")
     p.add_argument("--resume", action="store_true", help="complete an interrupted run")
@@ -125,9 +103,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite exclude each other")
     existing([args.checkpoint], "--checkpoint", kind="file")
-    for flag, folder in (("--data", args.data), ("--train-data", args.train_data)):
-        if folder:
-            existing([folder], flag, kind="dir")
+    images = image_source(args)
+    if args.images is not None and args.images < 1:
+        raise ValueError(f"--images must be >= 1, got {args.images}")
     cfg = CollectConfig(
         regimes=_items(args.regimes),
         kinds=_items(args.kinds),
@@ -149,17 +127,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         if shard.world_size > 1 and args.writer != "0":
             raise ValueError("under torchrun each rank writes as writer <rank>: drop --writer")
+        ident = identity(args)
         r = collect_checkpoint(
             args.checkpoint,
             args.out,
-            task=args.task,
-            train_size=args.train_size,
-            model_name=args.model,
-            preset=args.preset,
-            data=args.data,
-            layout=args.layout,
-            train_data=args.train_data,
-            n_per_photo=args.n_per_photo,
+            model_name=ident.pop("model"),
+            **ident,
+            images=images,
+            n_images=args.images,
             config=cfg,
             mode=mode,
             shard=shard,

@@ -5,36 +5,46 @@ from __future__ import annotations
 import argparse
 import time
 
+from .options import FLAGS as MODEL_FLAGS
+from .options import add_data_options, add_model_options, identity, image_source
 from .paths import existing, writable_folder
 
 NAME = "reliance"
 HELP = "PSNR and output change when each global site's statistic is frozen to a constant"
 DESCRIPTION = (
     "Reliance of checkpoints on their global sites: every site's aggregated statistic (SE "
-    "pool mean; instance-norm mean and std) is replaced by its per-channel mean over the "
-    "test photos, one site at a time and all at once; reports the PSNR (dB) on the test "
-    "photos, its change, and the mean absolute change of the output. Writes reliance.csv."
+    "pool mean; instance-norm mean and std; channel attention matrix) is replaced by its "
+    "per-channel mean over the test images (the bundled photos, or --data), one site at a "
+    "time and all at once; reports the PSNR (dB) on the test images, its change, and the "
+    "mean absolute change of the output. Writes reliance.csv, whose model column is the "
+    "run name (--name), so that shift --reliance joins it to the statistics of collect."
 )
+FLAGS = MODEL_FLAGS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``reliance``."""
     p.add_argument(
         "checkpoints",
-        nargs="+",
-        help="tlc-probe checkpoints, or ones spandrel recognises (with --task, --train-size)",
+        nargs="*",
+        help="checkpoints (tlc-probe, published or spandrel-recognised); or --checkpoint",
     )
-    p.add_argument("--task", help="deblur | derain | dehaze, for a foreign checkpoint")
-    p.add_argument(
-        "--train-size", type=int, help="training patch size (px), for a foreign checkpoint"
-    )
+    p.add_argument("--checkpoint", help="one checkpoint (as the other commands take it)")
+    add_model_options(p, checkpoint=False)
+    add_data_options(p)
     p.add_argument("--out", required=True, help="output folder (reliance.csv)")
     p.add_argument(
         "--photos",
+        "--images",
         type=int,
-        help="score the first N test photos (default: all; the constants always come from all)",
+        dest="photos",
+        help="score the first N test images (default: all)",
     )
-    p.add_argument("--seed", type=int, default=0, help="degradation seed (default: 0)")
+    p.add_argument(
+        "--reference-images",
+        type=int,
+        help="the constants are the means over the first N test images (default: all)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,17 +55,29 @@ def run(args: argparse.Namespace) -> int:
     from ..jobs.render import markdown
     from ..store.atomic import atomic_write
 
-    existing(args.checkpoints, "checkpoint", kind="file")
-    if args.photos is not None and args.photos < 1:
-        raise ValueError(f"--photos must be >= 1, got {args.photos}")
+    checkpoints = list(args.checkpoints) + ([args.checkpoint] if args.checkpoint else [])
+    if not checkpoints:
+        raise ValueError("no checkpoint: give --checkpoint CK (or checkpoints as arguments)")
+    if args.name and len(checkpoints) > 1:
+        raise ValueError("--name names one checkpoint; run reliance once per checkpoint")
+    existing(checkpoints, "checkpoint", kind="file")
+    images = image_source(args)
+    for flag, n in (("--photos", args.photos), ("--reference-images", args.reference_images)):
+        if n is not None and n < 1:
+            raise ValueError(f"{flag} must be >= 1, got {n}")
     writable_folder(args.out)
     t0 = time.perf_counter()
     table = pd.concat(
         [
             reliance_checkpoint(
-                c, args.photos, args.seed, task=args.task, train_size=args.train_size
+                c,
+                args.photos,
+                images=images,
+                n_reference=args.reference_images,
+                progress=True,
+                **identity(args),
             )
-            for c in args.checkpoints
+            for c in checkpoints
         ],
         ignore_index=True,
     )

@@ -17,7 +17,9 @@ run on the largest image (no extra pass).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +27,20 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from ..metrics.image import psnr, seam_index, ssim
 from ..schemes import default_names, default_overlaps, make_scheme, make_schemes
 from ..store.atomic import atomic_write, write_text
-from ..store.checkpoint import model_label
 from ..store.figures import save_figure
 from ..tiling import tile_pixel_ratio
+from ..tlc.coverage import watch_coverage
 from ..viz import seam_crops_figure, sweep_figure
 from .evaluate import held_out_scores, load_for_test
+from .images import ImageSource
 from .render import table_a1
+from .subject import Subject, as_subject
 from .timing import peak_memory_mb, timed
 
 #: base_size / train_size ratios of the window sweep (the paper's default is 1.5).
@@ -63,7 +68,7 @@ def timing_image(size: tuple[int, int], photo: torch.Tensor) -> torch.Tensor:
 
 
 def bench(
-    checkpoint: str | Path,
+    checkpoint: Subject | nn.Module | str | Path,
     *,
     sizes: Sequence[tuple[int, int]] = ((720, 1280),),
     overlaps: Sequence[int] | None = None,
@@ -72,9 +77,9 @@ def bench(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
-    task: str | None = None,
-    train_size: int | None = None,
     schemes: Sequence[str] | None = None,
+    images: ImageSource | None = None,
+    **identity: Any,
 ) -> pd.DataFrame:
     """Table A1 for ``checkpoint``: one row per scheme and image size.
 
@@ -83,40 +88,67 @@ def bench(
     ``tlc-fused`` are only run when named); ``whole`` is run first in any case (the time
     ratios are to it) and a name given twice runs once.
 
-    Image size ``test``: the held-out test photos degraded for the checkpoint's task
-    (their own sizes; ``n_photos`` of them, default all): mean PSNR / SSIM / seam index
-    against the clean photo, time = mean over photos of the median per-photo time.
-    Each size in ``sizes`` (H, W): a test photo resized to it, time and memory only.
+    ``checkpoint``: a checkpoint, a :class:`~tlc_probe.jobs.subject.Subject` or an own
+    module; ``identity`` (``model``, ``preset``, ``task``, ``train_size``, ``name``) as
+    in :func:`~tlc_probe.jobs.subject.load_subject`. Image size ``test``: the test images
+    of ``images`` (default: the bundled test photos degraded for the task with ``seed``;
+    their own sizes; the first ``n_photos`` of them, default all, read one at a time):
+    mean PSNR / SSIM / seam index against the targets, time = mean over images of the
+    median per-image time. Each size in ``sizes`` (H, W): the first test image resized
+    to it, time and memory only.
 
     Returns a DataFrame with :data:`CSV_COLUMNS`; ``tile_pixel_ratio`` is the
     theoretical time ratio of a tiles scheme (tile pixels processed / image pixels);
-    ``peak_mem_mb`` is measured once per scheme on the largest image (NaN elsewhere).
+    ``peak_mem_mb`` is measured once per scheme on the largest timing size (on the
+    largest test image when ``sizes`` is empty; NaN elsewhere). A ``RuntimeWarning``
+    says when TLC changed nothing (every window covers its map at these sizes).
     """
     device = torch.device(device)
-    model, meta, items = load_for_test(checkpoint, n_photos, seed, task=task, train_size=train_size)
-    ts, name = int(meta["train_size"]), model_label(meta)
-    model = model.to(device)
+    subject, items = load_for_test(checkpoint, n_photos, seed, images=images, **identity)
+    ts, name = subject.train_size, subject.name
+    model = subject.model.to(device)
     overlaps = list(overlaps) if overlaps is not None else default_overlaps(ts)
     if schemes is not None:
         schemes = list(dict.fromkeys(["whole", *schemes]))
     schemes = make_schemes(model, ts, schemes, overlaps=overlaps)
-    cases = [("test", it["input"][None], it["target"]) for it in items]
-    cases += [(f"{h}x{w}", timing_image((h, w), items[0]["input"]), None) for h, w in sizes]
+    first = items[0]["input"]
+    # test images are read when their turn comes (a test set of any size fits in memory)
+    cases: list[tuple[str, Any]] = [("test", i) for i in range(len(items))]
+    cases += [(f"{h}x{w}", timing_image((h, w), first)) for h, w in sizes]
+    pixels = [(c[1].shape[-2] * c[1].shape[-1]) if c[0] != "test" else 0 for c in cases]
+    if not sizes:  # no timing size: memory on the largest test image (sizes read once)
+        pixels = [
+            items[i]["input"][0].numel() if c[0] == "test" else 0 for i, c in enumerate(cases)
+        ]
+    mem_case = max(range(len(cases)), key=lambda i: pixels[i])
+
+    def load(case: tuple[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if case[0] == "test":
+            item = items[case[1]]
+            return item["input"][None], item["target"]
+        return case[1], None
+
     times: dict[tuple[int, str], list[float]] = {}
     quality: dict[tuple[int, str], tuple[float, float, float]] = {}
     memory: dict[tuple[str, str], float] = {}
+    shapes: dict[int, tuple[int, int]] = {}
     seam_tile_overlap = min(overlaps) if overlaps else max(1, ts // 16)
-    with torch.no_grad():
-        warm = timing_image((ts * 2, ts * 3), items[0]["input"]).to(device)
+    tlc_runs = [s for s in schemes if s.tlc_mode is not None]
+    with torch.no_grad(), ExitStack() as stack:
+        coverage = [stack.enter_context(watch_coverage(s.run)) for s in tlc_runs]
+        warm = timing_image((ts * 2, ts * 3), first).to(device)
         for s in schemes:
             s.run(warm)
+        for cov in coverage:  # the warm-up is not a measurement
+            cov.seen = {k: set() for k in cov.seen}
         steps = repeats * len(cases) * len(schemes)
         bar = tqdm(total=steps, desc=f"bench {name}", disable=not progress)
-        # memory once per scheme, in the first timed run on the largest image
-        mem_case = max(range(len(cases)), key=lambda i: cases[i][1].shape[-2:].numel())
         for rep in range(repeats):
-            for ci, (size, x, y) in enumerate(cases):
+            for ci, case in enumerate(cases):
+                size = case[0]
+                x, y = load(case)
                 x = x.to(device)
+                shapes[ci] = (int(x.shape[-2]), int(x.shape[-1]))
                 k = rep % len(schemes)  # rotated order: no scheme always runs first
                 for s in schemes[k:] + schemes[:k]:
                     bar.set_postfix(size=size, scheme=s.name)
@@ -137,6 +169,11 @@ def bench(
                         quality[(ci, s.name)] = (psnr(o, y), ssim(o, y), seam_index(o, y, ts, ov))
                     bar.update(1)
         bar.close()
+    for s, cov in zip(tlc_runs, coverage, strict=True):
+        if cov.noop:
+            warnings.warn(
+                cov.message(f"in scheme {s.name} of {name}"), RuntimeWarning, stacklevel=2
+            )
     rows = []
     sizes_seen = list(dict.fromkeys(c[0] for c in cases))
     for size in sizes_seen:
@@ -146,7 +183,7 @@ def bench(
         }
         for s in schemes:
             q = [quality[(i, s.name)] for i in idx if (i, s.name) in quality]
-            h, w = cases[idx[0]][1].shape[-2:]
+            h, w = shapes[idx[0]]
             rows.append(
                 {
                     "model": name,
@@ -167,20 +204,21 @@ def bench(
 
 
 def window_sweep(
-    checkpoint: str | Path,
+    checkpoint: Subject | nn.Module | str | Path,
     ratios: Sequence[float] = SWEEP_RATIOS,
     *,
     n_photos: int | None = None,
     seed: int = 0,
     progress: bool = True,
-    task: str | None = None,
-    train_size: int | None = None,
+    images: ImageSource | None = None,
+    **identity: Any,
 ) -> pd.DataFrame:
-    """PSNR / SSIM of TLC on the test photos as base_size / train_size goes over
-    ``ratios``, plus a ``global`` row (whole-image inference, the limit of an infinite
-    window). Columns: model, ratio (float, inf for global), base_size, psnr, ssim."""
-    model, meta, items = load_for_test(checkpoint, n_photos, seed, task=task, train_size=train_size)
-    ts, name = int(meta["train_size"]), model_label(meta)
+    """PSNR / SSIM of TLC on the test images (as in :func:`bench`) as base_size /
+    train_size goes over ``ratios``, plus a ``global`` row (whole-image inference, the
+    limit of an infinite window). Columns: model, ratio (float, inf for global),
+    base_size, psnr, ssim, n (images)."""
+    subject, items = load_for_test(checkpoint, n_photos, seed, images=images, **identity)
+    ts, name, model = subject.train_size, subject.name, subject.model
     nets = [
         (float(r), round(r * ts), make_scheme("tlc", model, ts, base_size=round(r * ts)).run)
         for r in ratios
@@ -189,27 +227,25 @@ def window_sweep(
     rows = []
     for r, base, net in tqdm(nets, desc=f"window sweep {name}", disable=not progress):
         score = held_out_scores({"tlc": net}, items, with_ssim=True)["tlc"]
-        rows.append({"model": name, "ratio": r, "base_size": base, **score})
-    return pd.DataFrame(rows, columns=["model", "ratio", "base_size", "psnr", "ssim"])
+        rows.append({"model": name, "ratio": r, "base_size": base, **score, "n": len(items)})
+    return pd.DataFrame(rows, columns=["model", "ratio", "base_size", "psnr", "ssim", "n"])
 
 
 def seam_outputs(
-    checkpoint: str | Path,
+    checkpoint: Subject | nn.Module | str | Path,
     overlaps: Sequence[int] | None = None,
     photo: int = 0,
     seed: int = 0,
     *,
-    task: str | None = None,
-    train_size: int | None = None,
+    images: ImageSource | None = None,
+    **identity: Any,
 ) -> dict[str, Any]:
     """What :func:`tlc_probe.viz.seam_crops_figure` draws for test photo ``photo``: the
     outputs of whole, tlc and each tiles scheme with the overlap whose tile edges to
     score (the smallest for untiled schemes), the target, the tile size and a title.
     Returns {"outputs": {name: ((3, H, W), overlap)}, "target", "tile", "title"}."""
-    model, meta, items = load_for_test(
-        checkpoint, photo + 1, seed, task=task, train_size=train_size
-    )
-    ts, item = int(meta["train_size"]), items[photo]
+    subject, items = load_for_test(checkpoint, photo + 1, seed, images=images, **identity)
+    ts, item, model = subject.train_size, items[photo], subject.model
     overlaps = list(overlaps) if overlaps is not None else default_overlaps(ts)
     names = [n for n in default_names(model, ts, overlaps) if n not in ("tlc-fast", "tlc-grid")]
     o0 = min(overlaps) if overlaps else 0
@@ -218,12 +254,12 @@ def seam_outputs(
         for s in make_schemes(model, ts, names):
             out = s.run(item["input"][None])[0].clamp(0, 1)
             outputs[s.name] = (out, s.overlap if s.overlap is not None else o0)
-    title = f"{model_label(meta)}: {item['id']}, tile {ts}"
+    title = f"{subject.name}: {item['id']}, tile {ts}"
     return {"outputs": outputs, "target": item["target"], "tile": ts, "title": title}
 
 
 def bench_outputs(
-    checkpoint: str | Path,
+    checkpoint: Subject | nn.Module | str | Path,
     out: str | Path,
     *,
     quick: bool = False,
@@ -232,28 +268,30 @@ def bench_outputs(
     repeats: int = 3,
     sweep: bool = True,
     progress: bool = True,
-    task: str | None = None,
-    train_size: int | None = None,
     schemes: Sequence[str] | None = None,
+    images: ImageSource | None = None,
+    n_photos: int | None = None,
+    **identity: Any,
 ) -> dict[str, Any]:
     """Run :func:`bench` (and the window sweep) for ``checkpoint`` and write
     ``bench.csv``, ``bench.md``, ``sweep.csv``, ``sweep.{png,pdf}`` and
-    ``seams.{png,pdf}`` to ``out``. ``quick``: one repeat, one test photo, sweep over
-    1, 1.5, 2 and global. ``task`` / ``train_size``: for a foreign checkpoint (spandrel;
-    see :func:`~tlc_probe.jobs.evaluate.load_for_test`); ``schemes`` as in :func:`bench`.
-    Returns {"table", "sweep", "markdown", "paths"}."""
+    ``seams.{png,pdf}`` to ``out``. ``quick``: one repeat, one test image, sweep over
+    1, 1.5, 2 and global. ``images``, ``n_photos`` (test images used, default all) and
+    ``identity`` (``model``, ``preset``, ``task``, ``train_size``, ``name``) as in
+    :func:`bench`; ``schemes`` as there. Returns {"subject", "table", "sweep",
+    "markdown", "paths"}."""
     out = Path(out)
-    n_photos = 1 if quick else None
+    subject = as_subject(checkpoint, **identity)
+    n_photos = 1 if quick else n_photos
     table = bench(
-        checkpoint,
+        subject,
         sizes=sizes,
         overlaps=overlaps,
         repeats=1 if quick else repeats,
         n_photos=n_photos,
         progress=progress,
-        task=task,
-        train_size=train_size,
         schemes=schemes,
+        images=images,
     )
     md = table_a1(table)
     paths = [
@@ -263,16 +301,9 @@ def bench_outputs(
     sw = None
     if sweep:
         ratios = (1.0, 1.5, 2.0) if quick else SWEEP_RATIOS
-        sw = window_sweep(
-            checkpoint,
-            ratios,
-            n_photos=n_photos,
-            progress=progress,
-            task=task,
-            train_size=train_size,
-        )
+        sw = window_sweep(subject, ratios, n_photos=n_photos, progress=progress, images=images)
         paths.append(atomic_write(out / "sweep.csv", lambda p: sw.to_csv(p, index=False)))
         paths += save_figure(sweep_figure(sw), out, "sweep")
-    seams = seam_outputs(checkpoint, overlaps=overlaps, task=task, train_size=train_size)
+    seams = seam_outputs(subject, overlaps=overlaps, images=images)
     paths += save_figure(seam_crops_figure(**seams), out, "seams")
-    return {"table": table, "sweep": sw, "markdown": md, "paths": paths}
+    return {"subject": subject, "table": table, "sweep": sw, "markdown": md, "paths": paths}

@@ -43,14 +43,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._version import __version__
-from ..data import DeadLeavesPairs, PairedFolder, SyntheticPairs
 from ..data.datasets import check_images, draw_crop, manifest
-from ..models import build
 from ..probe import Probe, training_windows
 from ..sites import SITE_KINDS
 from ..sizes import as_int
 from ..store.atomic import check_writable
-from ..store.checkpoint import build_from_checkpoint, load_checkpoint, model_label, read_checkpoint
 from ..store.parts import clear as clear_store
 from ..store.parts import (
     clear_tmp,
@@ -65,7 +62,10 @@ from ..store.read import INCIDENTAL
 from ..tensors import to_model
 from ..tiling import check_tiling, image_tiles
 from ..tlc import convert
+from ..tlc.coverage import Coverage, watch_coverage
 from .distributed import Shard
+from .images import ImageSource
+from .subject import Subject, as_subject
 
 REGIMES: tuple[str, ...] = ("train", "whole", "tlc", "tiles", "window")
 MODES = ("refuse", "resume", "overwrite")
@@ -119,7 +119,9 @@ class CollectConfig:
 class CollectResult:
     """What a collection did: rows written and chunks written / skipped per regime
     (``rewritten``: part files a resume found broken and wrote again), non-finite values
-    dropped (or kept) per site, seconds, and the output folder."""
+    dropped (or kept) per site, seconds, the output folder, and ``tlc_noop``: True when
+    the tlc regime ran and every TLC window covered its map (TLC changed nothing; a
+    ``RuntimeWarning`` says so)."""
 
     out: Path
     rows: Counter = field(default_factory=Counter)
@@ -128,14 +130,7 @@ class CollectResult:
     rewritten: Counter = field(default_factory=Counter)
     nonfinite: Counter = field(default_factory=Counter)
     seconds: float = 0.0
-
-
-def _sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    tlc_noop: bool = False
 
 
 def train_crops(
@@ -359,6 +354,7 @@ def collect(
             emit("train", j, ids, model, [x], probe)
         cache.clear()
 
+    tlc_seen: dict[str, set[tuple[int, int]]] = {}
     if image_regimes:
         mine = [j for j in range(len(test_data)) if shard.takes(j)]
         bar = tqdm(mine, desc="test images", disable=not progress)
@@ -373,7 +369,10 @@ def collect(
                 if regime == "whole":
                     emit(regime, j, [item["id"]], model, [img[None]], probe)
                 elif regime == "tlc":
-                    emit(regime, j, [item["id"]], tlc_model, [img[None]], tlc_probe)
+                    with watch_coverage(tlc_model) as cov:
+                        emit(regime, j, [item["id"]], tlc_model, [img[None]], tlc_probe)
+                    for name, seen in cov.seen.items():
+                        tlc_seen.setdefault(name, set()).update(seen)
                 elif regime == "window":
                     emit(regime, j, [item["id"]], model, [img[None]], window_probe)
                 else:
@@ -382,6 +381,20 @@ def collect(
                     batches = tiles.split(cfg.tile_batch)
                     emit(regime, j, ids, model, batches, probe)
     result.seconds = time.perf_counter() - t0
+    if tlc_seen:
+        cov = Coverage(
+            {
+                s.name: tuple(s.module.kernel_size)
+                for s in tlc_probe.sites
+                if hasattr(s.module, "kernel_size")
+            }
+        )
+        cov.seen = {k: v for k, v in tlc_seen.items() if k in cov.windows}
+        result.tlc_noop = cov.noop
+        if cov.noop:
+            warnings.warn(
+                cov.message(f"in the tlc regime of {model_name}"), RuntimeWarning, stacklevel=2
+            )
     shard.barrier()  # the run is complete when every rank's files are
     if result.nonfinite:
         what = "kept" if cfg.keep_nonfinite else "dropped"
@@ -458,104 +471,61 @@ def datasets_for(
     seed: int = 0,
     train_config: dict[str, Any] | None = None,
 ) -> tuple[torch.utils.data.Dataset | None, torch.utils.data.Dataset, str]:
-    """The (train, test) datasets of a collection and a description of them.
-
-    Without ``data``: the bundled photos degraded for ``task`` — test photos with
-    ``n_per_photo`` degradations each (seed ``seed``), and the training pool exactly as
-    training made it (``n_per_photo``, ``seed`` and ``deadleaves`` of the checkpoint's
-    ``train_config`` when known, else 4 photos each, seed 0, no dead leaves). With
-    ``data``: a paired folder of ``layout`` (its test split for GoPro); the train regime
-    reads ``train_data`` (same layout), or the GoPro train split of ``data``, and is
-    unavailable otherwise (None).
-    """
-    n_per_photo = as_int(n_per_photo, "n_per_photo", minimum=1)
-    if data is None:
-        tc = train_config or {}
-        seed_t = int(tc.get("seed", 0))
-        train: torch.utils.data.Dataset = SyntheticPairs(
-            task, split="train", n_per_photo=int(tc.get("n_per_photo", 4)), seed=seed_t
-        )
-        if n_leaves := int(tc.get("deadleaves", 0)):
-            leaves = DeadLeavesPairs(task, n_leaves, int(tc.get("deadleaves_size", 384)), seed_t)
-            train = torch.utils.data.ConcatDataset([train, leaves])
-        test = SyntheticPairs(task, split="test", n_per_photo=n_per_photo, seed=seed)
-        leaves = f", training pool + {n_leaves} dead-leaves images" if n_leaves else ""
-        return train, test, f"bundled photos, {task} (seed {seed}, {n_per_photo} per photo){leaves}"
-    test = PairedFolder(data, layout, split="test")
-    if train_data is not None:
-        train = PairedFolder(train_data, layout, split="train")
-    elif layout == "gopro" and (Path(data) / "train").is_dir():
-        train = PairedFolder(data, layout, split="train")
-    else:
-        train = None
-    where = f"{layout} folder {Path(data).resolve()}"  # resolved: a resume may name it otherwise
-    return train, test, where + (f", train {Path(train_data).resolve()}" if train_data else "")
+    """The (train, test) datasets of a collection and a description of them: the
+    :class:`~tlc_probe.jobs.images.ImageSource` of these arguments (its ``train_set``,
+    ``test_set`` and ``describe``)."""
+    src = ImageSource(data, layout, train_data, seed, n_per_photo)
+    return (
+        src.train_set(task, train_config),
+        src.test_set(task),
+        src.describe(task, train_config),
+    )
 
 
 def collect_checkpoint(
-    checkpoint: str | Path,
+    checkpoint: str | Path | Subject | nn.Module,
     out: str | Path,
     *,
     task: str | None = None,
     train_size: int | None = None,
     model_name: str | None = None,
     preset: str = "official",
+    name: str | None = None,
     data: str | Path | None = None,
     layout: str = "pairs",
     train_data: str | Path | None = None,
     n_per_photo: int = 1,
     n_images: int | None = None,
+    images: ImageSource | None = None,
     config: CollectConfig | None = None,
     mode: str = "refuse",
     progress: bool = True,
     shard: Shard | None = None,
     device: str | torch.device | None = None,
 ) -> CollectResult:
-    """:func:`collect` for a checkpoint file, run on ``device`` (default: the CPU) as
-    ``shard`` of a job (default: one process).
+    """:func:`collect` for a checkpoint file (or a :class:`~tlc_probe.jobs.subject.Subject`,
+    or an own ``nn.Module`` with ``name``, ``task`` and ``train_size``), run on ``device``
+    (default: the CPU) as ``shard`` of a job (default: one process).
 
-    A tlc-probe checkpoint rebuilds its own model and knows its task and train_size.
-    Any other checkpoint needs ``task`` and ``train_size``, and either ``model_name``
-    (zoo name, built with ``preset``, loaded by :func:`tlc_probe.store.load_checkpoint`)
-    or, without it, spandrel to detect its architecture (preset 'spandrel'; the
-    optional extra). The model name in the statistics is ``<name>-<preset>``;
-    ``n_images`` keeps only the first test images.
+    The model and its run name come from :func:`~tlc_probe.jobs.subject.load_subject`
+    (``model_name`` is the zoo architecture to build, with ``preset``, for a checkpoint
+    without tlc-probe metadata; without it spandrel detects the architecture; ``name``
+    is the run name, by default ``<name>-<preset>`` of a tlc-probe checkpoint and the
+    file's stem otherwise). The images: ``images``, or the
+    :class:`~tlc_probe.jobs.images.ImageSource` of ``data``, ``layout``, ``train_data``,
+    ``n_per_photo`` and the config's seed; ``n_images`` keeps only the first test images.
     """
-    _, meta = read_checkpoint(checkpoint)
-    if "name" in meta or model_name is None:  # tlc-probe's own, or spandrel detects it
-        if "name" not in meta and (task is None or train_size is None):
-            raise ValueError(
-                f"{checkpoint} carries no tlc-probe metadata: name its architecture with "
-                "model_name= (and preset=), or let spandrel detect it; either way give "
-                "task= and train_size="
-            )
-        foreign = {} if "name" in meta else {"task": task, "train_size": train_size}
-        model, meta = build_from_checkpoint(checkpoint, **foreign)
-        preset = meta.get("preset", "tiny")
-        name = model_label(meta)
-    else:
-        model = build(model_name, preset)
-        load_checkpoint(model, checkpoint)
-        model.eval()
-        name = f"{model_name}-{preset}"
-    if device is not None:
-        model = model.to(device)
-    ts = train_size if train_size is not None else meta.get("train_size")
-    if ts is None:
-        raise ValueError(f"{checkpoint} records no train_size: pass train_size=")
-    task = task or meta.get("task")
-    if task is None:
-        raise ValueError(f"{checkpoint} records no task: pass task=")
     cfg = config or CollectConfig()
-    train_set, test_set, source = datasets_for(
-        task,
-        data=data,
-        layout=layout,
-        train_data=train_data,
-        n_per_photo=n_per_photo,
-        seed=cfg.seed,
-        train_config=meta.get("train_config"),
+    subject = as_subject(
+        checkpoint, model=model_name, preset=preset, task=task, train_size=train_size, name=name
     )
+    if images is None:
+        images = ImageSource(data, layout, train_data, cfg.seed, n_per_photo)
+    model = subject.model if device is None else subject.model.to(device)
+    train_config = subject.meta.get("train_config")
+    train_set = images.train_set(subject.task, train_config)
+    test_set = images.test_set(subject.task)
+    source = images.describe(subject.task, train_config)
     if n_images is not None:
         test_set = torch.utils.data.Subset(test_set, range(min(n_images, len(test_set))))
         source += f", first {n_images} image(s)"
@@ -565,10 +535,11 @@ def collect_checkpoint(
             "same layout) or leave 'train' out of the regimes"
         )
     run_meta = {
-        "checkpoint": str(checkpoint),
-        "checkpoint_sha256": _sha256(checkpoint),
-        "preset": preset,
+        **{k: subject.meta[k] for k in ("checkpoint", "checkpoint_sha256") if k in subject.meta},
+        "architecture": subject.meta.get("architecture"),
+        "preset": subject.meta.get("preset"),
         "data": source,
+        "test_set": images.label(),
         "fast_imp": cfg.fast_imp,
         "tile_overlap": cfg.tile_overlap,
         "seed": cfg.seed,
@@ -576,9 +547,9 @@ def collect_checkpoint(
     return collect(
         model,
         out,
-        model_name=name,
-        task=task,
-        train_size=int(ts),
+        model_name=subject.name,
+        task=subject.task,
+        train_size=subject.train_size,
         test_data=test_set,
         train_data=train_set,
         config=cfg,

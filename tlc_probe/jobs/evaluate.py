@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,8 @@ from ..metrics.decomposition import relied_on
 from ..metrics.image import psnr, ssim
 from ..schemes import make_schemes
 from ..sites import feature_sizes
-from ..store.checkpoint import build_from_checkpoint, model_label
+from .images import ImageSource, Items
+from .subject import Subject, as_subject
 
 #: Schemes of the ``evaluate`` table.
 EVALUATE_SCHEMES = ("whole", "tlc", "tiles-16")
@@ -32,18 +34,23 @@ def held_out_items(task: str, n: int | None = None, seed: int = 0) -> list[dict]
 
 
 def load_for_test(
-    checkpoint: str | Path,
+    source: Subject | nn.Module | str | Path,
     n_photos: int | None = None,
     seed: int = 0,
     *,
-    task: str | None = None,
-    train_size: int | None = None,
-) -> tuple[nn.Module, dict, list[dict]]:
-    """(model in eval mode, its checkpoint metadata, :func:`held_out_items` of its task).
-    ``task`` and ``train_size`` override the metadata (a foreign checkpoint, loaded
-    through spandrel, needs both; see :func:`tlc_probe.store.build_from_checkpoint`)."""
-    model, meta = build_from_checkpoint(checkpoint, task=task, train_size=train_size)
-    return model, meta, held_out_items(meta["task"], n_photos, seed)
+    images: ImageSource | None = None,
+    **identity: Any,
+) -> tuple[Subject, Items]:
+    """(the :class:`~tlc_probe.jobs.subject.Subject` of ``source``, its test items).
+
+    ``source``: a subject, a checkpoint (:func:`~tlc_probe.jobs.subject.load_subject`
+    with ``identity``: ``model``, ``preset``, ``task``, ``train_size``, ``name``) or an
+    own module (``name``, ``task``, ``train_size`` required). The items are the first
+    ``n_photos`` (all if None) of ``images``' test set for the subject's task (default:
+    the bundled test photos degraded with ``seed``), read lazily."""
+    subject = as_subject(source, **identity)
+    images = images if images is not None else ImageSource(seed=seed)
+    return subject, images.test_items(subject.task, n_photos)
 
 
 def held_out_scores(
@@ -90,22 +97,28 @@ def site_map_range(model: nn.Module, train_size: int) -> str:
     return f"{lo[0]}x{lo[1]}" if lo == hi else f"{lo[0]}x{lo[1]}-{hi[0]}x{hi[1]}"
 
 
-def scheme_psnr(checkpoint: str | Path, seed: int = 0) -> dict:
+def scheme_psnr(
+    checkpoint: Subject | str | Path,
+    seed: int = 0,
+    *,
+    images: ImageSource | None = None,
+    **identity: Any,
+) -> dict:
     """Mean PSNR (dB) over the test photos degraded for the checkpoint's task: of the
     input, and of the output with whole-image inference, TLC (the checkpoint's
     train_size) and overlapping tiles (tile = train_size, overlap 16).
     Returns {"model", "task", "train_size", "site_maps" (:func:`site_map_range`),
     "input", "whole", "tlc", "tiles-16", "n"}."""
-    return _scheme_row(*load_for_test(checkpoint, None, seed))
+    return _scheme_row(*load_for_test(checkpoint, None, seed, images=images, **identity))
 
 
-def _scheme_row(model: nn.Module, meta: dict, items: Sequence[dict]) -> dict:
-    ts = int(meta["train_size"])
+def _scheme_row(subject: Subject, items: Sequence[dict]) -> dict:
+    ts, model = subject.train_size, subject.model
     runs = {s.name: s.run for s in make_schemes(model, ts, EVALUATE_SCHEMES)}
     scores = held_out_scores(runs, items)
     return {
-        "model": model_label(meta),
-        "task": meta["task"],
+        "model": subject.name,
+        "task": subject.task,
         "train_size": ts,
         "site_maps": site_map_range(model, ts),
         **{k: scores[k]["psnr"] for k in ("input", *EVALUATE_SCHEMES)},
@@ -114,7 +127,12 @@ def _scheme_row(model: nn.Module, meta: dict, items: Sequence[dict]) -> dict:
 
 
 def psnr_table(
-    checkpoints: Sequence[str | Path], seed: int = 0, reliance: bool = False
+    checkpoints: Sequence[Subject | str | Path],
+    seed: int = 0,
+    reliance: bool = False,
+    *,
+    images: ImageSource | None = None,
+    **identity: Any,
 ) -> pd.DataFrame:
     """:func:`scheme_psnr` of each checkpoint, one row each, PSNR in dB. With
     ``reliance``, also ``frozen_all`` (PSNR change, dB, with every site's statistic
@@ -123,12 +141,12 @@ def psnr_table(
     :data:`~tlc_probe.metrics.decomposition.RELIED_DB`)."""
     rows = []
     for c in checkpoints:
-        model, meta, items = load_for_test(c, None, seed)
-        row = _scheme_row(model, meta, items)
+        subject, items = load_for_test(c, None, seed, images=images, **identity)
+        row = _scheme_row(subject, items)
         if reliance:
             from .reliance import reliance as freeze  # reliance uses this module's loaders
 
-            rel = freeze(model, items, reference=items)
+            rel = freeze(subject.model, items, reference=items)
             one = rel[rel["site"] != "all"]
             row["frozen_all"] = float(rel.loc[rel["site"] == "all", "delta_psnr"].iloc[0])
             row["relied_sites"] = f"{int(relied_on(one['delta_psnr']).sum())}/{len(one)}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -14,7 +15,6 @@ from matplotlib.figure import Figure
 from ..metrics.decomposition import decomposition
 from ..metrics.shift import COMPARISONS, shift_table, stat_mask
 from ..schemes import make_schemes
-from ..store.checkpoint import model_label
 from ..store.figures import save_figure
 from ..store.read import SiteIndex, read_site
 from ..viz import (
@@ -27,8 +27,10 @@ from ..viz import (
     training_dynamics,
 )
 from .evaluate import load_for_test
+from .images import ImageSource
 from .recorder import QUALITY_CSV, read_quality
 from .shift import store_shift_table
+from .subject import Subject
 
 
 def _quality(stats: str | Path | Sequence[str | Path] | SiteIndex) -> pd.DataFrame:
@@ -142,17 +144,27 @@ def stats_figures(
     return paths
 
 
-def qualitative(checkpoint: str | Path, photo: int = 0, seed: int = 0, crop: int = 96) -> Figure:
-    """Fig. A4-A6 analogue for a checkpoint on test photo ``photo`` (its task's
-    degradation, seed ``seed``): whole-image and TLC outputs beside the input and the
-    ground truth (:func:`tlc_probe.viz.qualitative_figure`). Returns the Figure."""
-    model, meta, items = load_for_test(checkpoint, photo + 1, seed)
-    item, ts = items[photo], int(meta["train_size"])
+def qualitative(
+    checkpoint: Subject | str | Path,
+    photo: int = 0,
+    seed: int = 0,
+    crop: int = 96,
+    *,
+    images: ImageSource | None = None,
+    **identity: Any,
+) -> Figure:
+    """Fig. A4-A6 analogue for a checkpoint (or subject; ``identity`` as in
+    :func:`~tlc_probe.jobs.subject.load_subject`) on test image ``photo`` of ``images``
+    (default: the bundled photos degraded for its task with ``seed``): whole-image and
+    TLC outputs beside the input and the ground truth
+    (:func:`tlc_probe.viz.qualitative_figure`). Returns the Figure."""
+    subject, items = load_for_test(checkpoint, photo + 1, seed, images=images, **identity)
+    item, ts, model = items[photo], subject.train_size, subject.model
     labels = {"whole": "whole image", "tlc": "TLC"}
     with torch.no_grad():
         outputs = {
             labels[s.name]: s.run(item["input"][None])[0].clamp(0, 1)
             for s in make_schemes(model, ts, ["whole", "tlc"])
         }
-    title = f"{model_label(meta)} ({meta['task']}, trained on {ts} px): {item['id']}"
+    title = f"{subject.name} ({subject.task}, trained on {ts} px): {item['id']}"
     return qualitative_figure(item["input"], outputs, item["target"], title=title, crop=crop)

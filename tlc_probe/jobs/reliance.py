@@ -22,19 +22,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..metrics.image import psnr
 from ..probe import Probe
 from ..sites import Site, temporary_hooks
-from ..store.checkpoint import model_label
 from ..tensors import eval_mode, to_model
 from ..tlc.attention import attention_matrix
 from .evaluate import load_for_test
+from .images import ImageSource, Items
+from .subject import Subject
 
 RELIANCE_COLUMNS = ("site", "kind", "depth", "psnr", "delta_psnr", "mean_abs_delta", "n_images")
 
@@ -115,13 +118,10 @@ def _freezer(site: Site, const: dict[str, torch.Tensor]):
     return hook
 
 
-def _outputs(model: nn.Module, items: Sequence[dict], hooks) -> list[torch.Tensor]:
-    outs = []
-    with eval_mode(model), torch.no_grad(), temporary_hooks(hooks, pre=False):
-        for item in items:
-            out = model(to_model(model, item["input"][None]))
-            outs.append((out[0] if isinstance(out, tuple | list) else out)[0].float().cpu())
-    return outs
+def _output(model: nn.Module, x: torch.Tensor, hooks) -> torch.Tensor:
+    with temporary_hooks(hooks, pre=False):
+        out = model(to_model(model, x[None]))
+    return (out[0] if isinstance(out, tuple | list) else out)[0].float().cpu()
 
 
 def reliance(
@@ -129,6 +129,7 @@ def reliance(
     items: Sequence[dict],
     sites: Sequence[str] | None = None,
     reference: Sequence[dict] | None = None,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Reliance of ``model`` (global, eval mode inside) on each site's statistic.
 
@@ -140,6 +141,7 @@ def reliance(
             ``items``). With a single scored image and no other reference the constant
             is that image's own statistic and nothing changes, so score a subset of the
             reference instead.
+        progress: a bar over the scored images.
 
     Returns:
         One row per site (in execution order) and a last row ``site = "all"`` with every
@@ -153,47 +155,62 @@ def reliance(
     if sites is not None and (missing := set(sites) - {s.name for s in chosen}):
         raise ValueError(f"sites {sorted(missing)} are no executed site of the model")
     const = site_constants(model, items if reference is None else reference, probe)
-    targets = [item["target"].float() for item in items]
-    base = _outputs(model, items, [])
-    base_psnr = float(np.mean([psnr(o.clamp(0, 1), t) for o, t in zip(base, targets, strict=True)]))
-
-    def row(name: str, kind: str, depth: int | None, frozen: Sequence[Site]) -> dict:
-        outs = _outputs(model, items, [(s.module, _freezer(s, const[s.name])) for s in frozen])
-        scores = [psnr(o.clamp(0, 1), t) for o, t in zip(outs, targets, strict=True)]
-        delta = float(
-            np.mean([(o - b).abs().mean().item() for o, b in zip(outs, base, strict=True)])
-        )
-        return {
+    runs = [(s.name, s.kind, s.depth, [s]) for s in chosen] + [("all", "all", None, chosen)]
+    hooks = [[(s.module, _freezer(s, const[s.name])) for s in frozen] for *_, frozen in runs]
+    scores = np.zeros((len(runs), len(items)))
+    delta = np.zeros((len(runs), len(items)))
+    base_scores = np.zeros(len(items))
+    # image by image (one image and its outputs in memory, whatever the test set's size)
+    with eval_mode(model), torch.no_grad():
+        for i, item in enumerate(tqdm(items, desc="reliance", disable=not progress)):
+            x, target = item["input"], item["target"].float()
+            base = _output(model, x, [])
+            base_scores[i] = psnr(base.clamp(0, 1), target)
+            for r, pairs in enumerate(hooks):
+                out = _output(model, x, pairs)
+                scores[r, i] = psnr(out.clamp(0, 1), target)
+                delta[r, i] = (out - base).abs().mean().item()
+    base_psnr = float(base_scores.mean())
+    rows = [
+        {
             "site": name,
             "kind": kind,
             "depth": depth,
-            "psnr": float(np.mean(scores)),
-            "delta_psnr": float(np.mean(scores)) - base_psnr,
-            "mean_abs_delta": delta,
+            "psnr": float(scores[r].mean()),
+            "delta_psnr": float(scores[r].mean()) - base_psnr,
+            "mean_abs_delta": float(delta[r].mean()),
             "n_images": len(items),
         }
-
-    rows = [row(s.name, s.kind, s.depth, [s]) for s in chosen]
-    rows.append(row("all", "all", None, chosen))
+        for r, (name, kind, depth, _) in enumerate(runs)
+    ]
     out = pd.DataFrame(rows, columns=list(RELIANCE_COLUMNS))
     out["depth"] = out["depth"].astype("Int32")
     return out
 
 
 def reliance_checkpoint(
-    checkpoint: str | Path,
+    checkpoint: Subject | nn.Module | str | Path,
     n_photos: int | None = None,
     seed: int = 0,
     *,
-    task: str | None = None,
-    train_size: int | None = None,
+    images: ImageSource | None = None,
+    n_reference: int | None = None,
+    progress: bool = False,
+    **identity: Any,
 ) -> pd.DataFrame:
-    """:func:`reliance` of a checkpoint, with ``model`` and ``task`` columns first: the
-    constants are the means over all its task's test photos, the PSNR is scored on the
-    first ``n_photos`` of them (all if None). ``task`` / ``train_size``: for a foreign
-    checkpoint (spandrel)."""
-    model, meta, items = load_for_test(checkpoint, None, seed, task=task, train_size=train_size)
-    table = reliance(model, items[:n_photos], reference=items)
-    table.insert(0, "task", meta["task"])
-    table.insert(0, "model", model_label(meta))
+    """:func:`reliance` of a checkpoint (or subject, or own module; see
+    :func:`~tlc_probe.jobs.evaluate.load_for_test` for ``identity``: ``model``,
+    ``preset``, ``task``, ``train_size``, ``name``), with ``model`` (the run name) and
+    ``task`` columns first. The images are ``images``' test set (default: the bundled
+    test photos degraded with ``seed``): the constants are the means over its first
+    ``n_reference`` images (all if None), the PSNR is scored on the first ``n_photos``
+    of them (all if None); ``progress``: a bar over the scored images."""
+    subject, items = load_for_test(checkpoint, None, seed, images=images, **identity)
+    reference = items
+    if n_reference is not None:
+        reference = Items(items.dataset, n_reference, cache=items.cache)
+    scored = Items(items.dataset, n_photos, cache=items.cache)
+    table = reliance(subject.model, scored, reference=reference, progress=progress)
+    table.insert(0, "task", subject.task)
+    table.insert(0, "model", subject.name)
     return table

@@ -1,5 +1,6 @@
-"""The main job on the embedded default: shipped checkpoints -> statistics -> shift ->
-figures -> Table A1 -> qualitative panels -> ``REPORT.md``."""
+"""The main job, on the embedded default (shipped checkpoints, bundled photos) or on a
+user's model and data: statistics -> reliance -> shift -> figures -> Table A1 ->
+qualitative panels -> ``REPORT.md``."""
 
 from __future__ import annotations
 
@@ -11,19 +12,25 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
+from torch import nn
 
 from ..metrics.shift import COMPARISONS
+from ..probe import Probe
 from ..store.atomic import atomic_write, write_text
 from ..store.checkpoint import read_checkpoint
 from ..store.figures import save_figure
 from ..store.read import SiteIndex
 from ..store.shipped import shipped_checkpoints
+from ..tensors import to_model
 from .bench import bench_outputs
 from .collect import CollectConfig, collect_checkpoint
 from .figures import qualitative, stats_figures
+from .images import ImageSource
 from .reliance import reliance_checkpoint
 from .render import report_md
 from .shift import shift_results, store_shift_table, write_shift_results
+from .subject import Subject, as_subject, load_subject
 
 #: Settings of the main job: (default, quick).
 REPRODUCE_SETTINGS: dict[str, dict[str, Any]] = {
@@ -87,76 +94,169 @@ def prepare_out(out: Path, overwrite: bool) -> None:
 QUALITATIVE = {"deblur": "mprnet", "derain": "spdnet", "dehaze": "ffanet"}
 
 
-def _describe(checkpoints: Sequence[Path]) -> dict[Path, dict[str, str]]:
-    """Architecture name and task of each checkpoint, from its metadata."""
-    out = {}
-    for ck in checkpoints:
-        _, meta = read_checkpoint(ck)
-        if "name" not in meta or "task" not in meta:
-            raise ValueError(f"{ck} is no tlc-probe checkpoint (its metadata has no name/task)")
-        out[ck] = {"name": meta["name"], "task": meta["task"]}
-    return out
+def _key(subject: Subject) -> str:
+    """The folder name of a subject's outputs: its checkpoint file's stem (two shipped
+    checkpoints of one architecture differ by task), else its run name."""
+    ck = subject.meta.get("checkpoint")
+    return Path(ck).stem if ck else subject.name
+
+
+def estimate_seconds(
+    subjects: Sequence[Subject], images: ImageSource, settings: dict[str, Any]
+) -> tuple[float, str]:
+    """A rough duration of the main job (seconds) and how it was estimated: one timed
+    whole-image pass of each subject on its first test image, times the passes the job
+    makes (collect about 5 per image plus the crops, reliance sites + 2 per scored image,
+    bench and sweep about 10 + 7 per image and repeat). An estimate, not a promise."""
+    total, parts = 0.0, []
+    for s in subjects:
+        items = images.test_items(s.task, 1)
+        if not len(items):
+            raise ValueError(f"no test images for {s.name} in {images.describe(s.task)}")
+        x = items[0]["input"][None]
+        with torch.no_grad():
+            s.model(to_model(s.model, x))  # warm-up
+            t = time.perf_counter()
+            s.model(to_model(s.model, x))
+            one = time.perf_counter() - t
+        n_img = len(images.test_items(s.task, settings["images"]))
+        n_sites = len(Probe(s.model).sites)
+        crops = settings["crops"] * (s.train_size**2) / max(1, x.shape[-2] * x.shape[-1])
+        passes = (
+            n_img * 5 + crops + (n_sites + 2) * min(n_img, settings["reliance_photos"] or n_img)
+        )
+        if _benched(s, settings, len(subjects)):
+            passes += n_img * (10 * settings["bench_repeats"] + 7)
+        total += one * passes
+        parts.append(f"{s.name}: {one:.2f} s per whole-image pass x ~{passes:.0f} passes")
+    return total, "; ".join(parts)
+
+
+def _benched(subject: Subject, settings: dict[str, Any], n_subjects: int) -> bool:
+    """Table A1 runs on every deblurring checkpoint of the embedded default (all of
+    ``settings["bench_models"]``' architectures), and on a user's model of any task."""
+    if settings.get("user"):
+        return True
+    if subject.task != "deblur":
+        return False
+    models = settings["bench_models"]
+    return models is None or subject.meta.get("architecture") in models
 
 
 def reproduce(
-    out: str | Path = "results",
+    model: Subject | nn.Module | str | Path | None = None,
     *,
+    out: str | Path = "results",
     quick: bool = False,
     checkpoints: Sequence[str | Path] | None = None,
+    data: str | Path | None = None,
+    layout: str = "pairs",
+    train_data: str | Path | None = None,
+    images: ImageSource | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    **identity: Any,
 ) -> dict[str, Any]:
-    """The main job on the embedded default, written to ``out``:
+    """The main job, written to ``out``, on the embedded default or on your model and data.
 
-    1. ``stats/<checkpoint>/``: the five regimes of every checkpoint (collect);
+    1. ``stats/<key>/``: the five regimes of every subject (collect; ``<key>``: the
+       checkpoint file's stem, or the run name of a model object);
     2. ``reliance/reliance.csv``: each site's statistic frozen, one at a time and all;
     3. ``shift/``: KL / JS / W1 tables, the per-site decomposition into content, context
        and aggregation (reliance joined) and the per-model summary;
-    4. ``figures/``: Fig. A3 (the most shifted IN and SE site of each model), depth
+    4. ``figures/``: Fig. A3 (the most shifted site of each kind and model), depth
        profiles, heatmaps, decomposition bars, qualitative panels (Fig. A4-A6 analogues);
-    5. ``bench/<checkpoint>/``: Table A1 (test photos and 720 x 1280), window sweep and
-       seam crops of the deblurring checkpoints;
+    5. ``bench/<key>/``: Table A1 (test images, and 720 x 1280 timing), window sweep and
+       seam crops — of the deblurring checkpoints of the embedded default, of your model
+       whatever its task;
     6. ``REPORT.md`` with the tables and figures, and ``summary.json``.
 
-    ``checkpoints`` default to :func:`tlc_probe.store.shipped_checkpoints`; each one's
-    architecture and task come from its metadata. ``quick`` uses one test photo, fewer
-    crops and positions, and benchmarks only the NAFNet on that photo, without the
-    720 x 1280 timing size and the window sweep (:data:`REPRODUCE_SETTINGS`). A folder
-    that already holds a main job's outputs is refused unless ``overwrite``, which
-    deletes them first (:func:`prepare_out`). Returns the summary dict (also written as
-    ``summary.json``).
+    Args:
+        model: your network: a checkpoint file (tlc-probe, published or spandrel; see
+            :func:`~tlc_probe.jobs.subject.load_subject`), a
+            :class:`~tlc_probe.jobs.subject.Subject` or an ``nn.Module``, described by
+            ``identity``: ``task``, ``train_size``, ``name`` and, for a checkpoint without
+            tlc-probe metadata, ``arch`` (zoo architecture, with ``preset``; default:
+            spandrel detects it). None: the embedded default, ``checkpoints`` (default
+            :func:`tlc_probe.store.shipped_checkpoints`).
+        out: output folder; one that holds a main job's outputs is refused unless
+            ``overwrite``, which deletes them first (:func:`prepare_out`).
+        quick: one test image, fewer crops and positions, Table A1 without the
+            720 x 1280 timing size and the window sweep (:data:`REPRODUCE_SETTINGS`).
+        data, layout, train_data: your test images (a paired folder; see
+            :class:`~tlc_probe.jobs.images.ImageSource`), or ``images`` directly;
+            default: the bundled photos.
+        progress: bars, and the time estimate printed before the work starts.
+
+    Returns:
+        The summary dict (also written as ``summary.json``).
+
+    Example::
+
+        import tlc_probe
+        tlc_probe.reproduce(my_net, out="results/mine", name="unet", task="deblur",
+                            train_size=128, data="GoPro", layout="gopro")
     """
     t0 = time.perf_counter()
     out = Path(out)
-    s = REPRODUCE_SETTINGS["quick" if quick else "default"]
-    ckpts = [Path(c) for c in checkpoints] if checkpoints else shipped_checkpoints()
-    info = _describe(ckpts)
+    s = dict(REPRODUCE_SETTINGS["quick" if quick else "default"])
+    if images is None:
+        images = ImageSource(data, layout, train_data)
+    elif data is not None or train_data is not None:
+        raise ValueError("give images= or data= / train_data=, not both")
+    if model is not None:
+        if checkpoints:
+            raise ValueError("give model= (your network) or checkpoints=, not both")
+        arch = identity.pop("arch", None)
+        subjects = [as_subject(model, model=arch, **identity)]
+        s["user"] = True
+        s["sweep"] = None if not quick else []  # None: every benchmarked model
+    else:
+        if identity:
+            raise ValueError(f"{sorted(identity)} describe model=, which was not given")
+        ckpts = [Path(c) for c in checkpoints] if checkpoints else shipped_checkpoints()
+        subjects = [_shipped(ck) for ck in ckpts]
+    keys = [_key(sub) for sub in subjects]
+    if len(set(keys)) < len(keys) or len({(x.name, x.task) for x in subjects}) < len(keys):
+        raise ValueError(f"two subjects share a name: {keys}; give them distinct names")
     prepare_out(out, overwrite)
+    if progress:
+        secs, how = estimate_seconds(subjects, images, s)
+        print(f"main job: about {secs / 60:.0f} min on this machine ({how})", flush=True)
     timings: dict[str, float] = {}
     cfg = CollectConfig(n_crops=s["crops"], positions=s["positions"])
     metas = {}
-    for ck in ckpts:
+    for sub, key in zip(subjects, keys, strict=True):
         t = time.perf_counter()
         r = collect_checkpoint(
-            ck,
-            out / "stats" / ck.stem,
+            sub,
+            out / "stats" / key,
+            images=images,
             config=cfg,
             mode="overwrite",
             n_images=s["images"],
             progress=progress,
         )
-        metas[ck.stem] = {"rows": sum(r.rows.values()), "nonfinite": dict(r.nonfinite)}
-        timings[f"collect {ck.stem}"] = time.perf_counter() - t
+        metas[key] = {
+            "rows": sum(r.rows.values()),
+            "nonfinite": dict(r.nonfinite),
+            "tlc_noop": r.tlc_noop,
+        }
+        timings[f"collect {key}"] = time.perf_counter() - t
 
     t = time.perf_counter()
     rel = pd.concat(
-        [reliance_checkpoint(ck, s["reliance_photos"]) for ck in ckpts], ignore_index=True
+        [
+            reliance_checkpoint(sub, s["reliance_photos"], images=images, progress=progress)
+            for sub in subjects
+        ],
+        ignore_index=True,
     )
     atomic_write(out / "reliance" / "reliance.csv", lambda p: rel.to_csv(p, index=False))
     timings["reliance"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    stats = SiteIndex([out / "stats" / ck.stem for ck in ckpts])  # read one site at a time
+    stats = SiteIndex([out / "stats" / key for key in keys])  # read one site at a time
     table = store_shift_table(stats, COMPARISONS)
     results = shift_results(table, rel)
     write_shift_results(results, out / "shift")
@@ -166,37 +266,43 @@ def reproduce(
 
     t = time.perf_counter()
     figs = stats_figures(stats, out / "figures", shift=pooled, reliance=rel)
-    by_task: dict[str, Path] = {}
-    for ck in ckpts:
-        name, task = info[ck]["name"], info[ck]["task"]
-        if QUALITATIVE.get(task) == name or task not in by_task:
-            by_task[task] = ck
-    for _task, ck in sorted(by_task.items()):
-        figs += save_figure(qualitative(ck), out / "figures", f"qualitative-{ck.stem}")
+    by_task: dict[str, int] = {}
+    for i, sub in enumerate(subjects):
+        if QUALITATIVE.get(sub.task) == sub.meta.get("architecture") or sub.task not in by_task:
+            by_task[sub.task] = i
+    for _task, i in sorted(by_task.items()):
+        fig = qualitative(subjects[i], images=images)
+        figs += save_figure(fig, out / "figures", f"qualitative-{keys[i]}")
     timings["figures"] = time.perf_counter() - t
 
     benches = {}
-    deblur = [ck for ck in ckpts if info[ck]["task"] == "deblur"]
-    if s["bench_models"] is not None:
-        deblur = [ck for ck in deblur if info[ck]["name"] in s["bench_models"]] or deblur[:1]
-    for ck in deblur:
+    chosen = [i for i, sub in enumerate(subjects) if _benched(sub, s, len(subjects))]
+    if not chosen and s["bench_models"] is not None:  # quick: the first deblurring model
+        chosen = [i for i, sub in enumerate(subjects) if sub.task == "deblur"][:1]
+    for i in chosen:
+        sub, key = subjects[i], keys[i]
         t = time.perf_counter()
-        benches[ck.stem] = bench_outputs(
-            ck,
-            out / "bench" / ck.stem,
+        benches[key] = bench_outputs(
+            sub,
+            out / "bench" / key,
             quick=quick,
             sizes=s["bench_sizes"],
             repeats=s["bench_repeats"],
-            sweep=info[ck]["name"] in s["sweep"],
+            sweep=s["sweep"] is None or sub.meta.get("architecture") in s["sweep"],
             progress=progress,
+            images=images,
         )
-        timings[f"bench {ck.stem}"] = time.perf_counter() - t
+        timings[f"bench {key}"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
 
     result = {
         "quick": quick,
-        "settings": s,
-        "checkpoints": [str(c) for c in ckpts],
+        "settings": {k: v for k, v in s.items() if k != "user"},
+        "data": images.describe(subjects[0].task),
+        "test_set": images.label(),
+        "user_model": bool(s.get("user")),
+        "checkpoints": [sub.meta.get("checkpoint", f"<module {sub.name}>") for sub in subjects],
+        "models": {key: sub.name for key, sub in zip(keys, subjects, strict=True)},
         "collect": metas,
         "summary": summ.to_dict(orient="records"),
         "bench": {k: v["table"].to_dict(orient="records") for k, v in benches.items()},
@@ -205,3 +311,14 @@ def reproduce(
     write_text(out / "summary.json", json.dumps(result, indent=2, default=str) + "\n")
     write_text(out / "REPORT.md", report_md(out, result, summ, pooled, figs, benches, parts, rel))
     return result
+
+
+def _shipped(checkpoint: Path) -> Subject:
+    """A checkpoint of the embedded default: it must carry tlc-probe metadata."""
+    _, meta = read_checkpoint(checkpoint)
+    if "name" not in meta or "task" not in meta:
+        raise ValueError(
+            f"{checkpoint} is no tlc-probe checkpoint (its metadata has no name/task): run "
+            "the main job on it as your model (model=, with task= and train_size=)"
+        )
+    return load_subject(checkpoint)
