@@ -252,7 +252,7 @@ def test_attention_sites_show_their_mean_logit(tmp_path, frame):
     ex.model.value = ("restormer-tiny", "deblur")
     assert list(ex.stat.options) == ["k_rms", "logit_mean", "q_rms"]
     assert ex.stat.value == "logit_mean"
-    assert ex.shown_figure.axes[0].get_xlabel() == "logit_mean of channel"
+    assert ex.shown_figure.axes[0].get_xlabel() == "logit_mean per channel"
     # the profile keeps every site: 'mean' is each site's primary statistic
     (ax,) = ex.shown_profile.axes
     whole = [ln for ln in ax.get_lines() if ln.get_label() == "whole~train"][0]

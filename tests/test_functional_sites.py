@@ -389,3 +389,47 @@ def test_a_declared_pool_in_a_linear_se_block_runs_its_linears_per_position():
     assert isinstance(tlc.ca1, LocalLinearSE)
     with torch.no_grad():
         assert tlc(torch.rand(1, 3, 70, 58)).shape == (1, 3, 70, 58)
+
+
+class GCBlock(nn.Module):
+    """GCNet's global-context block: a softmax-weighted context (1 x 1), transformed by
+    conv -> LayerNorm([C // 4, 1, 1]) -> ReLU -> conv and added back; then an SE pool
+    written as ``x.mean((2, 3), keepdim=True)``."""
+
+    def __init__(self, c: int = 8) -> None:
+        super().__init__()
+        self.mask = nn.Conv2d(c, 1, 1)
+        self.transform = nn.Sequential(
+            nn.Conv2d(c, c // 4, 1),
+            nn.LayerNorm([c // 4, 1, 1]),
+            nn.ReLU(),
+            nn.Conv2d(c // 4, c, 1),
+        )
+        self.head = nn.Conv2d(3, c, 3, padding=1)
+        self.tail = nn.Conv2d(c, 3, 3, padding=1)
+
+    def forward(self, x):
+        f = self.head(x)
+        n, c, h, w = f.shape
+        weights = self.mask(f).view(n, 1, h * w).softmax(-1)
+        context = (f.view(n, c, h * w) * weights).sum(-1).view(n, c, 1, 1)
+        f = f + self.transform(context)
+        return self.tail(f * torch.sigmoid(f.mean((2, 3), keepdim=True)))
+
+
+def test_a_norm_on_a_one_pixel_map_is_no_site():
+    from tlc_probe.functional import MIN_PIXELS
+
+    model = GCBlock().eval()
+    sites = find_sites(model, size=32)
+    assert [(s.name, s.kind) for s in sites] == [("#mean0", "se")]  # no transform.1#layer_norm0
+    assert MIN_PIXELS == 2
+    tlc = convert(model, train_size=32)
+    x = torch.rand(1, 3, 40, 72)
+    with torch.no_grad():
+        ref = model(x)  # the layer norm, global on 1 x 1 anyway, is untouched
+        assert tlc(x).shape == ref.shape and not torch.allclose(tlc(x), ref)
+    with Probe(tlc) as probe, torch.no_grad():
+        tlc(x)
+    rows = probe.take(["img"])
+    assert set(rows["site"]) == {"#mean0"} and set(rows["stat"]) == {"mean"}

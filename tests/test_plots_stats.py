@@ -170,11 +170,41 @@ def test_fig_a3_one_channel_and_chosen_regimes(stats_tiles):
     assert [len(_legend_texts(a)) for a in fig.axes] == [1, 1]
     assert f"W1={w1:.3g}" in _legend_texts(fig.axes[1])[0]
     (alone,) = viz_stats.fig_a3(stats_tiles, "enc.0.norm", regimes=["train"]).axes
-    assert _legend_texts(alone) == [viz_stats.REGIME_LABELS["train"]]
+    assert _legend_texts(alone)[0].startswith(viz_stats.REGIME_LABELS["train"])
     with pytest.raises(ValueError, match="unknown regimes"):
         viz_stats.fig_a3(stats_tiles, "enc.0.norm", regimes=["nope"])
     with pytest.raises(ValueError, match="channel 7"):
         viz_stats.fig_a3(stats_tiles, "enc.0.norm", channel=7)
+
+
+def test_fig_a3_states_its_sample_sizes_and_hides_kl_at_small_n(stats):
+    site = "enc.0.norm"
+    rows = stats[(stats.site == site) & (stats.stat == "mean")]
+    fig = viz_stats.fig_a3(stats, site)
+    train_text, whole_text = _legend_texts(fig.axes[0])
+    n_ch = rows.channel.nunique()
+    for text, regime, unit in ((train_text, "train", "crops"), (whole_text, "whole", "images")):
+        mine = rows[rows.regime == regime]
+        assert f"{mine['sample'].nunique()} {unit}, n={len(mine)}, {n_ch} channels pooled" in text
+    # three whole images: KL (biased at small n) is left out of that legend, and said so
+    few = stats[~((stats.regime == "whole") & ~stats["sample"].isin(["whole0", "whole1"]))]
+    n_whole = int(((few.regime == "whole") & (few.site == site) & (few.stat == "mean")).sum())
+    assert n_whole == 6 < viz_stats.KL_MIN_N
+    fig = viz_stats.fig_a3(few, site)
+    text = _legend_texts(fig.axes[0])[1]
+    assert "2 images, n=6" in text and "W1=" in text and "KL=" not in text
+    assert "KL left out" in fig._supxlabel.get_text()
+    assert "KL=" in _legend_texts(fig.axes[1])[1]  # tlc: 180 values, KL shown
+
+
+def test_fig_a3_says_when_tlc_equals_whole(stats):
+    same = stats[stats.regime != "tlc"]
+    copy = same[same.regime == "whole"].assign(regime="tlc")
+    fig = viz_stats.fig_a3(pd.concat([same, copy], ignore_index=True), "enc.0.norm")
+    assert "TLC equals whole" in fig._supxlabel.get_text()
+    assert "cover the maps" in " ".join(t.get_text() for t in fig.axes[1].texts)
+    other = viz_stats.fig_a3(stats, "enc.0.norm")._supxlabel
+    assert other is None or "TLC equals whole" not in other.get_text()
 
 
 def test_depth_profile_marks_a_site(stats):

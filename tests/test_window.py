@@ -260,7 +260,7 @@ def test_summary_reports_shares_and_flags_sites_nothing_relies_on(tmp_path):
     # a site missing from the reliance table is unmeasured, not "not relied on"
     only_all = rel[rel["site"] == "all"].assign(delta_psnr=-1.0)
     s3 = summary(table, only_all).iloc[0]
-    assert s3["n_relied"] == 0 and s3["flag"] == "" and s3["all_frozen_delta_psnr"] == -1.0
+    assert pd.isna(s3["n_relied"]) and s3["flag"] == "" and s3["all_frozen_delta_psnr"] == -1.0
     assert decomposition(table, only_all)["relied"].isna().all()
     with pytest.raises(ValueError, match="several rows"):
         summary(table, pd.concat([rel, rel]))

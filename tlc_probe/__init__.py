@@ -7,6 +7,7 @@ Public API (re-exports only). The layers, bottom to top, are described in
 from ._version import __version__
 from .explore import StatsSource
 from .functional import attach_functional_sites, find_sites
+from .jobs.reproduce import reproduce
 from .metrics import decomposition, shift_table, summary
 from .probe import Probe, training_windows
 from .schemes import Scheme, make_schemes
@@ -40,6 +41,7 @@ __all__ = [
     "list_sites",
     "make_schemes",
     "read_stats",
+    "reproduce",
     "shift_table",
     "shipped_checkpoints",
     "site_kind",

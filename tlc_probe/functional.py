@@ -36,7 +36,9 @@ where each site is, and ``skip=`` leaves one global. A probe hook or any user ho
 *declared* site that itself takes a spatial mean is counted as that module's own call.
 
 Every other call is left alone: a mean over channels, over one axis, over all of a
-tensor (a loss), of a 3-D tensor, a layer norm over the channels only (Restormer's), and
+tensor (a loss), of a 3-D tensor, a layer norm over the channels only (Restormer's), any
+call on a 1 x 1 map (it aggregates nothing: GCNet's ``nn.LayerNorm([C // 4, 1, 1])`` on
+its pooled context, whose per-channel std would be 0; :data:`MIN_PIXELS`), and
 any call made inside a site module itself (``nn.InstanceNorm2d`` calls
 ``F.instance_norm``; it is already a site). Not recognised: a mean built by hand
 (``x.sum((2, 3)) / (h * w)``), two successive one-axis means, ``torch.var_mean``;
@@ -93,11 +95,24 @@ def _spatial(x: object, dims: object) -> bool:
     return len(dims) == 2 and {d % 4 for d in dims} == {2, 3}
 
 
+#: Fewest pixels (H x W) a map must have for a call on it to be a site: a mean or a norm
+#: over one pixel aggregates nothing.
+MIN_PIXELS = 2
+
+
 def qualifying_call(family: str, args: tuple, kwargs: dict) -> tuple[str, tuple] | None:
     """(kind, positional arguments) when a call of ``family`` with ``args``/``kwargs``
     is a global aggregation by the rule of this module's docstring, else ``None``. The
     positional arguments are the call's own, bound in the function's order (what the
     proxy is called with)."""
+    call = _qualifying(family, args, kwargs)
+    if call is None:
+        return None
+    x = call[1][0]
+    return call if x.shape[-2] * x.shape[-1] >= MIN_PIXELS else None
+
+
+def _qualifying(family: str, args: tuple, kwargs: dict) -> tuple[str, tuple] | None:
     if family == "mean":
         if set(kwargs) - {"dim", "keepdim"} or len(args) > 3:
             return None  # dtype=, out=: left alone

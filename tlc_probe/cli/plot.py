@@ -27,6 +27,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--sites", nargs="+", default=(), help="extra site names to draw")
     p.add_argument(
+        "--reliance",
+        nargs="+",
+        metavar="CSV",
+        help="reliance tables of tlc-probe reliance: the decomposition bars hatch the sites "
+        "the output does not rely on",
+    )
+    p.add_argument(
         "--stat",
         default="mean",
         choices=("mean", "std", *ATTN_STATS),
@@ -41,8 +48,14 @@ def run(args: argparse.Namespace) -> int:
 
     keep_freed_memory()
     existing(args.stats, "statistics")
+    reliance = None
+    if args.reliance:
+        from ..jobs.shift import read_reliance
+
+        existing(args.reliance, "--reliance", kind="file")
+        reliance = read_reliance(args.reliance)
     writable_folder(args.out)
     t0 = time.perf_counter()
-    paths = stats_figures(args.stats, args.out, sites=args.sites, stat=args.stat)
+    paths = stats_figures(args.stats, args.out, sites=args.sites, stat=args.stat, reliance=reliance)
     print(f"wrote {len(paths)} files to {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0

@@ -21,7 +21,7 @@ from ..metrics.shift import (
 from ..store.read import SiteIndex, read_site
 
 #: The columns read for a site (the store's others, sample / y / x / step, are not needed).
-SITE_COLUMNS = ("regime", "kind", "depth", "channel", "stat", "step", "value")
+SITE_COLUMNS = ("regime", "sample", "kind", "depth", "channel", "stat", "step", "value")
 #: The regimes an explorer knows, in the order it shows them.
 REGIMES = ("train", "whole", "tlc", "tiles", "window")
 

@@ -6,6 +6,7 @@ from .collect import CollectConfig, CollectResult, collect, collect_checkpoint
 from .distributed import Shard, shard_from_env
 from .evaluate import held_out_items, held_out_psnr, held_out_scores, psnr_table, scheme_psnr
 from .figures import qualitative, stats_figures
+from .images import ImageSource
 from .recorder import TrainingRecorder, read_quality
 from .reliance import reliance, reliance_checkpoint, site_constants
 from .render import markdown, table_a1
@@ -17,12 +18,16 @@ from .shift import (
     write_shift,
     write_shift_results,
 )
+from .stores import open_stats
+from .subject import Subject, load_subject, subject_from_model
 from .train import TrainConfig, train
 
 __all__ = [
     "CollectConfig",
     "CollectResult",
+    "ImageSource",
     "Shard",
+    "Subject",
     "TrainConfig",
     "TrainingRecorder",
     "bench",
@@ -32,7 +37,9 @@ __all__ = [
     "held_out_items",
     "held_out_psnr",
     "held_out_scores",
+    "load_subject",
     "markdown",
+    "open_stats",
     "psnr_table",
     "qualitative",
     "read_quality",
@@ -47,6 +54,7 @@ __all__ = [
     "site_constants",
     "stats_figures",
     "store_shift_table",
+    "subject_from_model",
     "table_a1",
     "train",
     "window_sweep",

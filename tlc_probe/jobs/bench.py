@@ -139,8 +139,9 @@ def bench(
         warm = timing_image((ts * 2, ts * 3), first).to(device)
         for s in schemes:
             s.run(warm)
-        for cov in coverage:  # the warm-up is not a measurement
-            cov.seen = {k: set() for k in cov.seen}
+        for cov in coverage:  # the warm-up is not a measurement (the hooks keep the sets)
+            for seen in cov.seen.values():
+                seen.clear()
         steps = repeats * len(cases) * len(schemes)
         bar = tqdm(total=steps, desc=f"bench {name}", disable=not progress)
         for rep in range(repeats):

@@ -275,7 +275,7 @@ def collect(
                 f"run has {shard.world_size}; resume with the same number of processes "
                 "(torchrun --nproc_per_node) or use mode='overwrite'"
             )
-        mine = json.loads(json.dumps(_comparable({**run, "samples": samples}), default=str))
+        mine = json.loads(json.dumps(_comparable({**run, "samples": samples}, old), default=str))
         theirs = _comparable(old)
         present = {s.kind for s in probe.all_sites}  # a kind the model lacks changes nothing
         for cfg_ in (mine.get("config", {}), theirs.get("config", {})):
@@ -410,8 +410,15 @@ def collect(
 _VOLATILE = (*INCIDENTAL, "samples_sha256")
 
 
-def _comparable(run: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in run.items() if k not in _VOLATILE}
+#: Run metadata a store written before tlc-probe recorded it lacks (not a difference).
+_ADDED_LATER = ("architecture", "test_set", "train_images")
+
+
+def _comparable(run: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``run`` less what may differ between two runs of one configuration; with ``old``
+    (the stored run), also less the keys recorded only since ``old`` was written."""
+    late = [k for k in _ADDED_LATER if old is not None and k not in old]
+    return {k: v for k, v in run.items() if k not in _VOLATILE and k not in late}
 
 
 def _samples_diff(old: dict | None, new: dict) -> str:
@@ -540,6 +547,7 @@ def collect_checkpoint(
         "preset": subject.meta.get("preset"),
         "data": source,
         "test_set": images.label(),
+        "train_images": images.describe_train(subject.task, train_config),
         "fast_imp": cfg.fast_imp,
         "tile_overlap": cfg.tile_overlap,
         "seed": cfg.seed,

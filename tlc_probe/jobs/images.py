@@ -154,6 +154,21 @@ class ImageSource:
         where = f"{self.layout} folder {Path(self.data).resolve()}"
         return where + (f", train {Path(self.train_data).resolve()}" if self.train_data else "")
 
+    def describe_train(self, task: str, train_config: dict[str, Any] | None = None) -> str:
+        """Where the train regime's crops come from, in words (for the run metadata)."""
+        if self.data is None:
+            tc = train_config or {}
+            leaves = int(tc.get("deadleaves", 0))
+            how = "as its checkpoint records" if tc else "4 per photo, seed 0 (not recorded)"
+            return f"the bundled training photos degraded for {task}, {how}" + (
+                f", and {leaves} dead-leaves images" if leaves else ""
+            )
+        if self.train_data is not None:
+            return f"{self.layout} folder {Path(self.train_data).resolve()} (train_data)"
+        if self.layout == "gopro" and (Path(self.data) / "train").is_dir():
+            return f"the train split {(Path(self.data) / 'train').resolve()}"
+        return "none (no train regime: give train_data)"
+
     def label(self) -> str:
         """A short name of the test set: ``photos`` or the folder's name."""
         return "photos" if self.data is None else Path(self.data).resolve().name

@@ -121,14 +121,14 @@ def reliance_section(reliance: pd.DataFrame) -> list[str]:
                 else "-",
                 "most relied site": "-" if top is None else f"{top['site']} ({top['kind']})",
                 "its dPSNR (dB)": "-" if top is None else _f(float(top["delta_psnr"]), 3),
-                "photos": int(g["n_images"].iloc[0]),
+                "images": int(g["n_images"].iloc[0]),
             }
         )
     return [
         "## Reliance: does the output depend on the statistic?",
         "",
-        "Each site's statistic frozen to its per-channel mean over the test photos (one site",
-        "at a time, and all at once); the PSNR change on the test photos. A shift at a site",
+        "Each site's statistic frozen to its per-channel mean over the test images (one site",
+        "at a time, and all at once); the PSNR change on the test images. A shift at a site",
         "the output does not rely on cannot matter for the output, whatever its size.",
         "",
         markdown(pd.DataFrame(rows)),
@@ -166,14 +166,34 @@ def report_md(
     def img(p: Path, alt: str) -> str:
         return f"![{alt}]({_rel(p, out)})"
 
+    if result.get("user_model"):
+        names = ", ".join(f"`{m}`" for m in result.get("models", {}).values())
+        subject = f"for {names} on {result.get('data', 'its test images')}"
+    elif result.get("test_set", "photos") == "photos":
+        subject = (
+            "for the checkpoints shipped in the package (`tlc_probe/checkpoints`) on the "
+            "bundled test photos"
+        )
+    else:
+        subject = f"for the shipped checkpoints on {result.get('data')}"
     lines = [
         "# tlc-probe report",
         "",
         "Global-statistics drift between patch training and whole-image inference, and what",
-        "test-time local conversion (TLC) does to it, for the checkpoints shipped in",
-        "the package (`tlc_probe/checkpoints`) on the bundled test photos"
-        + (" (**--quick**: one photo, reduced settings)." if result["quick"] else "."),
+        f"test-time local conversion (TLC) does to it, {subject}"
+        + (" (**--quick**: one image, reduced settings)." if result["quick"] else "."),
         "",
+    ]
+    noop = [k for k, v in result.get("collect", {}).items() if v.get("tlc_noop")]
+    if noop:
+        lines += [
+            f"**TLC changed nothing for {', '.join(noop)}**: at the test image size every",
+            "TLC window covers its whole feature map (the images are no larger than",
+            "base_size = 1.5 x train_size), so the tlc regime equals whole and red hides blue",
+            "in the figures. Use larger test images to see TLC act.",
+            "",
+        ]
+    lines += [
         "## The claim, measured: does TLC pull the statistics back to training?",
         "",
         "Per model and statistic, over the global-aggregation sites: fraction of sites where",
@@ -205,7 +225,7 @@ def report_md(
         "",
         "Full tables: `shift/shift.csv` (per channel and pooled), `shift/summary.csv`.",
         "",
-        "## Table A1 on our data: whole image vs TLC vs overlapping tiles",
+        "## Table A1: whole image vs TLC vs overlapping tiles",
         "",
     ]
     for stem, b in benches.items():
@@ -221,6 +241,7 @@ def report_md(
         "## Run",
         "",
         "Checkpoints: " + ", ".join(f"`{Path(c).name}`" for c in result["checkpoints"]) + ".",
+        f"Test images: {result.get('data', 'bundled photos')}.",
         "Settings: " + ", ".join(f"{k}={v}" for k, v in result["settings"].items()) + ".",
         "Seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in secs.items()) + ".",
         "",

@@ -222,7 +222,8 @@ def reproduce(
     prepare_out(out, overwrite)
     if progress:
         secs, how = estimate_seconds(subjects, images, s)
-        print(f"main job: about {secs / 60:.0f} min on this machine ({how})", flush=True)
+        when = f"{secs / 60:.0f} min" if secs >= 90 else f"{max(secs, 1):.0f} s"
+        print(f"main job: about {when} of model passes on this machine ({how})", flush=True)
     timings: dict[str, float] = {}
     cfg = CollectConfig(n_crops=s["crops"], positions=s["positions"])
     metas = {}

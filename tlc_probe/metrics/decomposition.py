@@ -28,6 +28,8 @@ the output, whatever its size.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -60,6 +62,45 @@ def relied_on(delta_psnr: pd.Series, relied_db: float = RELIED_DB) -> pd.Series:
     return delta.abs() >= relied_db
 
 
+def check_join(sites: pd.DataFrame, reliance: pd.DataFrame) -> None:
+    """Refuse a reliance join that matches nothing. ``sites``: rows with model, task,
+    site; ``reliance``: a reliance table (its ``site == "all"`` rows included).
+
+    ``ValueError`` when no (model, task) of ``sites`` is in ``reliance`` (typically the
+    same checkpoint under two names), or when one is but none of its sites is (the site
+    names do not line up), saying what each side has. A (model, task) the reliance table
+    lacks while others match stays NA (not measured), with a ``UserWarning``."""
+    if sites.empty:
+        return
+    pair = ["model", "task"]
+    mine = sites[[*pair, "site"]].astype(str).drop_duplicates()
+    theirs = reliance[[*pair, "site"]].astype(str).drop_duplicates()
+    mine_pairs = set(map(tuple, mine[pair].to_numpy()))
+    their_pairs = set(map(tuple, theirs[pair].to_numpy()))
+    if not mine_pairs & their_pairs:
+        raise ValueError(
+            f"the reliance table matches no site of the statistics: statistics of "
+            f"{sorted(mine_pairs)}, reliance of {sorted(their_pairs)}; run both on one "
+            "checkpoint with the same --name (or the same --model / --preset)"
+        )
+    mine_sites = mine.groupby(pair)["site"].agg(set)
+    their_sites = theirs.groupby(pair)["site"].agg(set)
+    for key in sorted(mine_pairs & their_pairs):
+        ours, rel = mine_sites[key], their_sites[key] - {"all"}
+        if rel and not ours & rel:
+            raise ValueError(
+                f"the reliance table of {key} names sites {sorted(rel)[:3]} and the "
+                f"statistics {sorted(ours)[:3]}: none matches (another model under this name?)"
+            )
+    if missing := sorted(mine_pairs - their_pairs):
+        warnings.warn(
+            f"no reliance rows for {[m for m, _ in missing]}: their reliance columns stay NA "
+            "(not measured)",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def decomposition(
     table: pd.DataFrame, reliance: pd.DataFrame | None = None, relied_db: float = RELIED_DB
 ) -> pd.DataFrame:
@@ -80,7 +121,8 @@ def decomposition(
         not "not relied on"). Ordered like the shift table.
 
     Raises:
-        ValueError: the reliance table has several rows for one (model, task, site).
+        ValueError: the reliance table has several rows for one (model, task, site), or
+            matches none of the table's sites (:func:`check_join`).
     """
     stepped = "step" in table.columns
     keys = [*SITE_KEYS[:2], *(["step"] if stepped else []), *SITE_KEYS[2:]]
@@ -108,6 +150,7 @@ def decomposition(
         if (dup := rel.duplicated(["model", "task", "site"], keep=False)).any():
             twice = sorted(set(map(tuple, rel.loc[dup, ["model", "task", "site"]].to_numpy())))
             raise ValueError(f"the reliance table has several rows for {twice[:5]}")
+        check_join(out, reliance)
         out = out.merge(rel, on=["model", "task", "site"], how="left", validate="many_to_one")
         out["relied"] = relied_on(out["frozen_delta_psnr"], relied_db).array
     out["depth"] = out["depth"].astype("int32")

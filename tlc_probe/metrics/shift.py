@@ -675,6 +675,9 @@ def summary(
     ``site == "all"`` row) and ``flag``: ``"output relies on no site"`` when every site was
     measured, none is relied on and freezing all of them changes PSNR by less than
     RELIED_DB too (then no shift of this model matters for its output), else empty.
+    With ``tlc~train`` rows, ``tlc_noop``: True when TLC changed no statistic of the
+    group (W1 and KL of tlc equal whole's at every site: the windows covered the maps).
+    ``n_relied`` is NA for a model the reliance table does not cover.
     A table with a ``step`` column is summarised per step. ``parts``, when given, is
     ``decomposition(table, reliance)`` already computed (it is not recomputed).
     """
@@ -726,10 +729,40 @@ def summary(
         columns += ["median_content_share", "median_context_share", "median_aggregation_share"]
     if reliance is not None:
         columns += ["n_relied", "frac_w1_improved_relied", "all_frozen_delta_psnr", "flag"]
+    if ("w1", f"tlc~{reference}") in wide.columns:
+        columns.append("tlc_noop")
+        for row, (_, grp) in zip(rows, wide.groupby(level=group, sort=True), strict=True):
+            row["tlc_noop"] = _tlc_noop(grp, reference)
     out = pd.DataFrame(rows, columns=columns)
+    if "n_relied" in out.columns:
+        out["n_relied"] = out["n_relied"].astype("Int64")
     if stepped:
         out["step"] = out["step"].astype("Int64").mask(out["step"] == -1)
     return out
+
+
+def _tlc_noop(wide: pd.DataFrame, reference: str) -> bool:
+    """True when TLC changed no statistic of the group: at every site with both rows,
+    W1 and KL of ``tlc~ref`` equal those of ``whole~ref`` (to 1e-6 relative) — the
+    windows covered the maps (test images no larger than base_size), so the tlc and
+    whole regimes hold the same values."""
+    tlc, whole = f"tlc~{reference}", f"whole~{reference}"
+    if ("w1", whole) not in wide.columns:
+        return False
+    both = wide[("w1", tlc)].notna() & wide[("w1", whole)].notna()
+    if not both.any():
+        return False
+    same = [
+        np.allclose(
+            wide.loc[both, (m, tlc)].to_numpy(float),
+            wide.loc[both, (m, whole)].to_numpy(float),
+            rtol=1e-6,
+            atol=1e-12,
+            equal_nan=True,
+        )
+        for m in ("w1", "kl")
+    ]
+    return bool(all(same))
 
 
 def _reliance_columns(
@@ -747,6 +780,13 @@ def _reliance_columns(
     all_frozen = float(everything.iloc[0]) if len(everything) else np.nan
     n = len(relied)
     quiet = not relied_on(pd.Series([all_frozen])).fillna(False).iloc[0]  # no "all" row: quiet
+    if not parts["relied"].notna().any():  # this model's reliance was not measured
+        return {
+            "n_relied": pd.NA,
+            "frac_w1_improved_relied": np.nan,
+            "all_frozen_delta_psnr": all_frozen,
+            "flag": "",
+        }
     return {
         "n_relied": n,
         "frac_w1_improved_relied": sub["frac_w1_improved"] if n else np.nan,

@@ -24,7 +24,7 @@ from .parts import (
 )
 from .read import SiteIndex, SitePiece, iter_sites, read_site, read_stats, site_groups
 from .schema import COLUMNS, PART_SCHEMA, RUN_JSON, STATS_SCHEMA, STEP_PART_SCHEMA
-from .shipped import CHECKPOINTS_ENV, checkpoint_dir, shipped_checkpoints
+from .shipped import CHECKPOINTS_ENV, checkpoint_dir, resolve_checkpoint, shipped_checkpoints
 
 __all__ = [
     "CHECKPOINTS_ENV",
@@ -52,6 +52,7 @@ __all__ = [
     "iter_sites",
     "read_site",
     "read_stats",
+    "resolve_checkpoint",
     "site_groups",
     "save_checkpoint",
     "save_figure",

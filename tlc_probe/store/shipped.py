@@ -29,3 +29,18 @@ def shipped_checkpoints(folder: str | os.PathLike[str] | None = None) -> list[Pa
     if not found:
         raise FileNotFoundError(f"no tlc-probe checkpoints (*.pt) in {where}")
     return found
+
+
+def resolve_checkpoint(name: str | os.PathLike[str]) -> Path:
+    """A checkpoint given by a shipped name (``"hinet-tiny-deblur"``, found in
+    :func:`checkpoint_dir`) or by a path to a file of yours; ``FileNotFoundError`` naming
+    both places when neither exists."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = checkpoint_dir() / f"{name}.pt"
+    if shipped.is_file():
+        return shipped
+    raise FileNotFoundError(
+        f"no checkpoint {name}: neither a file nor a shipped name in {checkpoint_dir()}"
+    )

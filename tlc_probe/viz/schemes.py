@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from ..metrics.image import seam_index
 from ..tiling import tile_edges
@@ -18,8 +19,9 @@ SWEEP_TICKS = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
 
 
 def sweep_figure(sweep: pd.DataFrame) -> Figure:
-    """PSNR of TLC against base_size / train_size (log x), the global model as a dashed
-    line; one line per model in ``sweep``. Returns the Figure (4.5 x 3 in)."""
+    """PSNR of TLC against base_size / train_size (log x, ticks at the ratios measured),
+    the global model as a dashed line; one line per model in ``sweep``; the title states
+    the number of test images (column ``n``). Returns the Figure (4.5 x 3 in)."""
     fig = Figure(figsize=(4.5, 3.0))
     ax = fig.subplots()
     for model, g in sweep.groupby("model", sort=False):
@@ -34,10 +36,13 @@ def sweep_figure(sweep: pd.DataFrame) -> Figure:
                 label=f"{model} global",
             )
     ax.set_xscale("log")
-    ax.set_xticks(list(SWEEP_TICKS), [f"{r:g}" for r in SWEEP_TICKS])
+    ratios = sorted({float(r) for r in sweep["ratio"] if np.isfinite(r)})
+    ax.set_xticks(ratios or list(SWEEP_TICKS), [f"{r:g}" for r in ratios or SWEEP_TICKS])
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("base_size / train_size")
     ax.set_ylabel("PSNR (dB)")
-    ax.set_title("TLC window sweep (test photos)")
+    n = sorted({int(v) for v in sweep["n"].dropna()}) if "n" in sweep.columns else []
+    ax.set_title("TLC window sweep" + (f" ({'/'.join(map(str, n))} test images)" if n else ""))
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -76,9 +76,13 @@ def fig_a3(
     training-extent windows (orange). Values are
     pooled over channels (each local mean of the tlc regime is one value) and drawn as
     density step histograms on bins common to all panels; panels share both axes. Legend
-    entries carry W1 and KL of the pooled (``channel == "all"``) rows of ``shift`` (computed
-    from ``stats`` when not given). ``model``/``task`` may be omitted when ``stats`` holds
-    only one.
+    entries carry each regime's sample size (images, crops or tiles when ``stats`` has a
+    ``sample`` column; values; channels pooled) and W1 of the pooled (``channel ==
+    "all"``) rows of ``shift`` (computed from ``stats`` when not given), with KL only
+    where both sides have at least :data:`KL_MIN_N` values (KL on a few values is biased);
+    a note under the panels says when KL was left out, when KL and W1 order TLC and
+    whole differently (W1 is the headline) and when TLC equals whole (its windows cover
+    the maps). ``model``/``task`` may be omitted when ``stats`` holds only one.
 
     ``regimes`` chooses what is drawn (default: every regime present): one panel per
     inference regime in it, the training histogram in each panel if ``"train"`` is in it
@@ -128,6 +132,13 @@ def fig_a3(
     if edges.size - 1 > _MAX_HIST_BINS or edges.size < 3:
         edges = np.linspace(pooled.min(), pooled.max() + (pooled.min() == pooled.max()), 41)
 
+    sizes = _sizes(df, values, channel)
+    noop = (
+        "tlc" in values
+        and "whole" in values
+        and values["tlc"].size == values["whole"].size
+        and np.allclose(np.sort(values["tlc"]), np.sort(values["whole"]), rtol=1e-6, atol=0)
+    )
     letters = "abcd"
     panels = others or ["train"]
     with _rc():
@@ -139,13 +150,32 @@ def fig_a3(
         for ax in grid.flat[len(panels) :]:
             ax.remove()
         axes = grid.flat[: len(panels)]
+        notes = []
+        kl_hidden = False
         for ax, letter, regime in zip(axes, letters, panels, strict=False):
             comparison = f"{regime}~train"
-            label = REGIME_LABELS.get(regime, regime)
+            label = f"{REGIME_LABELS.get(regime, regime)} ({sizes[regime]})"
             if comparison in rows.index:
                 row = rows.loc[comparison]
-                label += f"  W1={row['w1']:.3g} KL={row['kl']:.3g}"
-            drawn = [("train", REGIME_LABELS["train"])] if draw_train else []
+                label += f"\nW1={row['w1']:.3g}"
+                if min(row.get("n_ref", np.inf), row.get("n_cmp", np.inf)) >= KL_MIN_N:
+                    label += f" KL={row['kl']:.3g}"
+                else:
+                    kl_hidden = True
+            if regime == "tlc" and noop:
+                ax.text(
+                    0.98,
+                    0.6,
+                    "= whole here:\nTLC windows\ncover the maps",
+                    transform=ax.transAxes,
+                    ha="right",
+                    va="top",
+                    fontsize=7,
+                    color="#d62728",
+                )
+            drawn = (
+                [("train", f"{REGIME_LABELS['train']} ({sizes['train']})")] if draw_train else []
+            )
             if regime != "train":
                 drawn.append((regime, label))
             for name, lab in drawn:
@@ -162,7 +192,9 @@ def fig_a3(
                 )
             title = REGIME_LABELS.get(regime, regime)
             ax.set_title(f"({letter}) {'train vs ' if regime != 'train' else ''}{title}")
-            ax.set_xlabel(f"{shown} of channel" + ("" if channel is None else f" {channel}"))
+            ax.set_xlabel(
+                f"{shown} of channel {channel}" if channel is not None else f"{shown} per channel"
+            )
             ax.xaxis.set_tick_params(labelbottom=True)  # also above a removed panel
         # head-room above the tallest bar so the legends do not hide the histograms
         axes[0].set_ylim(0, 1.4 * max(ax.get_ylim()[1] for ax in axes))
@@ -172,7 +204,45 @@ def fig_a3(
             ax.set_ylabel("density")
         where = "" if channel is None else f" · channel {channel}"
         fig.suptitle(f"{model} · {task} · {site} ({kind}, depth {depth}){where}")
+        if kl_hidden:
+            notes.append(f"KL left out where n < {KL_MIN_N} values (biased at small n)")
+        if _kl_w1_disagree(rows):
+            notes.append(
+                "KL and W1 disagree on TLC vs whole: W1 is the headline (KL depends on bins)"
+            )
+        if noop:
+            notes.append("TLC equals whole here: red hides blue")
+        if notes:
+            fig.supxlabel("; ".join(notes), fontsize=7)
     return fig
+
+
+#: Fewest values on either side for which a legend shows KL (it is biased at small n).
+KL_MIN_N = 20
+
+
+def _sizes(df: pd.DataFrame, values: dict[str, np.ndarray], channel: int | None) -> dict:
+    """Per regime the legend's sample size: images (or crops / tiles) and values."""
+    n_ch = df["channel"].nunique() if channel is None else 1
+    pooled = f", {n_ch} channels pooled" if n_ch > 1 else ""
+    out = {}
+    for regime, v in values.items():
+        if "sample" in df.columns:
+            n = df.loc[df["regime"].astype(str) == regime, "sample"].nunique()
+            unit = {"train": "crop", "tiles": "tile"}.get(regime, "image")
+            out[regime] = f"{n} {unit}{'s' if n != 1 else ''}, n={v.size}{pooled}"
+        else:
+            out[regime] = f"n={v.size}{pooled}"
+    return out
+
+
+def _kl_w1_disagree(rows: pd.DataFrame) -> bool:
+    """True when KL and W1 order tlc and whole differently (both rows present)."""
+    if not {"whole~train", "tlc~train"} <= set(rows.index):
+        return False
+    w, t = rows.loc["whole~train"], rows.loc["tlc~train"]
+    dw, dk = float(t["w1"] - w["w1"]), float(t["kl"] - w["kl"])
+    return bool(np.isfinite(dk) and dw * dk < 0)
 
 
 def choose_site(shift_table: pd.DataFrame, kind: str, model: str | None = None) -> str:
@@ -287,6 +357,15 @@ def depth_profile(
     return fig
 
 
+#: How a shift-table column reads on a colour bar or an axis.
+METRIC_LABELS = {
+    "w1_norm": "W1 / std(train values)",
+    "w1": "W1 (units of the statistic)",
+    "kl": "KL(train || other), nats",
+    "js": "Jensen-Shannon, nats",
+}
+
+
 def heatmap(
     shift_table: pd.DataFrame,
     model: str,
@@ -318,7 +397,7 @@ def heatmap(
                 annot=True,
                 fmt=".2g",
                 cmap="viridis",
-                cbar_kws={"label": metric},
+                cbar_kws={"label": METRIC_LABELS.get(metric, metric)},
                 annot_kws={"fontsize": 6},
                 ax=ax,
             )
