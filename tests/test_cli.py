@@ -163,7 +163,7 @@ def test_bench_quick(tmp_path, capsys):
 @pytest.mark.slow
 def test_reproduce_quick_on_a_shipped_checkpoint(tmp_path):
     ck = [c for c in shipped_checkpoints() if c.stem == "nafnet-tiny-deblur"]
-    r = reproduce(tmp_path, quick=True, checkpoints=ck, progress=False)
+    r = reproduce(out=tmp_path, quick=True, checkpoints=ck, progress=False)
     report = (tmp_path / "REPORT.md").read_text()
     assert "## Table A1" in report and "![" in report
     for line in report.splitlines():  # every embedded figure exists

@@ -143,7 +143,6 @@ def _collect(ck, out, data, **kw):
 
 def test_two_checkpoints_of_one_architecture_under_two_names(tmp_path):
     data = pairs_folder(tmp_path / "data", 1, 40, 96)
-    (tmp_path / "train").mkdir()
     cks = []
     for seed in (0, 1):
         torch.manual_seed(seed)
@@ -261,5 +260,46 @@ def test_tlc_that_changes_nothing_is_said(tmp_path):
     # the bench says so too
     from tlc_probe.jobs import bench
 
-    with pytest.warns(RuntimeWarning, match="TLC changed nothing"):
-        bench(ck, sizes=[], repeats=1, progress=False, images=ImageSource(small), schemes=["tlc"])
+    with pytest.warns(RuntimeWarning, match="TLC changed nothing on the test images"):
+        bench(
+            ck,
+            sizes=[(64, 128)],
+            repeats=1,
+            progress=False,
+            images=ImageSource(small),
+            schemes=["tlc"],
+        )  # TLC acts at the timing size: the test images are what counts
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        bench(ck, sizes=[], repeats=1, progress=False, images=ImageSource(large), schemes=["tlc"])
+
+
+@pytest.mark.slow
+def test_reproduce_on_a_spandrel_checkpoint_under_a_name_of_ones_own(tmp_path, capsys):
+    from tlc_probe.models.foreign import import_spandrel
+
+    import_spandrel()  # the extra is part of the test environment: no skip
+    from spandrel.architectures.NAFNet import NAFNet
+
+    torch.manual_seed(0)
+    net = NAFNet(width=8, middle_blk_num=1, enc_blk_nums=[1, 1], dec_blk_nums=[1, 1])
+    for p in net.parameters():
+        p.data.normal_(0, 0.2)
+    ck = tmp_path / "NAFNet-GoPro-width8.pth"
+    torch.save({"params": net.state_dict()}, ck)
+    data = gopro_folder(tmp_path / "GoPro", 48, 80, sequences=1, frames=3)
+    out = tmp_path / "run"
+    argv = ["reproduce", "--checkpoint", str(ck), "--task", "deblur", "--train-size", "32"]
+    argv += ["--data", str(data), "--layout", "gopro", "--name", "mine", "--quick"]
+    assert main([*argv, "--out", str(out)]) == 0, capsys.readouterr().err
+    # the run's name, not the file's stem, names every output
+    assert (out / "stats" / "mine" / "_run.json").is_file()
+    assert (out / "bench" / "mine" / "bench.csv").is_file()
+    assert "### mine" in (out / "REPORT.md").read_text()
+    for table in ("reliance/reliance.csv", "shift/summary.csv", "bench/mine/bench.csv"):
+        assert set(pd.read_csv(out / table)["model"]) == {"mine"}, table
+    run = json.loads((out / "stats" / "mine" / "_run.json").read_text())
+    assert run["preset"] == "spandrel" and run["architecture"] == "NAFNet"
+    # a preset without a model to build is refused, naming the flags
+    assert main([*argv, "--preset", "official", "--out", str(tmp_path / "x")]) == 2
+    assert "--preset 'official' is a preset of --model" in capsys.readouterr().err

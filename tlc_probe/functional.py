@@ -325,14 +325,17 @@ class FunctionalSites:
         module, counts = self._stack[-1]
         if site_kind(module) is not None:  # inside a site (its own code): not a call site
             return func(*args, **kwargs)
-        call = qualifying_call(family, args, kwargs)
+        # calls are numbered by the shape rule alone, so that a call on a 1 x 1 map keeps
+        # its index (and never takes another call's) whatever the map size of a pass
+        call = _qualifying(family, args, kwargs)
         if call is None:
             return func(*args, **kwargs)
         index = counts.get(family, 0)
         counts[family] = index + 1
         attr = f"#{family}{index}"
         if self.discovering:
-            self.found.setdefault((id(module), attr), (module, family, call[1]))
+            if qualifying_call(family, args, kwargs) is not None:  # not on a 1 x 1 map
+                self.found.setdefault((id(module), attr), (module, family, call[1]))
             return func(*args, **kwargs)
         proxy = module._modules.get(attr)
         if proxy is None:  # a call the calibration pass did not see: left alone

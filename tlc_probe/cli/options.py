@@ -27,7 +27,7 @@ def add_model_options(p: argparse.ArgumentParser, *, checkpoint: bool = True) ->
         help="zoo architecture of a checkpoint without tlc-probe metadata (hinet, mprnet, "
         "nafnet, ffanet, restormer, spdnet; default: spandrel detects it)",
     )
-    p.add_argument("--preset", default="official", help="its preset (default: official)")
+    p.add_argument("--preset", help="its preset (default: official)")
     p.add_argument("--task", help="deblur | derain | dehaze (required without tlc-probe metadata)")
     p.add_argument(
         "--train-size",
@@ -55,7 +55,12 @@ def add_data_options(p: argparse.ArgumentParser, *, train: bool = False) -> None
             help="paired folder of training images for the train regime (same layout; "
             "default: ROOT/train of a gopro --data, the bundled training pool without --data)",
         )
-    p.add_argument("--seed", type=int, default=0, help="crops / degradation seed (default: 0)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the bundled photos' degradations (and of collect's crops; default: 0)",
+    )
     p.add_argument(
         "--n-per-photo",
         type=int,
@@ -101,6 +106,7 @@ FLAGS = {
     "train_data= (a folder of the same layout)": "--train-data DIR (same layout)",
     "train_data=": "--train-data",
     "model=": "--model",
+    "preset=": "--preset ",
     "name=": "--name",
     "name must": "--name must",
     "seed must": "--seed must",

@@ -9,7 +9,12 @@ from .options import add_data_options, add_model_options, identity, image_source
 from .paths import existing, writable_folder
 
 NAME = "reproduce"
-FLAGS = {**MODEL_FLAGS, "overwrite=True": "--overwrite", "arch=": "--model"}
+FLAGS = {
+    **MODEL_FLAGS,
+    "overwrite=True": "--overwrite",
+    "arch=": "--model",
+    "n_images must": "--images must",
+}
 HELP = "run the main job: the embedded default, or --checkpoint CK [--data DIR] (your model)"
 DESCRIPTION = (
     "The main job. Without --checkpoint, on the embedded default: every checkpoint "
@@ -37,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="your checkpoint: run the main job on it")
     add_model_options(p, checkpoint=False)
     add_data_options(p, train=True)
+    p.add_argument("--images", type=int, help="use the first N test images (default: all)")
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -56,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     images = image_source(args)
     mine = identity(args)
     if not args.checkpoint:
-        if given := [f"--{k.replace('_', '-')}" for k, v in mine.items() if v and k != "preset"]:
+        if given := [f"--{k.replace('_', '-')}" for k, v in mine.items() if v is not None]:
             raise ValueError(f"{', '.join(given)} describe(s) --checkpoint, which was not given")
         mine = {}
     else:
@@ -68,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         quick=args.quick,
         checkpoints=args.checkpoints,
         images=images,
+        n_images=args.images,
         overwrite=args.overwrite,
         **mine,
     )

@@ -35,7 +35,7 @@ from ..schemes import default_names, default_overlaps, make_scheme, make_schemes
 from ..store.atomic import atomic_write, write_text
 from ..store.figures import save_figure
 from ..tiling import tile_pixel_ratio
-from ..tlc.coverage import watch_coverage
+from ..tlc.coverage import Coverage, watch_coverage
 from ..viz import seam_crops_figure, sweep_figure
 from .evaluate import held_out_scores, load_for_test
 from .images import ImageSource
@@ -101,7 +101,8 @@ def bench(
     theoretical time ratio of a tiles scheme (tile pixels processed / image pixels);
     ``peak_mem_mb`` is measured once per scheme on the largest timing size (on the
     largest test image when ``sizes`` is empty; NaN elsewhere). A ``RuntimeWarning``
-    says when TLC changed nothing (every window covers its map at these sizes).
+    says when TLC changed nothing on the test images (every window covers its map at
+    their sizes), whatever it does at the timing sizes.
     """
     device = torch.device(device)
     subject, items = load_for_test(checkpoint, n_photos, seed, images=images, **identity)
@@ -142,6 +143,7 @@ def bench(
         for cov in coverage:  # the warm-up is not a measurement (the hooks keep the sets)
             for seen in cov.seen.values():
                 seen.clear()
+        on_test = [Coverage(cov.windows) for cov in coverage]
         steps = repeats * len(cases) * len(schemes)
         bar = tqdm(total=steps, desc=f"bench {name}", disable=not progress)
         for rep in range(repeats):
@@ -169,11 +171,19 @@ def bench(
                         ov = s.overlap if s.overlap is not None else seam_tile_overlap
                         quality[(ci, s.name)] = (psnr(o, y), ssim(o, y), seam_index(o, y, ts, ov))
                     bar.update(1)
+                # what TLC did on the test images, apart from the (larger) timing sizes
+                for cov, mine in zip(coverage, on_test, strict=True):
+                    for site, seen in cov.seen.items():
+                        if case[0] == "test":
+                            mine.seen[site] |= seen
+                        seen.clear()
         bar.close()
-    for s, cov in zip(tlc_runs, coverage, strict=True):
+    for s, cov in zip(tlc_runs, on_test, strict=True):
         if cov.noop:
             warnings.warn(
-                cov.message(f"in scheme {s.name} of {name}"), RuntimeWarning, stacklevel=2
+                cov.message(f"on the test images in scheme {s.name} of {name}"),
+                RuntimeWarning,
+                stacklevel=2,
             )
     rows = []
     sizes_seen = list(dict.fromkeys(c[0] for c in cases))

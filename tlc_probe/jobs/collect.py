@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from .._version import __version__
 from ..data.datasets import check_images, draw_crop, manifest
 from ..probe import Probe, training_windows
-from ..sites import SITE_KINDS
+from ..sites import SITE_KINDS, example_input
 from ..sizes import as_int
 from ..store.atomic import check_writable
 from ..store.parts import clear as clear_store
@@ -232,7 +232,11 @@ def collect(
     # and size, the folder.
     model = model.eval()
     probe_kw = {"kinds": cfg.kinds, "names": cfg.names, "depths": cfg.depths}
-    probe = Probe(model, positions=cfg.positions, **probe_kw)
+    # sites are found and numbered at the training size (functional calls on maps that
+    # are 1 x 1 there are no sites; tlc_probe.functional.MIN_PIXELS)
+    probe = Probe(
+        model, positions=cfg.positions, example=example_input(model, train_size), **probe_kw
+    )
     image_regimes = [r for r in ("whole", "tlc", "tiles", "window") if r in cfg.regimes]
     tlc_model = tlc_probe = window_probe = None
     if "tlc" in image_regimes:
@@ -496,7 +500,7 @@ def collect_checkpoint(
     task: str | None = None,
     train_size: int | None = None,
     model_name: str | None = None,
-    preset: str = "official",
+    preset: str | None = None,
     name: str | None = None,
     data: str | Path | None = None,
     layout: str = "pairs",

@@ -1,6 +1,6 @@
-"""Scores on the held-out test photos: the one loop that runs schemes over them, used by
-``evaluate``, training validation and the window sweep (and the test items the bench and
-the figures run on)."""
+"""Scores on the test images (the held-out bundled photos, or a user's folder): the one
+loop that runs schemes over them, used by ``evaluate``, training validation and the
+window sweep (and the test items the bench, reliance and the figures run on)."""
 
 from __future__ import annotations
 
@@ -104,9 +104,11 @@ def scheme_psnr(
     images: ImageSource | None = None,
     **identity: Any,
 ) -> dict:
-    """Mean PSNR (dB) over the test photos degraded for the checkpoint's task: of the
-    input, and of the output with whole-image inference, TLC (the checkpoint's
-    train_size) and overlapping tiles (tile = train_size, overlap 16).
+    """Mean PSNR (dB) over the test images (``images``; default the bundled photos
+    degraded for the checkpoint's task with ``seed``; ``identity`` as in
+    :func:`load_for_test`): of the input, and of the output with whole-image inference,
+    TLC (the checkpoint's train_size) and overlapping tiles (tile = train_size, overlap
+    16).
     Returns {"model", "task", "train_size", "site_maps" (:func:`site_map_range`),
     "input", "whole", "tlc", "tiles-16", "n"}."""
     return _scheme_row(*load_for_test(checkpoint, None, seed, images=images, **identity))

@@ -63,9 +63,11 @@ def site_constants(
 
     keep = [(s.module.qkv_dwconv, keeper(s)) for s in probe.sites if s.kind == "attn"]
     with eval_mode(model), torch.no_grad(), probe, temporary_hooks(keep, pre=False):
-        for item in items:
+        ids = []
+        for i, item in enumerate(items):  # each image read once
             model(to_model(model, item["input"][None]))
-        rows = probe.take([item.get("id", f"image{i}") for i, item in enumerate(items)])
+            ids.append(item.get("id", f"image{i}"))
+        rows = probe.take(ids)
     means = rows.groupby(["site", "stat", "channel"], sort=True)["value"].mean()
     out: dict[str, dict[str, torch.Tensor]] = {}
     for (site, stat), g in means.groupby(level=["site", "stat"], sort=False):

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..metrics.shift import COMPARISONS
 from ..probe import Probe
+from ..sizes import as_int
 from ..store.atomic import atomic_write, write_text
 from ..store.checkpoint import read_checkpoint
 from ..store.figures import save_figure
@@ -45,6 +46,7 @@ REPRODUCE_SETTINGS: dict[str, dict[str, Any]] = {
         # per-site reliance runs the network once per site and photo (MPRNet: 37 sites);
         # on one photo it takes ~2 min for the five checkpoints, on all three ~6 min
         "reliance_photos": 1,
+        "reliance_reference": 8,
     },
     "quick": {
         "crops": 16,
@@ -55,6 +57,7 @@ REPRODUCE_SETTINGS: dict[str, dict[str, Any]] = {
         "bench_repeats": 1,
         "sweep": [],
         "reliance_photos": 1,
+        "reliance_reference": 8,
     },
 }
 #: What the main job writes under its output folder (``overwrite`` removes these only).
@@ -94,11 +97,11 @@ def prepare_out(out: Path, overwrite: bool) -> None:
 QUALITATIVE = {"deblur": "mprnet", "derain": "spdnet", "dehaze": "ffanet"}
 
 
-def _key(subject: Subject) -> str:
-    """The folder name of a subject's outputs: its checkpoint file's stem (two shipped
-    checkpoints of one architecture differ by task), else its run name."""
+def _key(subject: Subject, user: bool) -> str:
+    """The folder name of a subject's outputs: a user's run name; a shipped checkpoint's
+    file stem (two shipped checkpoints of one architecture differ by task)."""
     ck = subject.meta.get("checkpoint")
-    return Path(ck).stem if ck else subject.name
+    return Path(ck).stem if ck and not user else subject.name
 
 
 def estimate_seconds(
@@ -122,14 +125,24 @@ def estimate_seconds(
         n_img = len(images.test_items(s.task, settings["images"]))
         n_sites = len(Probe(s.model).sites)
         crops = settings["crops"] * (s.train_size**2) / max(1, x.shape[-2] * x.shape[-1])
-        passes = (
-            n_img * 5 + crops + (n_sites + 2) * min(n_img, settings["reliance_photos"] or n_img)
-        )
+        scored = min(n_img, settings["reliance_photos"] or n_img)
+        reference = len(images.test_items(s.task, _reference_images(settings, images)))
+        passes = n_img * 5 + crops + (n_sites + 2) * scored + reference
         if _benched(s, settings, len(subjects)):
             passes += n_img * (10 * settings["bench_repeats"] + 7)
         total += one * passes
         parts.append(f"{s.name}: {one:.2f} s per whole-image pass x ~{passes:.0f} passes")
     return total, "; ".join(parts)
+
+
+def _reference_images(settings: dict[str, Any], images: ImageSource) -> int | None:
+    """How many test images the reliance constants are averaged over: all the bundled
+    photos; of a folder, the images the job uses (``settings["images"]``), at least
+    ``settings["reliance_reference"]`` (a constant from the one scored image alone would
+    be that image's own statistic, and freezing would change nothing)."""
+    if images.bundled or settings["images"] is None:
+        return None
+    return max(settings["images"], settings["reliance_reference"])
 
 
 def _benched(subject: Subject, settings: dict[str, Any], n_subjects: int) -> bool:
@@ -153,6 +166,7 @@ def reproduce(
     layout: str = "pairs",
     train_data: str | Path | None = None,
     images: ImageSource | None = None,
+    n_images: int | None = None,
     progress: bool = True,
     overwrite: bool = False,
     **identity: Any,
@@ -186,6 +200,8 @@ def reproduce(
         data, layout, train_data: your test images (a paired folder; see
             :class:`~tlc_probe.jobs.images.ImageSource`), or ``images`` directly;
             default: the bundled photos.
+        n_images: use only the first N test images (collect, Table A1, the sweep;
+            default: all, or one with ``quick``).
         progress: bars, and the time estimate printed before the work starts.
 
     Returns:
@@ -200,6 +216,8 @@ def reproduce(
     t0 = time.perf_counter()
     out = Path(out)
     s = dict(REPRODUCE_SETTINGS["quick" if quick else "default"])
+    if n_images is not None:
+        s["images"] = as_int(n_images, "n_images", minimum=1)
     if images is None:
         images = ImageSource(data, layout, train_data)
     elif data is not None or train_data is not None:
@@ -216,7 +234,12 @@ def reproduce(
             raise ValueError(f"{sorted(identity)} describe model=, which was not given")
         ckpts = [Path(c) for c in checkpoints] if checkpoints else shipped_checkpoints()
         subjects = [_shipped(ck) for ck in ckpts]
-    keys = [_key(sub) for sub in subjects]
+    keys = [_key(sub, bool(s.get("user"))) for sub in subjects]
+    if not images.bundled and len({sub.task for sub in subjects}) > 1:
+        raise ValueError(
+            f"one test folder for checkpoints of tasks {sorted({x.task for x in subjects})}: "
+            "give the checkpoints of its task only (checkpoints=), or your model (model=)"
+        )
     if len(set(keys)) < len(keys) or len({(x.name, x.task) for x in subjects}) < len(keys):
         raise ValueError(f"two subjects share a name: {keys}; give them distinct names")
     prepare_out(out, overwrite)
@@ -225,7 +248,7 @@ def reproduce(
         when = f"{secs / 60:.0f} min" if secs >= 90 else f"{max(secs, 1):.0f} s"
         print(f"main job: about {when} of model passes on this machine ({how})", flush=True)
     timings: dict[str, float] = {}
-    cfg = CollectConfig(n_crops=s["crops"], positions=s["positions"])
+    cfg = CollectConfig(n_crops=s["crops"], positions=s["positions"], seed=images.seed)
     metas = {}
     for sub, key in zip(subjects, keys, strict=True):
         t = time.perf_counter()
@@ -248,7 +271,13 @@ def reproduce(
     t = time.perf_counter()
     rel = pd.concat(
         [
-            reliance_checkpoint(sub, s["reliance_photos"], images=images, progress=progress)
+            reliance_checkpoint(
+                sub,
+                s["reliance_photos"],
+                images=images,
+                n_reference=_reference_images(s, images),
+                progress=progress,
+            )
             for sub in subjects
         ],
         ignore_index=True,
@@ -292,6 +321,7 @@ def reproduce(
             sweep=s["sweep"] is None or sub.meta.get("architecture") in s["sweep"],
             progress=progress,
             images=images,
+            n_photos=s["images"],
         )
         timings[f"bench {key}"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0

@@ -98,7 +98,7 @@ def load_subject(
     checkpoint: str | Path,
     *,
     model: str | None = None,
-    preset: str = "official",
+    preset: str | None = None,
     task: str | None = None,
     train_size: int | None = None,
     name: str | None = None,
@@ -109,9 +109,10 @@ def load_subject(
         checkpoint: a tlc-probe checkpoint (it knows its architecture, task and
             train_size), a published one (``{"params": ...}``, ``state_dict`` ...) or any
             state dict spandrel recognises.
-        model, preset: zoo architecture and preset to build for a checkpoint without
-            tlc-probe metadata (default: spandrel detects the architecture). Refused for
-            a tlc-probe checkpoint that records another architecture.
+        model, preset: zoo architecture and preset (default ``"official"``) to build for
+            a checkpoint without tlc-probe metadata (default: spandrel detects the
+            architecture). Refused for a tlc-probe checkpoint that records another
+            architecture, and a preset without a model to build.
         task, train_size: required for a checkpoint without metadata; for a tlc-probe
             checkpoint they must agree with what it records.
         name: the run name (default :func:`default_name`).
@@ -126,6 +127,9 @@ def load_subject(
             and missing.
     """
     _, meta = read_checkpoint(checkpoint)
+    if preset is not None and model is None:
+        raise ValueError(f"preset={preset!r} is a preset of model=, which was not given")
+    preset = preset or "official"
     own = dict(meta)  # the file's own metadata names the run by default
     if "name" not in meta and (task is None or train_size is None):
         raise ValueError(
@@ -193,7 +197,7 @@ def as_subject(
     source: Subject | nn.Module | str | Path,
     *,
     model: str | None = None,
-    preset: str = "official",
+    preset: str | None = None,
     task: str | None = None,
     train_size: int | None = None,
     name: str | None = None,

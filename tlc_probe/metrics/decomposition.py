@@ -147,6 +147,9 @@ def decomposition(
         rel = rel[["model", "task", "site", "delta_psnr"]].rename(
             columns={"delta_psnr": "frozen_delta_psnr"}
         )
+        # names as strings on both sides (a CSV reads a numeric run name as a number)
+        rel = rel.astype({"model": str, "task": str, "site": str})
+        out = out.astype({"model": str, "task": str, "site": str})
         if (dup := rel.duplicated(["model", "task", "site"], keep=False)).any():
             twice = sorted(set(map(tuple, rel.loc[dup, ["model", "task", "site"]].to_numpy())))
             raise ValueError(f"the reliance table has several rows for {twice[:5]}")
