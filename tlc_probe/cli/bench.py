@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--quick",
         action="store_true",
         help="one repeat, one test image, sweep over 1, 1.5, 2 and global, timing at "
-        "360x640 unless --sizes (about 1-3 min for a tiny model on 2 CPU cores)",
+        "360x640 unless --sizes (15-70 s for the shipped tiny models on 2 CPU cores)",
     )
     p.add_argument(
         "--sizes", nargs="*", help="timing sizes HxW (default: 720x1280; --quick: 360x640)"
