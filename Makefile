@@ -9,7 +9,7 @@ SPANDREL ?= spandrel>=0.4,<0.5
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tlc-probe-installed
 
-.PHONY: env reproduce test test-fast lint lab bench docs clean
+.PHONY: env browser reproduce test test-fast lint lab bench docs docs-results clean
 
 env: $(STAMP)
 
@@ -26,7 +26,13 @@ $(STAMP): pyproject.toml
 reproduce: $(STAMP)
 	$(BIN)/tlc-probe reproduce --out results --overwrite
 
-test: $(STAMP)
+# The browser test (tests/test_lab_browser.py) needs a Chromium: found, or installed by
+# scripts/ensure_browser.sh (Playwright's download, else Debian's package as root), or a
+# one-line message saying what to run.
+browser: $(STAMP)
+	@bash scripts/ensure_browser.sh $(BIN)/python
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 # The edit-test loop (< 1 min): everything but training, the main job, the wheel and notebooks.
@@ -45,8 +51,12 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/local_pool.py
 
-# README figures and tables from a real run of the main job.
-docs: reproduce
+# The documentation site (MkDocs: guides, API reference, notebooks) in site/.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# docs/results.md and its figures from a real run of the main job.
+docs-results: reproduce
 	$(BIN)/python scripts/update_docs.py results
 
 clean:

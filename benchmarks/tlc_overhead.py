@@ -5,14 +5,17 @@ Run: ``python benchmarks/tlc_overhead.py [--size 720 1280] [--repeats 5] [--offi
 For each shipped checkpoint, interleaved within each repeat after a warm-up, medians
 reported as ratios to whole-image inference:
 
-* ``tlc`` (exact), ``valid`` (exact with ``valid_head``: the squeeze-excitation heads on
+The implementations are forced with :func:`tlc_probe.tlc.convert.backend` (``convert``
+picks ``fused`` for ``mode="exact"`` and ``grid`` for ``mode="fast"`` by itself):
+
+* ``tlc`` (exact, integral images), ``valid`` (exact with the squeeze-excitation heads on
   the map of valid windows, their 1x1 convolutions as matrix products, and the final
   multiply region by region without building the padded map; ``tlc``'s numbers up to
-  float rounding), ``fused`` (exact with ``fused_head``: each squeeze-excitation block's
+  float rounding), ``fused`` (exact, each squeeze-excitation block's
   local mean, head and multiply in one pass of row bands that stay in cache, and local
   channel attention in row bands; ``tlc``'s numbers up to float rounding),
-  ``fast`` (``fast_imp``), ``grid`` (``fast_imp`` + ``grid_head``: the squeeze-excitation
-  heads on the block grid);
+  ``fast`` (the block grid), ``grid`` (the block grid with the squeeze-excitation
+  heads on it);
 * ``floor``: exact TLC with every local pool replaced by the identity, every local
   instance norm by the global one and every local channel attention by the global one.
   The pooled map then costs nothing but the code after it still runs at full
@@ -44,7 +47,7 @@ from tlc_probe import convert, list_sites
 from tlc_probe.models import build
 from tlc_probe.store import build_from_checkpoint, checkpoint_dir
 from tlc_probe.tlc.attention import LocalChannelAttention
-from tlc_probe.tlc.convert import grid_head_pools
+from tlc_probe.tlc.convert import backend, grid_head_pools
 from tlc_probe.tlc.norm import LocalInstanceNorm2d
 from tlc_probe.tlc.pooling import LocalAvgPool2d
 
@@ -73,20 +76,25 @@ def free_pools(model: nn.Module) -> nn.Module:
 
 def ratios(model: nn.Module, train_size: int, x: torch.Tensor, repeats: int) -> dict[str, float]:
     """Median time of each scheme on ``x`` divided by whole-image inference's; 'whole' in s."""
+
+    def build(mode: str, name: str) -> nn.Module:
+        with backend(name):  # the implementation, forced (convert chooses it otherwise)
+            return convert(model, train_size=train_size, mode=mode)
+
     nets = {
         "whole": model,
-        "tlc": convert(model, train_size=train_size),
-        "fast": convert(model, train_size=train_size, fast_imp=True),
+        "tlc": build("exact", "plain"),
+        "fast": build("fast", "plain"),
     }
     kinds = {s.kind for s in list_sites(model)}
     if "se" in kinds:
-        nets["valid"] = convert(model, train_size=train_size, valid_head=True)
+        nets["valid"] = build("exact", "valid")
     if kinds & {"se", "attn"}:
-        nets["fused"] = convert(model, train_size=train_size, fused_head=True)
+        nets["fused"] = build("exact", "fused")  # convert(model)'s default
     if grid_head_pools(model):
-        nets["grid"] = convert(model, train_size=train_size, fast_imp=True, grid_head=True)
+        nets["grid"] = build("fast", "grid")  # convert(model, mode="fast")'s default
     if kinds & {"in", "se"}:
-        nets["floor"] = free_pools(convert(model, train_size=train_size))
+        nets["floor"] = free_pools(build("exact", "plain"))
     times: dict[str, list[float]] = {k: [] for k in nets}
     with torch.no_grad():
         for net in nets.values():

@@ -1,42 +1,107 @@
-"""Copy the README's figures from a finished ``tlc-probe reproduce`` run into docs/.
+"""The documentation's results from a finished main job: ``docs/results.md`` and figures.
 
-Usage: ``make docs`` (runs the main job, then this), or
+Usage: ``make docs-results`` (runs the main job, then this), or
 ``python scripts/update_docs.py [results]`` after ``tlc-probe reproduce --out results
 --overwrite``.
-Copies the Fig. A3 figure of the most shifted HINet instance-norm site and MPRNet SE site,
-the depth profile of MPRNet, the decomposition bars of HINet (deblurring) and NAFNet, the
-Fig. A3 figure of Restormer's most shifted attention site, SPDNet's deraining panels
-(Fig. A5 analogue), the seam crops and window sweep of the deblurring models, and
-prints the Table A1 markdown of each deblurring model for the README.
+
+* ``docs/results.md``: the run's ``REPORT.md`` as it is — every table and sentence made
+  by the job, none pasted by hand — under a header naming the commit, the date and the
+  run's settings, its figures copied to ``docs/results/``;
+* the figures the guide pages show (``docs/fig_a3_hinet_in.png``, ...): the Fig. A3
+  figure of the most shifted HINet instance-norm site and MPRNet SE site, the depth
+  profile of MPRNet, the decomposition bars of HINet and NAFNet, Restormer's most shifted
+  attention site, SPDNet's and FFA-Net's qualitative panels, HINet's seam crops and
+  NAFNet's window sweep.
 """
 
+import json
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main(results: Path) -> None:
-    docs = ROOT / "docs"
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def guide_figures(results: Path, docs: Path) -> None:
+    """Copy the figures the guide pages embed (those of the models present)."""
     figs = results / "figures"
     wanted = {
-        "fig_a3_hinet_in.png": next(figs.glob("hinet-tiny-deblur-a3-*.png")),
-        "fig_a3_mprnet_se.png": next(figs.glob("mprnet-tiny-deblur-a3-*.png")),
-        "depth_mprnet.png": figs / "mprnet-tiny-deblur-depth.png",
-        "decomposition_hinet.png": figs / "hinet-tiny-deblur-decomposition.png",
-        "decomposition_nafnet.png": figs / "nafnet-tiny-deblur-decomposition.png",
-        "qualitative_ffanet.png": figs / "qualitative-ffanet-tiny-dehaze.png",
-        "qualitative_spdnet.png": figs / "qualitative-spdnet-tiny-derain.png",
-        "fig_a3_restormer_attn.png": next(figs.glob("restormer-tiny-deblur-a3-*.png")),
+        "fig_a3_hinet_in.png": "hinet-tiny-deblur-a3-*.png",
+        "fig_a3_mprnet_se.png": "mprnet-tiny-deblur-a3-*.png",
+        "depth_mprnet.png": "mprnet-tiny-deblur-depth.png",
+        "decomposition_hinet.png": "hinet-tiny-deblur-decomposition.png",
+        "decomposition_nafnet.png": "nafnet-tiny-deblur-decomposition.png",
+        "qualitative_ffanet.png": "qualitative-ffanet-tiny-dehaze.png",
+        "qualitative_spdnet.png": "qualitative-spdnet-tiny-derain.png",
+        "fig_a3_restormer_attn.png": "restormer-tiny-deblur-a3-*.png",
+    }
+    for name, pattern in wanted.items():
+        found = sorted(figs.glob(pattern))
+        if found:
+            shutil.copyfile(found[0], docs / name)
+            print(f"docs/{name} <- {found[0]}")
+    for name, src in {
         "seams_hinet.png": results / "bench" / "hinet-tiny-deblur" / "seams.png",
         "sweep_nafnet.png": results / "bench" / "nafnet-tiny-deblur" / "sweep.png",
-    }
-    for name, src in wanted.items():
-        shutil.copyfile(src, docs / name)
-        print(f"docs/{name} <- {src}")
-    for md in sorted((results / "bench").glob("*/bench.md")):
-        print(f"\n{md.parent.name}\n\n{md.read_text()}")
+    }.items():
+        if src.exists():
+            shutil.copyfile(src, docs / name)
+            print(f"docs/{name} <- {src}")
+
+
+def results_page(results: Path, docs: Path) -> Path:
+    """Write docs/results.md from ``results/REPORT.md``, figures into docs/results/."""
+    report = (results / "REPORT.md").read_text()
+    summary = json.loads((results / "summary.json").read_text())
+    target = docs / "results"
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir()
+
+    def image(m: re.Match) -> str:
+        alt, rel = m.group(1), m.group(2)
+        src = results / rel
+        flat = rel.replace("/", "__")
+        shutil.copyfile(src, target / flat)
+        return f"![{alt}](results/{flat})"
+
+    body = re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", image, report)
+    body = re.sub(r"^# tlc-probe report\n", "", body)
+    secs = summary.get("seconds", {})
+    header = [
+        "# Results of the main job",
+        "",
+        f"Generated by `scripts/update_docs.py` from one run of the main job at commit "
+        f"`{_commit()}` ({'--quick, ' if summary.get('quick') else ''}"
+        f"{secs.get('total', float('nan')):.0f} s on the machine it ran on); every number "
+        "and sentence below is the job's own `REPORT.md`.",
+        "",
+    ]
+    page = docs / "results.md"
+    page.write_text("\n".join(header) + body.lstrip("\n"))
+    print(f"{page} <- {results / 'REPORT.md'} ({len(list(target.iterdir()))} figures)")
+    return page
+
+
+def main(results: Path) -> None:
+    docs = ROOT / "docs"
+    guide_figures(results, docs)
+    results_page(results, docs)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from tlc_probe.models import build
 from tlc_probe.schemes import default_overlaps, make_scheme
 from tlc_probe.store import save_checkpoint
 from tlc_probe.tiling import tile_edges
+from tlc_probe.tlc.convert import backend
 from tlc_probe.viz import seam_crops_figure
 
 
@@ -86,7 +87,7 @@ def ckpt(tmp_path_factory):
 def test_bench_table_has_every_scheme_and_size(ckpt):
     df = bench(ckpt, sizes=[(72, 96)], repeats=1, n_photos=1, progress=False)
     assert tuple(df.columns) == CSV_COLUMNS
-    schemes = ["whole", "tlc", "tlc-fast", "tlc-grid", "tiles-4", "tiles-32"]
+    schemes = ["whole", "tlc", "tlc-fast", "tiles-4", "tiles-32"]
     for size in ("test", "72x96"):
         assert df[df.image_size == size]["scheme"].tolist() == schemes
     test = df[df.image_size == "test"]
@@ -102,18 +103,23 @@ def test_bench_table_has_every_scheme_and_size(ckpt):
     assert md.count("\n") == 1 + len(df) and "| patches (test) | 32 |" in md
 
 
-def test_bench_runs_the_valid_and_fused_heads_when_named(ckpt):
-    names = ["tlc", "tlc-valid", "tlc-fused", "tlc"]  # whole comes first anyway, a repeat once
+def test_bench_runs_the_schemes_named_and_tlc_takes_the_fused_path(ckpt):
+    names = ["tlc", "tlc-fast", "tlc"]  # whole comes first anyway, a repeat once
     df = bench(ckpt, sizes=[], repeats=1, n_photos=1, progress=False, schemes=names)
-    assert df["scheme"].tolist() == ["whole", "tlc", "tlc-valid", "tlc-fused"]
-    tlc, valid, fused = (df[df.scheme == s].iloc[0] for s in ("tlc", "tlc-valid", "tlc-fused"))
-    assert valid["tlc"] == "valid" and abs(valid["psnr"] - tlc["psnr"]) < 1e-4  # same numbers
-    assert fused["tlc"] == "fused" and abs(fused["psnr"] - tlc["psnr"]) < 1e-4
-    assert "| yes (valid head) |" in table_a1(df) and "| yes (fused head) |" in table_a1(df)
-    net = make_scheme("tlc-valid", build("nafnet", "tiny").eval(), 32).run
-    assert any(getattr(m, "valid_head", False) for m in net.modules())
-    with pytest.raises(ValueError, match="unknown scheme"):
-        bench(ckpt, sizes=[], repeats=1, n_photos=1, progress=False, schemes=["tlc-nope"])
+    assert df["scheme"].tolist() == ["whole", "tlc", "tlc-fast"]
+    assert df["tlc"].tolist() == ["no", "exact", "fast"]
+    assert "| yes |" in table_a1(df) and "| yes (fast) |" in table_a1(df)
+    model = build("nafnet", "tiny").eval()
+    net = make_scheme("tlc", model, 32).run
+    assert any(getattr(m, "fused_head", False) for m in net.modules())
+    with backend("plain"):
+        plain = make_scheme("tlc", model, 32).run
+    x = torch.rand(1, 3, 61, 75)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), plain(x), rtol=1e-5, atol=1e-6)
+    for gone in ("tlc-nope", "tlc-grid", "tlc-valid", "tlc-fused"):
+        with pytest.raises(ValueError, match="unknown scheme"):
+            bench(ckpt, sizes=[], repeats=1, n_photos=1, progress=False, schemes=[gone])
 
 
 def test_window_sweep_rows_and_global_limit(ckpt):

@@ -19,7 +19,8 @@ from torch import nn
 
 from tlc_probe.jobs.collect import CollectConfig, collect, collect_checkpoint
 from tlc_probe.models import build
-from tlc_probe.store import COLUMNS, parts, read_meta, read_stats, save_checkpoint
+from tlc_probe.store import COLUMNS, read_meta, read_stats, save_checkpoint
+from tlc_probe.store.parts import parts
 from tlc_probe.tiling import image_tiles, tile_starts
 
 TS = 32

@@ -98,8 +98,13 @@ def test_local_norm_site_equals_bruteforce_on_large_input():
 def test_fast_imp_close_to_exact():
     model = _eval(ToyNet())
     exact = convert(model, train_size=32)
-    fast = convert(model, train_size=32, fast_imp=True)
+    fast = convert(model, train_size=32, mode="fast")
     assert all(s["fast_imp"] for s in tlc_windows(fast))
+    with pytest.warns(DeprecationWarning, match="mode='fast'"):
+        old = convert(model, train_size=32, fast_imp=True)  # TLC's own name, for one release
+    assert all(s["fast_imp"] for s in tlc_windows(old))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        convert(model, train_size=32, mode="grid")
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 160), indexing="ij")
     x = torch.stack([yy, xx, (yy + xx) / 2])[None]
     with torch.no_grad():
@@ -275,10 +280,13 @@ def test_linear_se_with_dropout_converts_in_train_mode():
     assert isinstance(tlc.ca1, LocalLinearSE) and tlc.training
 
 
-def test_grid_head_without_a_target_warns_and_no_site_left_raises():
+def test_fast_mode_without_a_grid_head_target_is_silent_and_no_site_left_raises():
     model = _eval(ToyNet(se_block=LinearSE))
-    with pytest.warns(UserWarning, match="grid_head=True has no effect"):
-        convert(model, train_size=32, kinds=("se",), skip=["ca2.*"], fast_imp=True, grid_head=True)
+    with warnings.catch_warnings(record=True) as caught:  # the grid head is automatic
+        warnings.simplefilter("always")
+        convert(model, train_size=32, kinds=("se",), skip=["ca2.*"], mode="fast")
+    said = [str(w.message) for w in caught]
+    assert len(said) == 1 and "leaves these global-aggregation sites global" in said[0]
 
     class Dead(nn.Module):
         def __init__(self):

@@ -14,7 +14,8 @@ from test_shift import synthetic_stats
 
 from tlc_probe.explore import StatsSource, explore
 from tlc_probe.metrics.shift import shift_table
-from tlc_probe.store import part_path, read_stats, write_part
+from tlc_probe.store import read_stats
+from tlc_probe.store.parts import part_path, write_part
 
 
 def _write_store(root, frame: pd.DataFrame) -> None:

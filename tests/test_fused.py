@@ -1,4 +1,4 @@
-"""The fused exact path (``convert(..., fused_head=True)``): window means streamed in row
+"""The fused exact path (``convert``'s default exact implementation): window means streamed in row
 bands, the squeeze-excitation head and multiply run band by band; the exact path's
 numbers, checked against brute force, scipy and the plain exact path."""
 
@@ -13,6 +13,7 @@ from toy_models import CALayer, ToyNet
 from tlc_probe import LocalAvgPool2d, convert
 from tlc_probe.models import build
 from tlc_probe.schemes import make_scheme
+from tlc_probe.tlc.convert import backend
 from tlc_probe.tlc.fused import FusedMap
 from tlc_probe.tlc.gridmap import ValidMap
 from tlc_probe.tlc.stream import band_rows, box_mean_bands
@@ -138,26 +139,36 @@ def test_input_changed_in_place_before_the_multiply_is_refused():
 
 
 @pytest.mark.filterwarnings("ignore:sites never called")  # spdnet at 32 px
-@pytest.mark.parametrize("name", ["mprnet", "ffanet", "nafnet", "spdnet"])  # spdnet: linear SE
-def test_fused_head_equals_the_exact_path(name):
+@pytest.mark.parametrize("name", ["hinet", "mprnet", "ffanet", "nafnet", "restormer", "spdnet"])
+def test_the_default_exact_mode_equals_the_plain_exact_path(name):
+    # every zoo model: SE pools (spdnet: linear SE), instance norm (hinet), attention
     torch.manual_seed(0)
     model = build(name, "tiny").eval()
-    exact = convert(model, train_size=32)
-    fused = convert(model, train_size=32, fused_head=True)
-    assert any(getattr(m, "fused_head", False) for m in fused.modules())
+    with backend("plain"):
+        exact = convert(model, train_size=32)
+    fused = convert(model, train_size=32)  # mode="exact" picks the fused path itself
+    if name != "hinet":  # (instance norm has one exact implementation)
+        assert any(
+            getattr(m, "fused_head", False) or getattr(m, "fused", False) for m in fused.modules()
+        )
     for shape in [(2, 3, 75, 61), (1, 3, 33, 97)]:  # odd sizes, batch > 1
         x = torch.rand(shape)
         with torch.no_grad():
             a, b = exact(x), fused(x)
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=2e-6)
+    x = torch.rand(1, 3, 45, 70, requires_grad=True)  # under autograd: same outputs, gradients
+    (ga,) = torch.autograd.grad(exact(x).square().sum(), x)
+    (gb,) = torch.autograd.grad(fused(x).square().sum(), x)
+    torch.testing.assert_close(gb, ga, rtol=1e-4, atol=1e-6)
 
 
 def test_under_autograd_the_plain_path_with_the_same_gradients():
     # (trainable head weights on an input without gradients: tests/test_validmap.py)
     torch.manual_seed(1)
     model = ToyNet(se_block=CALayer)
-    exact = convert(model.eval(), train_size=32)
-    fused = convert(model.eval(), train_size=32, fused_head=True)
+    with backend("plain"):
+        exact = convert(model.eval(), train_size=32)
+    fused = convert(model.eval(), train_size=32)
     x = torch.rand(2, 3, 70, 58, requires_grad=True)
     (ga,) = torch.autograd.grad(exact(x).sum(), x)
     (gb,) = torch.autograd.grad(fused(x).sum(), x)
@@ -178,13 +189,22 @@ def test_nonfinite_and_half_maps_take_the_valid_path():
     torch.testing.assert_close(full.nan_to_num().double(), ref.nan_to_num(), rtol=1e-5, atol=1e-6)
 
 
-def test_options_and_scheme():
+def test_backends_are_chosen_by_convert_and_forced_only_by_name():
     toy = ToyNet(se_block=CALayer).eval()
-    with pytest.raises(ValueError, match="fused_head"):
-        convert(toy, train_size=32, fast_imp=True, fused_head=True)
-    with pytest.raises(ValueError, match="exclude each other"):
-        convert(toy, train_size=32, valid_head=True, fused_head=True)
-    net = make_scheme("tlc-fused", toy, 32)
-    assert net.tlc_mode == "fused"
+    with pytest.raises(ValueError, match="unknown backend"):
+        with backend("banded"):
+            pass
+    with backend("grid"), pytest.raises(ValueError, match="not one of mode 'exact'"):
+        convert(toy, train_size=32)
+    net = make_scheme("tlc", toy, 32)
+    assert net.tlc_mode == "exact"
     assert any(getattr(m, "fused_head", False) for m in net.run.modules())
     assert "fused_head=True" in repr(net.run)
+    for name, flag in (("valid", "valid_head"), ("plain", None)):
+        with backend(name):
+            forced = convert(toy, train_size=32)
+        pools = [m for m in forced.modules() if isinstance(m, LocalAvgPool2d)]
+        assert pools and all(not m.fused_head for m in pools)
+        assert all(getattr(m, flag) for m in pools) if flag else True
+    fast = convert(toy, train_size=32, mode="fast")
+    assert any(getattr(m, "grid_head", False) for m in fast.modules())

@@ -8,6 +8,7 @@ from torch import nn
 from tlc_probe import convert
 from tlc_probe.models.mprnet import CALayer
 from tlc_probe.tlc.box import fast_stride
+from tlc_probe.tlc.convert import backend
 from tlc_probe.tlc.gridmap import GridMap
 
 
@@ -39,8 +40,9 @@ class Consumer(nn.Module):
 
 def _models(model, **kw):
     torch.manual_seed(0)
-    fast = convert(model, train_size=16, fast_imp=True, **kw)
-    head = convert(model, train_size=16, fast_imp=True, grid_head=True, **kw)
+    with backend("plain"):
+        fast = convert(model, train_size=16, mode="fast", **kw)
+    head = convert(model, train_size=16, mode="fast", **kw)  # the grid head: fast's default
     return fast, head
 
 
@@ -133,10 +135,10 @@ def test_autograd_gets_plain_tensors_and_gradients():
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
-def test_grid_head_needs_fast_imp_and_is_inert_at_training_size():
+def test_grid_head_is_fast_modes_and_inert_at_training_size():
     model = Block().eval()
-    with pytest.raises(ValueError, match="fast_imp"):
-        convert(model, train_size=16, grid_head=True)
+    with backend("grid"), pytest.raises(ValueError, match="not one of mode 'exact'"):
+        convert(model, train_size=16)
     _, head = _models(model)
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():

@@ -49,15 +49,28 @@ CHROMIUM_ARGS = [
     "--disable-extensions",
 ]
 INSTALL = (
-    "install Debian's chromium (as root: apt-get install -y chromium; .ci/run does it) "
-    "or set TLC_PROBE_CHROMIUM to a Chromium binary"
+    "run make browser (scripts/ensure_browser.sh), install Debian's chromium (as root: "
+    "apt-get install -y chromium) or set TLC_PROBE_CHROMIUM to a Chromium binary"
 )
 
 pytestmark = pytest.mark.slow
 
 
 def _chromium() -> str:
-    path = os.environ.get("TLC_PROBE_CHROMIUM") or shutil.which("chromium")
+    """The browser: ``TLC_PROBE_CHROMIUM``, Debian's ``chromium`` (or ``chromium-browser``)
+    on PATH, or the one Playwright downloaded (``make test`` gets one of them:
+    scripts/ensure_browser.sh)."""
+    path = (
+        os.environ.get("TLC_PROBE_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
+    if not path:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            managed = pw.chromium.executable_path
+        path = managed if os.path.exists(managed) else None
     if not path or not os.access(path, os.X_OK):
         pytest.fail(f"no Chromium for the browser test: {INSTALL}", pytrace=False)
     return path

@@ -91,9 +91,12 @@ def test_linear_se_rewritten_exactly_at_train_size(tiny):
         assert (tlc(big) - tiny(big)).abs().max() > 2e-5
 
 
-def test_schemes_offer_no_grid_head_for_linear_heads(tiny):
-    from tlc_probe.schemes import default_names
+def test_fast_mode_puts_no_grid_head_on_linear_heads(tiny):
+    from tlc_probe import convert
+    from tlc_probe.tlc.convert import grid_head_pools
 
-    names = default_names(tiny, 128)
-    assert "tlc-fast" in names and "tlc-grid" not in names
-    assert "tlc-grid" in default_names(build("nafnet", "tiny"), 64)
+    assert grid_head_pools(tiny) == [] and grid_head_pools(build("nafnet", "tiny"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sites never called at train size
+        fast = convert(tiny, train_size=128, mode="fast")
+    assert not any(getattr(m, "grid_head", False) for m in fast.modules())

@@ -99,3 +99,21 @@ def test_console_script_help():
         assert "usage: tlc-probe" in out
     scripts = _pyproject()["project"]["scripts"]
     assert scripts == {"tlc-probe": "tlc_probe.cli:main"}
+
+
+def test_the_package_and_the_help_import_no_torch():
+    # the root facade imports names when first used; --help needs no model machinery
+    code = (
+        "import sys, contextlib, io\n"
+        "import tlc_probe\n"
+        "from tlc_probe.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['--help']) == 0 and main(['collect', '--help']) == 0\n"
+        "print(sorted(m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules))\n"
+        "assert callable(tlc_probe.convert) and 'torch' in sys.modules\n"
+        "missing = [n for n in tlc_probe.__all__ if not hasattr(tlc_probe, n)]\n"
+        "assert not missing, missing\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

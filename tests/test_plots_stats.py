@@ -9,7 +9,7 @@ from matplotlib.colors import to_rgb
 from test_shift import synthetic_stats
 
 from tlc_probe.metrics.shift import shift_table
-from tlc_probe.store import save_figure
+from tlc_probe.store.figures import save_figure
 from tlc_probe.viz import stats as viz_stats
 
 

@@ -134,7 +134,7 @@ def test_se_sites_of_nafnet_recorded():
 @pytest.mark.parametrize("fast", [False, True])
 def test_tlc_local_means_equal_brute_force_windows(fast):
     model = _toy()
-    tlc = convert(model, train_size=32, fast_imp=fast)
+    tlc = convert(model, train_size=32, mode="fast" if fast else "exact")
     x = torch.rand(1, 3, 112, 144, generator=torch.Generator().manual_seed(2))
     x[..., 60:, :] = x[..., 60:, :] * 0.2 + 0.5  # statistics that vary over the map
     positions = 5

@@ -1,4 +1,5 @@
-"""The exact pool's valid-window head (``convert(..., valid_head=True)``): the same numbers
+"""The exact pool's valid-window head (``convert``'s ``valid`` backend, and its
+fallback under autograd / half / NaN): the same numbers
 as the plain exact path, with the squeeze-excitation head run on the valid windows."""
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ from toy_models import CALayer, ToyNet
 from tlc_probe import LocalAvgPool2d, convert
 from tlc_probe.models import build
 from tlc_probe.tlc.box import replicate_to
+from tlc_probe.tlc.convert import backend
 from tlc_probe.tlc.fused import FusedMap
 from tlc_probe.tlc.gridmap import ValidMap
 
 
 def _pair(model, train_size):
-    exact = convert(model.eval(), train_size=train_size)
-    valid = convert(model.eval(), train_size=train_size, valid_head=True)
+    with backend("plain"):
+        exact = convert(model.eval(), train_size=train_size)
+    with backend("valid"):
+        valid = convert(model.eval(), train_size=train_size)
     return exact, valid
 
 
@@ -66,8 +70,10 @@ def test_valid_head_under_autograd_and_with_nonfinite_values():
 
 
 def test_valid_head_is_for_the_exact_path_only():
+    with backend("valid"), pytest.raises(ValueError, match="not one of mode 'fast'"):
+        convert(ToyNet(se_block=CALayer).eval(), train_size=32, mode="fast")
     with pytest.raises(ValueError, match="valid_head"):
-        convert(ToyNet(se_block=CALayer).eval(), train_size=32, fast_imp=True, valid_head=True)
+        LocalAvgPool2d(4, fast_imp=True, valid_head=True)
 
 
 @pytest.mark.parametrize("bias", [False, True])

@@ -3,16 +3,10 @@ the window sweep and the figures.
 
 =============  =================================================================
 ``whole``      the global model on the whole image
-``tlc``        :func:`tlc_probe.convert` (exact local statistics)
-``tlc-fast``   ``convert(..., fast_imp=True)``
-``tlc-grid``   ``convert(..., fast_imp=True, grid_head=True)``: squeeze-excitation
-               heads evaluated on the block grid
-``tlc-valid``  ``convert(..., valid_head=True)``: exact, the squeeze-excitation heads
-               on the valid windows (``tlc``'s numbers up to float rounding; not a
-               default scheme)
-``tlc-fused``  ``convert(..., fused_head=True)``: exact, pool, head and multiply of each
-               squeeze-excitation block in one pass of row bands, channel attention in
-               row bands (``tlc``'s numbers up to float rounding; not a default scheme)
+``tlc``        :func:`tlc_probe.convert` (``mode="exact"``: exact local statistics,
+               the fastest exact implementation chosen by ``convert``)
+``tlc-fast``   ``convert(..., mode="fast")``: the block-grid approximation, the
+               squeeze-excitation heads on the grid
 ``tiles-<o>``  tiles of ``train_size`` overlapping by ``o`` px, overlaps averaged
                (:func:`tlc_probe.tiled_inference`)
 =============  =================================================================
@@ -39,7 +33,6 @@ from torch import nn
 from .sizes import as_int
 from .tiling import tiled_inference
 from .tlc import convert
-from .tlc.convert import grid_head_pools
 
 #: Overlaps as fractions of the tile: the paper's 16 and 128 px of a 256-px tile.
 PAPER_OVERLAP_FRACTIONS = (16 / 256, 128 / 256)
@@ -48,9 +41,6 @@ TLC_MODES: dict[str, str | None] = {
     "whole": None,
     "tlc": "exact",
     "tlc-fast": "fast",
-    "tlc-grid": "grid",
-    "tlc-valid": "valid",
-    "tlc-fused": "fused",
 }
 
 
@@ -59,8 +49,8 @@ class Scheme:
     """One inference scheme.
 
     ``name``: see the module docstring; ``run``: (N, 3, H, W) -> (N, 3, H, W);
-    ``overlap``: tile overlap in px (``None`` if untiled); ``tlc_mode``: 'exact', 'fast',
-    'grid', 'valid' or 'fused' for a converted model, ``None`` for the global one.
+    ``overlap``: tile overlap in px (``None`` if untiled); ``tlc_mode``: 'exact' or 'fast'
+    (``convert``'s ``mode``) for a converted model, ``None`` for the global one.
     """
 
     name: str
@@ -75,12 +65,9 @@ def default_overlaps(tile: int) -> list[int]:
 
 
 def default_names(model: nn.Module, train_size: int, overlaps: Sequence[int] | None = None):
-    """whole, tlc, tlc-fast, tlc-grid (only if ``model`` has squeeze-excitation pools
-    with convolutional heads, :func:`tlc_probe.tlc.convert.grid_head_pools`) and
-    ``tiles-<o>`` for each of ``overlaps`` (default :func:`default_overlaps`)."""
+    """whole, tlc, tlc-fast and ``tiles-<o>`` for each of ``overlaps`` (default
+    :func:`default_overlaps`)."""
     names = ["whole", "tlc", "tlc-fast"]
-    if grid_head_pools(model):
-        names.append("tlc-grid")
     overlaps = default_overlaps(train_size) if overlaps is None else overlaps
     return names + [f"tiles-{o}" for o in overlaps]
 
@@ -95,15 +82,7 @@ def make_scheme(
         mode = TLC_MODES[name]
         if mode is None:
             return Scheme(name, model)
-        net = convert(
-            model,
-            train_size=train_size,
-            base_size=base_size,
-            fast_imp=mode in ("fast", "grid"),
-            grid_head=mode == "grid",
-            valid_head=mode == "valid",
-            fused_head=mode == "fused",
-        )
+        net = convert(model, train_size=train_size, base_size=base_size, mode=mode)
         return Scheme(name, net, tlc_mode=mode)
     prefix, _, tail = name.partition("-")
     if prefix != "tiles" or not tail.isdigit():

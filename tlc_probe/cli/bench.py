@@ -15,8 +15,8 @@ HELP = "Table A1: PSNR / SSIM / time / memory / seams of whole, TLC and tiles"
 DESCRIPTION = (
     "Inference-scheme benchmark of a checkpoint on its test images (the held-out bundled "
     "photos, or --data; PSNR, SSIM, seam index) and on the first of them resized to "
-    "720x1280 (time, memory): whole, tlc, tlc-fast, "
-    "tlc-grid (fast with squeeze-excitation heads on the block grid), tiles of train_size "
+    "720x1280 (time, memory): whole, tlc (exact), tlc-fast (block-grid approximation), "
+    "tiles of train_size "
     "with the paper's overlaps (1/16 and 1/2 of the tile) or --overlaps; all schemes "
     "interleaved, median of --repeats after a warm-up. Also the TLC window sweep "
     "(base_size / train_size 1 .. 4 and global). Writes bench.csv, bench.md, sweep.csv and "
@@ -58,8 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--schemes",
         nargs="+",
         help="schemes to run besides whole (always run: the time ratios are to it), e.g. "
-        "tlc tlc-valid tlc-fused (default: tlc, tlc-fast, tlc-grid where the model has SE "
-        "heads, tiles at --overlaps)",
+        "tlc tiles-8 (default: tlc, tlc-fast, and tiles at --overlaps)",
     )
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (default: 3)")
     p.add_argument("--no-sweep", action="store_true", help="skip the window sweep")

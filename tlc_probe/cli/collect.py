@@ -87,7 +87,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="overlap of the tiles and of the window regime's windows, px (default: 16)",
     )
     p.add_argument("--base-size", type=int, help="TLC base size, px (default: 1.5 x train)")
-    p.add_argument("--fast", action="store_true", help="TLC with the fast_imp approximation")
+    p.add_argument("--fast", action="store_true", help="TLC with convert(mode='fast')")
     p.add_argument("--images", type=int, help="use the first N test images (default: all)")
     p.add_argument("--keep-nonfinite", action="store_true", help="write NaN/Inf rows too")
     p.add_argument("--writer", default="0", help="writer id in part-file names (default: 0)")

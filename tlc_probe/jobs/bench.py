@@ -37,10 +37,10 @@ from ..store.figures import save_figure
 from ..tiling import tile_pixel_ratio
 from ..tlc.coverage import Coverage, watch_coverage
 from ..viz import seam_crops_figure, sweep_figure
-from .evaluate import held_out_scores, load_for_test
+from .evaluate import held_out_scores
 from .images import ImageSource
 from .render import table_a1
-from .subject import Subject, as_subject
+from .subject import Subject, as_subject, load_for_test
 from .timing import peak_memory_mb, timed
 
 #: base_size / train_size ratios of the window sweep (the paper's default is 1.5).
@@ -84,8 +84,8 @@ def bench(
     """Table A1 for ``checkpoint``: one row per scheme and image size.
 
     ``schemes``: names of :mod:`tlc_probe.schemes` (default
-    :func:`~tlc_probe.schemes.default_names` with ``overlaps``; ``tlc-valid`` and
-    ``tlc-fused`` are only run when named); ``whole`` is run first in any case (the time
+    :func:`~tlc_probe.schemes.default_names` with ``overlaps``); ``whole`` is run first
+    in any case (the time
     ratios are to it) and a name given twice runs once.
 
     ``checkpoint``: a checkpoint, a :class:`~tlc_probe.jobs.subject.Subject` or an own

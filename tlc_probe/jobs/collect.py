@@ -75,7 +75,8 @@ MODES = ("refuse", "resume", "overwrite")
 class CollectConfig:
     """How to collect. ``positions``: grid positions per axis for TLC local means;
     ``n_crops`` training crops in chunks of ``crop_batch``; tiles of train_size with
-    ``tile_overlap`` pixels, ``tile_batch`` per forward pass; ``base_size`` / ``fast_imp``
+    ``tile_overlap`` pixels, ``tile_batch`` per forward pass; ``base_size`` as in
+    :func:`tlc_probe.convert`, ``fast_imp`` for its ``mode="fast"``
     as in :func:`tlc_probe.convert`; ``keep_nonfinite`` writes NaN/Inf rows instead of
     dropping (and counting) them; ``writer`` names this process's part files."""
 
@@ -241,7 +242,10 @@ def collect(
     tlc_model = tlc_probe = window_probe = None
     if "tlc" in image_regimes:
         tlc_model = convert(
-            model, train_size=train_size, base_size=cfg.base_size, fast_imp=cfg.fast_imp
+            model,
+            train_size=train_size,
+            base_size=cfg.base_size,
+            mode="fast" if cfg.fast_imp else "exact",
         )
         tlc_probe = Probe(tlc_model, positions=cfg.positions, **probe_kw)
     if "window" in image_regimes:

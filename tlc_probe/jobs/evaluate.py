@@ -18,8 +18,9 @@ from ..metrics.decomposition import relied_on
 from ..metrics.image import psnr, ssim
 from ..schemes import make_schemes
 from ..sites import feature_sizes
-from .images import ImageSource, Items
-from .subject import Subject, as_subject
+from .images import ImageSource
+from .reliance import reliance as freeze
+from .subject import Subject, load_for_test
 
 #: Schemes of the ``evaluate`` table.
 EVALUATE_SCHEMES = ("whole", "tlc", "tiles-16")
@@ -31,26 +32,6 @@ def held_out_items(task: str, n: int | None = None, seed: int = 0) -> list[dict]
     data = SyntheticPairs(task, split="test", n_per_photo=1, seed=seed)
     count = len(data) if n is None else min(n, len(data))
     return [data[i] for i in range(count)]
-
-
-def load_for_test(
-    source: Subject | nn.Module | str | Path,
-    n_photos: int | None = None,
-    seed: int = 0,
-    *,
-    images: ImageSource | None = None,
-    **identity: Any,
-) -> tuple[Subject, Items]:
-    """(the :class:`~tlc_probe.jobs.subject.Subject` of ``source``, its test items).
-
-    ``source``: a subject, a checkpoint (:func:`~tlc_probe.jobs.subject.load_subject`
-    with ``identity``: ``model``, ``preset``, ``task``, ``train_size``, ``name``) or an
-    own module (``name``, ``task``, ``train_size`` required). The items are the first
-    ``n_photos`` (all if None) of ``images``' test set for the subject's task (default:
-    the bundled test photos degraded with ``seed``), read lazily."""
-    subject = as_subject(source, **identity)
-    images = images if images is not None else ImageSource(seed=seed)
-    return subject, images.test_items(subject.task, n_photos)
 
 
 def held_out_scores(
@@ -106,9 +87,9 @@ def scheme_psnr(
 ) -> dict:
     """Mean PSNR (dB) over the test images (``images``; default the bundled photos
     degraded for the checkpoint's task with ``seed``; ``identity`` as in
-    :func:`load_for_test`): of the input, and of the output with whole-image inference,
-    TLC (the checkpoint's train_size) and overlapping tiles (tile = train_size, overlap
-    16).
+    :func:`~tlc_probe.jobs.subject.load_for_test`): of the input, and of the output with
+    whole-image inference, TLC (the checkpoint's train_size) and overlapping tiles
+    (tile = train_size, overlap 16).
     Returns {"model", "task", "train_size", "site_maps" (:func:`site_map_range`),
     "input", "whole", "tlc", "tiles-16", "n"}."""
     return _scheme_row(*load_for_test(checkpoint, None, seed, images=images, **identity))
@@ -146,8 +127,6 @@ def psnr_table(
         subject, items = load_for_test(c, None, seed, images=images, **identity)
         row = _scheme_row(subject, items)
         if reliance:
-            from .reliance import reliance as freeze  # reliance uses this module's loaders
-
             rel = freeze(subject.model, items, reference=items)
             one = rel[rel["site"] != "all"]
             row["frozen_all"] = float(rel.loc[rel["site"] == "all", "delta_psnr"].iloc[0])

@@ -26,11 +26,10 @@ from ..viz import (
     qualitative_figure,
     training_dynamics,
 )
-from .evaluate import load_for_test
 from .images import ImageSource
 from .recorder import QUALITY_CSV, read_quality
 from .shift import store_shift_table
-from .subject import Subject
+from .subject import Subject, load_for_test
 
 
 def _quality(stats: str | Path | Sequence[str | Path] | SiteIndex) -> pd.DataFrame:

@@ -104,7 +104,8 @@ class TrainingRecorder:
         regimes: image regimes at each recorded step, a subset of ('whole', 'tlc').
         model_name, task: values of the ``model`` and ``task`` columns (default: the zoo
             ``<name>-<preset>`` and task of a model built by :func:`tlc_probe.models.build`).
-        kinds, positions, fast_imp: as in :class:`tlc_probe.Probe` and ``convert``.
+        kinds, positions: as in :class:`tlc_probe.Probe`; fast_imp: the TLC copy with
+            ``convert(mode="fast")``.
         first_step: the number of the first step :meth:`step` will be called with (a
             resumed training passes its next step).
         mode: 'refuse' (error if ``out`` holds a run), 'resume' (same settings and writer;
@@ -184,7 +185,9 @@ class TrainingRecorder:
         self._train_probe = Probe(self.model, enabled=self._recording, **probe_kw)
         self._whole_probe = Probe(self.model, **probe_kw)
         if "tlc" in self.regimes:  # converted once (errors show now); weights copied per step
-            self._tlc = convert(self.model, train_size=self.train_size, fast_imp=self.fast_imp)
+            self._tlc = convert(
+                self.model, train_size=self.train_size, mode="fast" if self.fast_imp else "exact"
+            )
             self._tlc_probe = Probe(self._tlc, **probe_kw)
         self._run = {
             "model": self.model_name,

@@ -35,9 +35,8 @@ from ..probe import Probe
 from ..sites import Site, temporary_hooks
 from ..tensors import eval_mode, to_model
 from ..tlc.attention import attention_matrix
-from .evaluate import load_for_test
 from .images import ImageSource, Items
-from .subject import Subject
+from .subject import Subject, load_for_test
 
 RELIANCE_COLUMNS = ("site", "kind", "depth", "psnr", "delta_psnr", "mean_abs_delta", "n_images")
 
@@ -201,7 +200,7 @@ def reliance_checkpoint(
     **identity: Any,
 ) -> pd.DataFrame:
     """:func:`reliance` of a checkpoint (or subject, or own module; see
-    :func:`~tlc_probe.jobs.evaluate.load_for_test` for ``identity``: ``model``,
+    :func:`~tlc_probe.jobs.subject.load_for_test` for ``identity``: ``model``,
     ``preset``, ``task``, ``train_size``, ``name``), with ``model`` (the run name) and
     ``task`` columns first. The images are ``images``' test set (default: the bundled
     test photos degraded with ``seed``): the constants are the means over its first

@@ -197,9 +197,12 @@ def reproduce(
             ``overwrite``, which deletes them first (:func:`prepare_out`).
         quick: one test image, fewer crops and positions, Table A1 without the
             720 x 1280 timing size and the window sweep (:data:`REPRODUCE_SETTINGS`).
-        data, layout, train_data: your test images (a paired folder; see
-            :class:`~tlc_probe.jobs.images.ImageSource`), or ``images`` directly;
-            default: the bundled photos.
+        data: your test images, a paired folder (see
+            :class:`~tlc_probe.jobs.images.ImageSource`); default: the bundled photos.
+        layout: its layout, 'gopro' | 'sots' | 'pairs'.
+        train_data: a folder of training images for the train regime (same layout).
+        images: the test images as an :class:`~tlc_probe.jobs.images.ImageSource`,
+            instead of ``data`` / ``layout`` / ``train_data``.
         n_images: use only the first N test images (collect, Table A1, the sweep;
             default: all, or one with ``quick``).
         progress: bars, and the time estimate printed before the work starts.

@@ -41,6 +41,7 @@ from ..data.synth import TASKS
 from ..models import build
 from ..sizes import as_int
 from ..store.checkpoint import build_from_checkpoint, load_checkpoint, model_label, read_checkpoint
+from .images import ImageSource, Items
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 
@@ -109,12 +110,13 @@ def load_subject(
         checkpoint: a tlc-probe checkpoint (it knows its architecture, task and
             train_size), a published one (``{"params": ...}``, ``state_dict`` ...) or any
             state dict spandrel recognises.
-        model, preset: zoo architecture and preset (default ``"official"``) to build for
-            a checkpoint without tlc-probe metadata (default: spandrel detects the
-            architecture). Refused for a tlc-probe checkpoint that records another
-            architecture, and a preset without a model to build.
-        task, train_size: required for a checkpoint without metadata; for a tlc-probe
-            checkpoint they must agree with what it records.
+        model: zoo architecture to build for a checkpoint without tlc-probe metadata
+            (default: spandrel detects the architecture). Refused for a tlc-probe
+            checkpoint that records another architecture.
+        preset: its preset (default ``"official"``); refused without ``model``.
+        task: 'deblur' | 'derain' | 'dehaze'; required for a checkpoint without
+            metadata, and for a tlc-probe checkpoint it must agree with what it records.
+        train_size: the training patch side (px); likewise.
         name: the run name (default :func:`default_name`).
 
     Returns:
@@ -222,3 +224,23 @@ def as_subject(
     return load_subject(
         source, model=model, preset=preset, task=task, train_size=train_size, name=name
     )
+
+
+def load_for_test(
+    source: Subject | nn.Module | str | Path,
+    n_photos: int | None = None,
+    seed: int = 0,
+    *,
+    images: ImageSource | None = None,
+    **identity: Any,
+) -> tuple[Subject, Items]:
+    """(the :class:`~tlc_probe.jobs.subject.Subject` of ``source``, its test items).
+
+    ``source``: a subject, a checkpoint (:func:`~tlc_probe.jobs.subject.load_subject`
+    with ``identity``: ``model``, ``preset``, ``task``, ``train_size``, ``name``) or an
+    own module (``name``, ``task``, ``train_size`` required). The items are the first
+    ``n_photos`` (all if None) of ``images``' test set for the subject's task (default:
+    the bundled test photos degraded with ``seed``), read lazily."""
+    subject = as_subject(source, **identity)
+    images = images if images is not None else ImageSource(seed=seed)
+    return subject, images.test_items(subject.task, n_photos)

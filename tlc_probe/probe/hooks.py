@@ -45,17 +45,9 @@ from ..sites import (
     select_sites,
     temporary_hooks,
 )
-from ..tlc.attention import attention_stats, attention_stats_at
-from ..tlc.box import box_mean_fast_valid, box_mean_valid, finite_centre, valid_region
+from ..tlc.attention import attention_stats
 from .records import RECORD_COLUMNS, empty_frame
 from .windows import Window, window_stats
-
-
-def grid_starts(n_valid: int, positions: int) -> torch.Tensor:
-    """Up to ``positions`` distinct indices spread evenly over 0 .. n_valid - 1 (both
-    ends included), as a 1-D int64 tensor."""
-    n = max(1, min(positions, n_valid))
-    return torch.unique(torch.linspace(0, n_valid - 1, n).round().long())
 
 
 @dataclass
@@ -71,57 +63,6 @@ class _Record:
 class _SiteLog:
     site: Site
     records: list[_Record] = field(default_factory=list)
-
-
-def _local_stats(
-    module: nn.Module, kind: str, x: torch.Tensor, positions: int
-) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """Local means (and stds for instance norm) at a grid of window positions:
-    ({stat: (N, C, P)}, ys (P,), xs (P,))."""
-    h, w = x.shape[-2:]
-    kh, kw = min(module.kernel_size[0], h), min(module.kernel_size[1], w)
-    xf = x.detach().float() if x.dtype != torch.float64 else x.detach()
-    offset, finite = finite_centre(xf)  # NaN / inf stay in their windows
-    xc = xf - offset
-    iy, ix = grid_starts(h - kh + 1, positions), grid_starts(w - kw + 1, positions)
-    iy, ix = iy.to(x.device), ix.to(x.device)
-
-    def at_grid(m: torch.Tensor, top: int = 0, left: int = 0) -> torch.Tensor:
-        return m.index_select(-2, iy + top).index_select(-1, ix + left).flatten(-2)
-
-    if kind == "in":
-        # The module's own moments (replicate-padded, float64 fallback included): the
-        # valid window starting at (i, j) sits at (i + top, j + left).
-        mu, var = module.moments(xc, finite=finite or None)
-        rows, cols = valid_region((h, w), (kh, kw))
-        mean = at_grid(mu, rows.start, cols.start)
-        out = {"std": at_grid(var, rows.start, cols.start).sqrt()}
-    else:
-        if module.fast_imp:
-            mu = box_mean_fast_valid(xc, (kh, kw), module.strides((h, w)))  # checks its grid
-        else:
-            mu = box_mean_valid(xc, (kh, kw), centre=False, finite=finite or None)
-        mean, out = at_grid(mu), {}
-    out["mean"] = mean + offset.flatten(-2)
-    ys = (iy + (kh - 1) // 2).repeat_interleave(len(ix))
-    xs = (ix + (kw - 1) // 2).repeat(len(iy))
-    return out, ys, xs
-
-
-def _attn_local_stats(
-    module: nn.Module, q: torch.Tensor, k: torch.Tensor, positions: int
-) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """Attention statistics over the TLC windows of a local attention site at a grid of
-    window positions: ({stat: (N, C, P)}, ys (P,), xs (P,)), exact (also for a
-    ``fast_imp`` module: its windows, not its cell-grid blend)."""
-    h, w = q.shape[-2:]
-    kh, kw = min(module.kernel_size[0], h), min(module.kernel_size[1], w)
-    iy = grid_starts(h - kh + 1, positions).to(q.device)
-    ix = grid_starts(w - kw + 1, positions).to(q.device)
-    stats = attention_stats_at(q, k, module.temperature, module.num_heads, (kh, kw), iy, ix)
-    ys = (iy + (kh - 1) // 2).repeat_interleave(len(ix))
-    xs = (ix + (kw - 1) // 2).repeat(len(iy))
-    return stats, ys, xs
 
 
 class Probe:
@@ -253,7 +194,7 @@ class Probe:
                         log.records.append(_Record(stat, v, ys, xs, f))
                     return
                 if local and not module.covers(size):
-                    stats, ys, xs = _local_stats(module, kind, x, self.positions)
+                    stats, ys, xs = module.window_stats(x, self.positions)
                     for stat, v in stats.items():
                         log.records.append(_Record(stat, v, ys, xs, f))
                     return
@@ -284,7 +225,7 @@ class Probe:
                         torch.cat([q, k], dim=1), "attn", window, self._input_size, (temp, heads)
                     )
                 elif log.site.local and not site.covers(size):
-                    stats, ys, xs = _attn_local_stats(site, q, k, self.positions)
+                    stats, ys, xs = site.window_stats(q, k, self.positions)
                 else:
                     stats, ys, xs = attention_stats(q, k, temp, heads), None, None
                 for stat, v in stats.items():

@@ -429,6 +429,18 @@ class LocalChannelAttention(LocalWindow, nn.Module):
         q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
         return self.project_out(self.attend(q, k, v))
 
+    def window_stats(
+        self, q: torch.Tensor, k: torch.Tensor, positions: int
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """:data:`ATTN_STATS` over this site's windows of the query and key maps ``q``,
+        ``k`` (N, C, H, W) at the grid of window positions of :meth:`window_grid`:
+        ({stat: (N, C, P)}, ys (P,), xs (P,) window centres); exact, also for a
+        ``fast_imp`` module (its windows, not its cell-grid blend)."""
+        size = (q.shape[-2], q.shape[-1])
+        kernel, iy, ix, ys, xs = self.window_grid(size, positions, q.device)
+        stats = attention_stats_at(q, k, self.temperature, self.num_heads, kernel, iy, ix)
+        return stats, ys, xs
+
     def extra_repr(self) -> str:
         fused = ", fused=True" if self.fused else ""
         return f"num_heads={self.num_heads}, " + self.window_repr() + fused

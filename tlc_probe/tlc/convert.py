@@ -34,6 +34,8 @@ import copy
 import fnmatch
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from torch import nn
@@ -201,21 +203,66 @@ def _matches(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+#: The approximations a user chooses between (``convert(mode=...)``).
+MODES = ("exact", "fast")
+#: The implementations of each mode, the first the default: a speed-only choice with the
+#: same numbers (exact: up to float rounding; fast: the grid head evaluates the
+#: squeeze-excitation activations on the block grid), made here, never by the user.
+BACKENDS: dict[str, tuple[str, ...]] = {
+    "exact": ("fused", "valid", "plain"),
+    "fast": ("grid", "plain"),
+}
+_BACKEND: ContextVar[str | None] = ContextVar("tlc_backend", default=None)
+
+
+@contextmanager
+def backend(name: str) -> Iterator[None]:
+    """Within the ``with`` block, :func:`convert` builds its mode with the implementation
+    ``name`` (one of :data:`BACKENDS` of that mode) instead of the default: for benchmarks
+    and tests that compare implementations. Not a user's choice: the numbers are the
+    same.
+
+    Example::
+
+        with backend("plain"):
+            reference = convert(model, train_size=64)   # the integral-image path
+    """
+    if not any(name in b for b in BACKENDS.values()):
+        raise ValueError(f"unknown backend {name!r}; backends: {BACKENDS}")
+    token = _BACKEND.set(name)
+    try:
+        yield
+    finally:
+        _BACKEND.reset(token)
+
+
+def _heads(mode: str) -> dict[str, bool]:
+    """The head options of the pools for ``mode`` under the current backend."""
+    name = _BACKEND.get()
+    if name is None or name not in BACKENDS[mode]:
+        if name is not None:
+            raise ValueError(f"backend {name!r} is not one of mode {mode!r}: {BACKENDS[mode]}")
+        name = BACKENDS[mode][0]
+    return {
+        "grid_head": mode == "fast" and name == "grid",
+        "valid_head": mode == "exact" and name == "valid",
+        "fused_head": mode == "exact" and name == "fused",
+    }
+
+
 def convert(
     model: nn.Module,
     train_size: int | tuple[int, int] = (256, 256),
     base_size: int | tuple[int, int] | None = None,
-    fast_imp: bool = False,
-    inplace: bool = False,
     *,
+    mode: str = "exact",
+    inplace: bool = False,
     kinds: Iterable[str] = SITE_KINDS,
     skip: Sequence[str] = (),
     in_channels: int = 3,
     fast_min_cells: int = FAST_MIN_CELLS,
-    grid_head: bool = False,
     sites: Mapping[str, str] | None = None,
-    valid_head: bool = False,
-    fused_head: bool = False,
+    fast_imp: bool | None = None,
 ) -> nn.Module:
     """Return the TLC version of ``model``: every global-aggregation site made local.
 
@@ -241,9 +288,20 @@ def convert(
             :func:`tlc_probe.store.read_checkpoint`).
         base_size: size the local window corresponds to, in input pixels; default
             1.5 x train_size (the published setting).
-        fast_imp: use the block-grid approximation in every site (faster, bounded error;
-            for attention the cell-grid blend of
-            :func:`~tlc_probe.tlc.attention.local_channel_attention_fast`).
+        mode: ``"exact"`` (default): every local mean is the brute-force window mean's
+            number (up to float rounding). The fastest implementation is chosen here,
+            per call: each squeeze-excitation block's pool, head and multiply run in one
+            pass of row bands that stay in cache, and channel attention in row bands
+            (:class:`~tlc_probe.tlc.fused.FusedMap`,
+            :func:`~tlc_probe.tlc.attention.local_channel_attention_bands`); under
+            autograd, for half precision and for maps holding NaN / inf the exact pools
+            run their heads on the valid windows and attention takes the integral-image
+            path — the same numbers either way. ``"fast"``: the block-grid approximation
+            in every site (bounded error, :mod:`tlc_probe.tlc.box`; for attention the
+            cell-grid blend of
+            :func:`~tlc_probe.tlc.attention.local_channel_attention_fast`), with the
+            squeeze-excitation heads evaluated on the grid where the head is
+            convolutional (:mod:`tlc_probe.tlc.gridmap`).
         inplace: modify ``model`` itself; otherwise a deep copy is converted and
             ``model`` is left untouched.
         kinds: which kinds of site to convert; leaving a kind global warns.
@@ -251,33 +309,14 @@ def convert(
             whose output is flattened or viewed for anything but linear layers.
         in_channels: channels of the calibration input.
         fast_min_cells: fewest blocks per window axis in the fast variant.
-        grid_head: with ``fast_imp``, run the 1x1 convolutions and activations after each
-            pool on the block grid and expand only their result (see
-            :mod:`tlc_probe.tlc.gridmap`): the head of a squeeze-excitation block then
-            costs almost nothing, at the price of evaluating its activations before the
-            interpolation instead of after.
-        valid_head: without ``fast_imp``, the exact pools return their map of valid
-            windows (:class:`~tlc_probe.tlc.gridmap.ValidMap`): 1x1 convolutions and
-            activations after a pool run on it (the convolutions as matrix products)
-            and the final multiply reads the full map once without padding it, so the
-            squeeze-excitation head never runs on replicated pixels; the same numbers as
-            the plain exact path (up to float rounding in the 1x1 convolutions), less
-            time (MPRNet-tiny at 720x1280: 1.69x -> 1.37x of whole-image inference).
-        fused_head: without ``fast_imp``, the exact pools compute nothing until the
-            squeeze-excitation multiply, which then computes the local means, the head
-            and the product in one pass of row bands that stay in cache
-            (:class:`~tlc_probe.tlc.fused.FusedMap`), and local channel attention is
-            computed in row bands too
-            (:func:`~tlc_probe.tlc.attention.local_channel_attention_bands`); the plain
-            exact path's numbers up to float rounding. Under autograd, for half
-            precision and for maps holding NaN / inf the pools act as with
-            ``valid_head`` and the attention takes the plain exact path.
         sites: declared sites, {qualified module name: kind}, for aggregations no rule
             recognises: kind 'se' for a module returning the spatial mean (N, C, 1, 1)
             of its input, 'in' for one normalising each channel by its own spatial mean
             and variance (parameters, if any, named ``weight`` / ``bias`` of shape (C,);
             ``eps`` read from the module, default 1e-5), 'attn' for an MDTA-like module.
             Each is checked against its own call at train size.
+        fast_imp: deprecated alias of TLC's own name: ``fast_imp=True`` is
+            ``mode="fast"`` (a ``DeprecationWarning`` says so).
 
     Returns:
         The converted module (``model`` itself when ``inplace``), in the same
@@ -294,6 +333,7 @@ def convert(
     Warns:
         UserWarning: sites left global (``kinds``, ``skip``), and sites the calibration
             pass never reached (left as they are).
+        DeprecationWarning: ``fast_imp`` given.
 
     With ``inplace``, the functional sites' proxies stay attached to ``model`` even when
     the conversion then fails (they compute exactly the calls they stand for).
@@ -302,6 +342,18 @@ def convert(
         >>> tlc_model = convert(model, train_size=(256, 256))  # doctest: +SKIP
         >>> restored = tlc_model(whole_image)  # (1, 3, 720, 1280)  # doctest: +SKIP
     """
+    if fast_imp is not None:
+        warnings.warn(
+            f"convert(fast_imp={fast_imp}) is deprecated: write mode="
+            f"{'fast' if fast_imp else 'exact'!r}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        mode = "fast" if fast_imp else mode
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    heads = _heads(mode)
+    fast = mode == "fast"
     train_hw = as_pair(train_size, "train_size")
     base_hw = (
         (int(1.5 * train_hw[0]), int(1.5 * train_hw[1]))
@@ -310,14 +362,6 @@ def convert(
     )
     kinds = check_kinds(kinds)
     skip = [skip] if isinstance(skip, str) else list(skip)
-    if grid_head and not fast_imp:
-        raise ValueError("grid_head=True evaluates heads on the fast pool's grid: needs fast_imp")
-    for name, on in (("valid_head", valid_head), ("fused_head", fused_head)):
-        if on and fast_imp:
-            raise ValueError(f"{name}=True is for the exact pools: not with fast_imp")
-    if valid_head and fused_head:
-        raise ValueError("valid_head and fused_head exclude each other: choose one")
-
     target = model if inplace else copy.deepcopy(model)
     declared = check_declared(target, sites)
     x = example_input(target, train_hw, in_channels)
@@ -399,11 +443,10 @@ def convert(
     # Every new module is built and checked before any is put in (``inplace`` leaves the
     # model as it was when a check fails).
     new_blocks: list[tuple[str, nn.Module, nn.Module, bool]] = []  # site, old, new, checked
-    heads = {"grid_head": grid_head, "valid_head": valid_head, "fused_head": fused_head}
     for s in chosen:
         ((h, w),) = seen[s.name]
         kernel = (max(1, h * base_hw[0] // train_hw[0]), max(1, w * base_hw[1] // train_hw[1]))
-        opts = dict(fast_imp=fast_imp, fast_min_cells=fast_min_cells, feature_size=(h, w))
+        opts = dict(fast_imp=fast, fast_min_cells=fast_min_cells, feature_size=(h, w))
         if (s.functional or s.name in declared) and s.name not in linear:
             new = _local_version(s, calls.get(id(s.module)), kernel, heads, opts)
             new.train(s.module.training)
@@ -412,25 +455,19 @@ def convert(
             new = LocalInstanceNorm2d.from_instance_norm(s.module, kernel, **opts)
             new_blocks.append((s.name, s.module, new, False))
         elif s.kind == "attn":
-            new = LocalChannelAttention.from_attention(s.module, kernel, fused=fused_head, **opts)
+            new = LocalChannelAttention.from_attention(
+                s.module, kernel, fused=heads["fused_head"], **opts
+            )
             new_blocks.append((s.name, s.module, new, True))
         elif s.name in linear:  # the valid / fused map, not the grid head (an approximation)
             attr, parent, head = linear[s.name]
-            exact_heads = {"valid_head": valid_head, "fused_head": fused_head}
+            exact_heads = {k: heads[k] for k in ("valid_head", "fused_head")}
             new = LocalLinearSE(attr, LocalAvgPool2d(kernel, **exact_heads, **opts), head)
             new.train(parent.training)
             new_blocks.append((s.name, parent, new, True))
         else:
             new = LocalAvgPool2d(kernel, **heads, **opts)
             new_blocks.append((s.name, s.module, new, False))
-    gridded = [n for _, _, n, _ in new_blocks if isinstance(n, LocalAvgPool2d) and n.grid_head]
-    if grid_head and not gridded:
-        warnings.warn(
-            "grid_head=True has no effect here: no squeeze-excitation pool with a "
-            "convolutional head (linear heads and attention run on the full map)",
-            UserWarning,
-            stacklevel=2,
-        )
     wrong = []
     for name, old, new, checked in new_blocks:
         if checked:

@@ -16,6 +16,7 @@ from .box import (
     finite_centre,
     needs_grad,
     nonfinite_windows,
+    valid_region,
 )
 from .window import LocalWindow
 
@@ -177,6 +178,26 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
         if needs_grad(xc):
             return mu, (sq - mu * mu).clamp(min=0.0)
         return mu, torch.addcmul(sq, mu, mu, value=-1.0, out=sq).clamp_(min=0.0)
+
+    def window_stats(
+        self, x: torch.Tensor, positions: int
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The local moments this norm normalises ``x`` (N, C, H, W) with (its own
+        :meth:`moments`: replicate-padded, float64 fallback included) at the grid of
+        window positions of :meth:`window_grid`: ({"mean", "std": (N, C, P)}, ys (P,),
+        xs (P,) window centres). NaN / inf stay in the windows that hold them."""
+        size = (x.shape[-2], x.shape[-1])
+        kernel, iy, ix, ys, xs = self.window_grid(size, positions, x.device)
+        xf = x.detach().float() if x.dtype != torch.float64 else x.detach()
+        offset, finite = finite_centre(xf)
+        mu, var = self.moments(xf - offset, finite=finite or None)
+        rows, cols = valid_region(size, kernel)  # the window starting at (i, j) sits there
+
+        def at(m: torch.Tensor) -> torch.Tensor:
+            return m.index_select(-2, iy + rows.start).index_select(-1, ix + cols.start)
+
+        stats = {"mean": at(mu).flatten(-2) + offset.flatten(-2), "std": at(var).flatten(-2).sqrt()}
+        return stats, ys, xs
 
     def extra_repr(self) -> str:
         return super().extra_repr() + ", " + self.window_repr()

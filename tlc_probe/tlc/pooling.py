@@ -12,10 +12,12 @@ from .box import (
     all_finite,
     box_mean,
     box_mean_fast,
+    box_mean_fast_valid,
     box_mean_valid,
     clamp_window,
     fast_factors,
     fast_window,
+    finite_centre,
     needs_grad,
 )
 from .fused import FusedMap
@@ -106,6 +108,25 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
         if (self.valid_head or self.fused_head) and not needs_grad(x):  # (fused: NaN, half)
             return ValidMap.wrap_valid(box_mean_valid(x, self.kernel_size).to(x.dtype), size)
         return box_mean(x, self.kernel_size)
+
+    def window_stats(
+        self, x: torch.Tensor, positions: int
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The local means this pool computes on ``x`` (N, C, H, W), as it computes them
+        (exact, or the block grid with ``fast_imp``), at the grid of window positions of
+        :meth:`window_grid`: ({"mean": (N, C, P) float32 / float64}, ys (P,), xs (P,)
+        window centres). NaN / inf stay in the windows that hold them."""
+        size = (x.shape[-2], x.shape[-1])
+        (kh, kw), iy, ix, ys, xs = self.window_grid(size, positions, x.device)
+        xf = x.detach().float() if x.dtype != torch.float64 else x.detach()
+        offset, finite = finite_centre(xf)
+        xc = xf - offset
+        if self.fast_imp:
+            mu = box_mean_fast_valid(xc, (kh, kw), self.strides(size))  # checks its grid
+        else:
+            mu = box_mean_valid(xc, (kh, kw), centre=False, finite=finite or None)
+        mean = mu.index_select(-2, iy).index_select(-1, ix).flatten(-2)
+        return {"mean": mean + offset.flatten(-2)}, ys, xs
 
     def extra_repr(self) -> str:
         extra = ", grid_head=True" if self.grid_head else ""

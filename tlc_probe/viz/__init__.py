@@ -1,6 +1,6 @@
 """Figures from data only (tidy frames, shift tables, tensors): never a checkpoint path,
 never a model. Every function returns a :class:`matplotlib.figure.Figure`; writing one
-to disk is :func:`tlc_probe.store.save_figure`."""
+to disk is :func:`tlc_probe.store.figures.save_figure`."""
 
 from .decomposition import decomposition_figure
 from .images import degradations_figure, qualitative_figure

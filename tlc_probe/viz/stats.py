@@ -1,7 +1,7 @@
 """Figures from the tidy statistics and the shift table (seaborn, returned as Figures).
 
 Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot state) and
-returns it; :func:`tlc_probe.store.save_figure` writes it as PNG and PDF. Colours follow
+returns it; :func:`tlc_probe.store.figures.save_figure` writes it as PNG and PDF. Colours follow
 the paper's Fig. A3: green = training patches, blue = whole images, red = whole images with TLC;
 overlapping tiles get a fourth colour (purple), the training-extent windows of the whole
 image (the ``window`` regime) a fifth (orange).
