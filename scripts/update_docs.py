@@ -73,11 +73,21 @@ def results_page(results: Path, docs: Path) -> Path:
         shutil.rmtree(target)
     target.mkdir()
 
+    guide = {  # figures the guide pages carry already: linked, not copied twice
+        "figures/qualitative-ffanet-tiny-dehaze.png": "qualitative_ffanet.png",
+        "figures/qualitative-spdnet-tiny-derain.png": "qualitative_spdnet.png",
+        "bench/hinet-tiny-deblur/seams.png": "seams_hinet.png",
+        "bench/nafnet-tiny-deblur/sweep.png": "sweep_nafnet.png",
+    }
+
     def image(m: re.Match) -> str:
         alt, rel = m.group(1), m.group(2)
-        src = results / rel
+        if rel in guide:
+            return f"![{alt}]({guide[rel]})"
+        if Path(rel).name.startswith(("qualitative-", "seams")):  # ~1 MB each
+            return f"*(figure `{rel}` of the run, not copied into the docs)*"
         flat = rel.replace("/", "__")
-        shutil.copyfile(src, target / flat)
+        shutil.copyfile(results / rel, target / flat)
         return f"![{alt}](results/{flat})"
 
     body = re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", image, report)
@@ -93,7 +103,7 @@ def results_page(results: Path, docs: Path) -> Path:
         "",
     ]
     page = docs / "results.md"
-    page.write_text("\n".join(header) + body.lstrip("\n"))
+    page.write_text("\n".join(header) + "\n" + body.lstrip("\n"))
     print(f"{page} <- {results / 'REPORT.md'} ({len(list(target.iterdir()))} figures)")
     return page
 

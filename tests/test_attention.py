@@ -261,3 +261,27 @@ def test_fused_attention_module_takes_the_bands_without_autograd_only():
         attention_module.local_channel_attention_bands = real
     with pytest.raises(ValueError, match="fused"):
         LocalChannelAttention((5, 7), 2, fast_imp=True, fused=True)
+
+
+@pytest.mark.parametrize("temp", [90.0, 50.0, 20.0])
+def test_windows_of_zero_query_or_key_channels_equal_brute_force(temp):
+    # brute force normalises a zero vector to 0: logits 0, uniform attention in that row;
+    # the integral images leave ~1e-7 residues there, which must count as zero
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 4, 12, 10, generator=g) for _ in range(3))
+    q[:, :2] += 3.0  # offsets: the residues of the centred sums are larger
+    q[:, 0, 3:9, 2:8] = 0.0  # a 6 x 6 block of zeros in query channel 0
+    k[:, 3, :7, :] = 0.0  # and the top rows of key channel 3 (the second head)
+    t = torch.tensor([temp, 0.3]).view(2, 1, 1)
+    kernel = (5, 6)
+    ref = brute_local_channel_attention(q, k, v, t, 2, kernel)
+    exact = local_channel_attention(q, k, v, t, 2, kernel)
+    bands = local_channel_attention_bands(q, k, v, t, 2, kernel, rows=3)
+    fast = local_channel_attention_fast(q, k, v, t, 2, kernel, (1, 1))  # r = 1: exact windows
+    for got in (exact, bands, fast):
+        assert (got.double() - ref).abs().max() < 1e-5
+    q64, k64, v64, t64 = (x.double() for x in (q, k, v, t))
+    assert (local_channel_attention(q64, k64, v64, t64, 2, kernel) - ref).abs().max() < 1e-10
+    # the window statistics the probe records see the same zero vectors
+    stats = attention_stats_at(q, k, t, 2, kernel, torch.tensor([3]), torch.tensor([2]))
+    assert stats["q_rms"][0, 0, 0] == 0 and stats["logit_mean"][0, 0, 0] == 0

@@ -12,6 +12,7 @@ from .reliance import reliance, reliance_checkpoint, site_constants
 from .render import markdown, table_a1
 from .reproduce import reproduce
 from .shift import (
+    read_reliance,
     shift_outputs,
     shift_results,
     store_shift_table,
@@ -43,6 +44,7 @@ __all__ = [
     "psnr_table",
     "qualitative",
     "read_quality",
+    "read_reliance",
     "reliance",
     "reliance_checkpoint",
     "reproduce",

@@ -109,8 +109,9 @@ def estimate_seconds(
 ) -> tuple[float, str]:
     """A rough duration of the main job (seconds) and how it was estimated: one timed
     whole-image pass of each subject on its first test image, times the passes the job
-    makes (collect about 5 per image plus the crops, reliance sites + 2 per scored image,
-    bench and sweep about 10 + 7 per image and repeat). An estimate, not a promise."""
+    makes (collect about 5 per image plus the crops, reliance sites + 2 per scored image
+    plus the reference images, bench and sweep about 10 + 7 per image and repeat, and 10
+    per timing size scaled by its pixels). An estimate, not a promise."""
     total, parts = 0.0, []
     for s in subjects:
         items = images.test_items(s.task, 1)
@@ -130,6 +131,10 @@ def estimate_seconds(
         passes = n_img * 5 + crops + (n_sites + 2) * scored + reference
         if _benched(s, settings, len(subjects)):
             passes += n_img * (10 * settings["bench_repeats"] + 7)
+            pixels = x.shape[-2] * x.shape[-1]  # the timing sizes: ~10 passes each, scaled
+            passes += sum(
+                10 * settings["bench_repeats"] * h * w / pixels for h, w in settings["bench_sizes"]
+            )
         total += one * passes
         parts.append(f"{s.name}: {one:.2f} s per whole-image pass x ~{passes:.0f} passes")
     return total, "; ".join(parts)

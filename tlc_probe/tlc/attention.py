@@ -72,7 +72,6 @@ from .stream import band_rows, window_sum_bands
 from .window import LocalWindow
 
 #: ``F.normalize``'s default: the smallest norm a query or key channel is divided by.
-EPS = 1e-12
 
 #: Statistics the probe records at an attention site, per channel i (over the extent):
 #: ``q_rms`` = sqrt(mean_s q_i(s)^2) and ``k_rms`` (the norms the normalisation divides
@@ -112,6 +111,32 @@ def attention_matrix(
     n, c, h, w = q.shape
     qh, kh = (F.normalize(t.reshape(n, heads, c // heads, h * w), dim=-1) for t in (q, k))
     return (qh @ kh.transpose(-2, -1) * temperature.reshape(heads, 1, 1)).softmax(dim=-1)
+
+
+#: Relative floor of a window's sum of squares, per compute dtype: a sum below
+#: ``area * floor * (the channel's largest square on the map)`` is the box sums' rounding
+#: (the integral images leave ~1e-7 of that scale where the true sum is 0), so the
+#: window's vector counts as zero — and brute force normalises a zero vector to zero:
+#: logits 0, uniform attention.
+ZERO_FLOOR = {torch.float32: 1e-6, torch.float64: 1e-13}
+
+
+def window_norms(sums: torch.Tensor, peak: torch.Tensor, area: int) -> torch.Tensor:
+    """Norms sqrt(sum) of window sums of squares ``sums``, 0 where a sum is below the
+    rounding floor :data:`ZERO_FLOOR` of ``area`` times ``peak`` (the channel's largest
+    square on the map, broadcastable to ``sums``). Differentiable, with zero gradient
+    where the norm is floored."""
+    floor = peak.to(sums.dtype) * (area * ZERO_FLOOR.get(sums.dtype, 1e-6))
+    keep = sums > floor
+    return torch.where(keep, torch.where(keep, sums, 1.0).sqrt(), 0.0)
+
+
+def scaled_inverse(nq: torch.Tensor, nk: torch.Tensor, temp: torch.Tensor) -> torch.Tensor:
+    """``temp / (nq * nk)`` where both norms are positive, 0 where either is zero (a zero
+    vector's cosine with anything is 0, as brute force's normalisation makes it)."""
+    denom = nq * nk
+    keep = denom > 0
+    return torch.where(keep, temp / torch.where(keep, denom, 1.0), 0.0)
 
 
 def _window_sums(t: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
@@ -167,15 +192,18 @@ def local_channel_attention(
     qh, kh_, vh = _heads(q, heads), _heads(k, heads), _heads(v, heads)
     c = qh.shape[2]
     hv, wv = h - kh + 1, w - kw + 1
-    nq = _window_sums(qh.square().reshape(n, c_all, h, w), (kh, kw))
-    nk = _window_sums(kh_.square().reshape(n, c_all, h, w), (kh, kw))
-    nq = nq.clamp_min(EPS * EPS).sqrt().reshape(n, heads, c, hv, wv)
-    nk = nk.clamp_min(EPS * EPS).sqrt().reshape(n, heads, c, hv, wv)
+    area = kh * kw
+    sq, sk = qh.square(), kh_.square()
+    nq = _window_sums(sq.reshape(n, c_all, h, w), (kh, kw)).reshape(n, heads, c, hv, wv)
+    nk = _window_sums(sk.reshape(n, c_all, h, w), (kh, kw)).reshape(n, heads, c, hv, wv)
+    nq = window_norms(nq, sq.detach().amax((-2, -1))[..., None, None], area)
+    nk = window_norms(nk, sk.detach().amax((-2, -1))[..., None, None], area)
     temp = _temperature(temperature, heads)
     outs = []
     for hd, i0, g in _window_grams(qh, kh_, (kh, kw), max_elements):
         r = g.shape[1]
-        logits = g / (nq[:, hd, i0 : i0 + r, None] * nk[:, hd, None]) * temp[hd].to(g.dtype)
+        scale = scaled_inverse(nq[:, hd, i0 : i0 + r, None], nk[:, hd, None], temp[hd])
+        logits = g * scale.to(g.dtype)
         a = logits.softmax(dim=2).reshape(n, r * c, hv, wv)
         a = replicate_to(a, (h, w)).reshape(n, r, c, h, w)
         outs.append((a * vh[:, hd, None].to(a.dtype)).sum(dim=2))
@@ -235,6 +263,8 @@ def local_channel_attention_bands(
         offset = torch.cat(means, dim=1).div_(h * w)[..., None, None]  # (N, K, 1, 1)
         if not torch.isfinite(offset).all():
             return None
+        peak_q = qq.square().amax((-2, -1))[..., None, None]  # (N, c, 1, 1)
+        peak_k = kk.square().amax((-2, -1))[..., None, None]
 
         def products(a: int, z: int, qq=qq, kk=kk) -> torch.Tensor:
             spare.append(spare.pop(0))  # the two buffers in turn
@@ -250,9 +280,9 @@ def local_channel_attention_bands(
             s.add_(offset * (kh * kw))
             b = s.shape[-2]
             g = s[:, : c * c].reshape(n, c, c, b, vw)
-            nq = s[:, c * c : c * c + c].clamp_min(EPS * EPS).sqrt_()
-            nk = s[:, c * c + c :].clamp_min(EPS * EPS).sqrt_()
-            attn = _softmax_rows(g.mul_(temp[hd] / (nq[:, :, None] * nk[:, None])))
+            nq = window_norms(s[:, c * c : c * c + c], peak_q, kh * kw)
+            nk = window_norms(s[:, c * c + c :], peak_k, kh * kw)
+            attn = _softmax_rows(g.mul_(scaled_inverse(nq[:, :, None], nk[:, None], temp[hd])))
             for out_rows, a_rows in replicate_band_rows(v0, b, h, valid_rows):
                 for cols, a_cols in replicate_bands(w, vw):
                     target = out_h[:, hd, :, out_rows, cols]
@@ -336,10 +366,13 @@ def local_channel_attention_fast(
 
     qc, kc = cells(q), cells(k)
     g = _cell_window_sums(qc @ kc.transpose(-1, -2), mh, mw)  # (N, heads, Hv, Wv, c, c)
-    nq = _cell_window_sums(qc.square().sum(-1), mh, mw).clamp_min(EPS * EPS).sqrt()
-    nk = _cell_window_sums(kc.square().sum(-1), mh, mw).clamp_min(EPS * EPS).sqrt()
+    peak_q = qc.square().amax((2, 3, 5)).double()[:, :, None, None]  # (N, heads, 1, 1, c)
+    peak_k = kc.square().amax((2, 3, 5)).double()[:, :, None, None]
+    area = kh * kw
+    nq = window_norms(_cell_window_sums(qc.square().sum(-1), mh, mw), peak_q, area)
+    nk = window_norms(_cell_window_sums(kc.square().sum(-1), mh, mw), peak_k, area)
     temp = _temperature(temperature, heads).to(torch.float64).view(1, heads, 1, 1, 1, 1)
-    a = (g / (nq[..., :, None] * nk[..., None, :]) * temp).softmax(dim=-1).to(dt)
+    a = (g * scaled_inverse(nq[..., :, None], nk[..., None, :], temp)).softmax(dim=-1).to(dt)
     hv, wv = a.shape[2], a.shape[3]
     my = blend_weights(h, kh, sh, hv, dt).to(q.device)
     mx = blend_weights(w, kw, sw, wv, dt).to(q.device)
@@ -449,12 +482,25 @@ class LocalChannelAttention(LocalWindow, nn.Module):
 # -- statistics for the probe --------------------------------------------------------------
 
 
-def _logit_mean(g: torch.Tensor, nq: torch.Tensor, nk: torch.Tensor, temp: torch.Tensor):
-    """Row means of T * G / (|q| |k|): g (N, h, c, c, ...), nq, nk (N, h, c, ...), temp (h,)."""
-    nq, nk = nq.clamp_min(EPS * EPS).sqrt(), nk.clamp_min(EPS * EPS).sqrt()
-    logits = g / (nq.unsqueeze(3) * nk.unsqueeze(2))
-    shape = (1, -1) + (1,) * (logits.dim() - 2)
-    return (logits * temp.to(g.dtype).reshape(shape)).mean(dim=3)
+def _logit_mean(
+    g: torch.Tensor,
+    nq: torch.Tensor,
+    nk: torch.Tensor,
+    temp: torch.Tensor,
+    peaks: tuple[torch.Tensor, torch.Tensor] | None = None,
+    area: int = 1,
+):
+    """Row means of T * G / (|q| |k|) (0 for a zero vector): g (N, h, c, c, ...), nq, nk
+    (N, h, c, ...) sums of squares, temp (h,); ``peaks`` (the channels' largest squares,
+    broadcastable to nq / nk) and ``area`` floor window sums at their rounding
+    (:func:`window_norms`)."""
+    if peaks is None:
+        nq, nk = nq.clamp_min(0).sqrt(), nk.clamp_min(0).sqrt()
+    else:
+        nq, nk = window_norms(nq, peaks[0], area), window_norms(nk, peaks[1], area)
+    shape = (1, -1) + (1,) * (g.dim() - 2)
+    scale = scaled_inverse(nq.unsqueeze(3), nk.unsqueeze(2), temp.to(g.dtype).reshape(shape))
+    return (g * scale).mean(dim=3)
 
 
 def attention_stats(
@@ -506,8 +552,9 @@ def attention_stats_at(
         g[:, hd, i0 : i0 + blk.shape[1]] = at(blk)
     temp = _temperature(temperature.detach(), heads)
     area = kh * kw
+    peaks = tuple(t.square().amax((-2, -1)).reshape(n, heads, c, 1) for t in (qd, kd))
     return {
         "q_rms": (sq / area).clamp_min(0).sqrt().reshape(n, c_all, -1),
         "k_rms": (sk / area).clamp_min(0).sqrt().reshape(n, c_all, -1),
-        "logit_mean": _logit_mean(g, sq.clamp_min(0), sk.clamp_min(0), temp).reshape(n, c_all, -1),
+        "logit_mean": _logit_mean(g, sq, sk, temp, peaks, area).reshape(n, c_all, -1),
     }

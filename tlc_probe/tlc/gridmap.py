@@ -89,12 +89,21 @@ def _conv1x1_mm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 def head_op(func, args, kwargs) -> torch.Tensor:
     """``func(*args, **kwargs)``, a pointwise op or a 1x1 convolution of ``args[0]`` (a map
     of any size), with a plain 1x1 convolution (groups 1) run by :func:`_conv1x1_mm`
-    unless autograd records it. Call with subclass dispatch disabled."""
+    unless autograd records it, autocast is on or the dtypes differ (then ``F.conv2d``
+    with its own dtype rules). Call with subclass dispatch disabled."""
     if func is F.conv2d:
         opts = _conv_options(args, kwargs)
-        # the product writes into a new tensor (out=): not under autograd
-        if opts.get("groups", 1) == 1 and not needs_grad(args[0], args[1], opts.get("bias")):
-            return _conv1x1_mm(args[0].as_subclass(torch.Tensor), args[1], opts.get("bias"))
+        # the product writes into a new tensor (out=): not under autograd, and not where
+        # autocast or mixed dtypes make the convolution's own dtype rules apply
+        x, weight, bias = args[0], args[1], opts.get("bias")
+        if (
+            opts.get("groups", 1) == 1
+            and not needs_grad(x, weight, bias)
+            and not torch.is_autocast_enabled(x.device.type)
+            and x.dtype == weight.dtype
+            and (bias is None or bias.dtype == x.dtype)
+        ):
+            return _conv1x1_mm(x.as_subclass(torch.Tensor), weight, bias)
     return func(*args, **kwargs)
 
 
