@@ -153,7 +153,10 @@ def check_declared(model: nn.Module, extra: Mapping[str, str] | None) -> dict[st
     extra = dict(extra or {})
     modules = dict(model.named_modules())
     for name, kind in extra.items():
-        check_kinds(kind)
+        if kind not in SITE_KINDS:
+            raise ValueError(
+                f"declared site {name!r} has the unknown kind {kind!r}; kinds: {SITE_KINDS}"
+            )
         if name not in modules or name == "":
             raise ValueError(
                 f"declared site {name!r} is not a submodule of {type(model).__name__} "

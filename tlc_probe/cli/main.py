@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from . import bench, collect, evaluate, plot, reliance, reproduce, shift, train
+from .paths import CREATED, remove_empty_created
 
 COMMANDS = (reproduce, train, evaluate, collect, shift, plot, bench, reliance)
 
@@ -69,13 +70,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return command.run(args)
     except KeyboardInterrupt:
+        remove_empty_created()
         print(f"tlc-probe {command.NAME}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:
+        remove_empty_created()  # an --out made for this run and left empty goes again
         if args.debug:
             raise
         print(f"tlc-probe {command.NAME}: error: {error_line(command, e)}", file=sys.stderr)
         return 2
+    finally:
+        CREATED.clear()
 
 
 if __name__ == "__main__":

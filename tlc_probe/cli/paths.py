@@ -19,9 +19,26 @@ def existing(paths: Iterable[str], flag: str, kind: str = "any") -> None:
             raise FileNotFoundError(f"{flag} {p}: not a folder")
 
 
+#: Folders :func:`writable_folder` created in this process: the CLI removes those still
+#: empty when its command fails (nothing half-written, no empty leftovers).
+CREATED: list[Path] = []
+
+
 def writable_folder(path: str, flag: str = "--out") -> None:
     """Raise naming ``flag`` unless files can be written in the folder ``path`` (created
     if missing): checked before any computation, so a bad ``--out`` never costs a run."""
     from ..store.atomic import check_writable
 
+    missing = [p for p in (Path(path), *Path(path).parents) if not p.exists()]
     check_writable(path, flag)
+    CREATED.extend(missing)  # deepest first
+
+
+def remove_empty_created() -> None:
+    """Remove the folders :func:`writable_folder` created that are still empty."""
+    for p in CREATED:
+        try:
+            p.rmdir()  # only an empty folder
+        except OSError:
+            pass
+    CREATED.clear()

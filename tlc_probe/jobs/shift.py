@@ -144,7 +144,14 @@ def shift_outputs(
     (:func:`write_shift`). Returns {"table", "summary", "decomposition", "paths"}.
 
     Raises ``FileNotFoundError`` when there is nothing to read and ``ValueError`` when
-    what was read is no statistics table."""
-    table = store_shift_table(stats, comparisons_for(reference), per_channel, progress)
+    what was read is no statistics table or holds no pair of regimes to compare."""
+    comparisons = comparisons_for(reference)
+    table = store_shift_table(stats, comparisons, per_channel, progress)
+    if table.empty:
+        raise ValueError(
+            f"{stats}: no comparison could be made ({', '.join(comparisons)}): the "
+            f"statistics lack the {reference!r} regime or every regime it is compared "
+            f"with; collect them with --regimes {reference},whole,tlc,tiles,window"
+        )
     results = shift_results(table, reliance, reference)
     return {**results, "paths": write_shift_results(results, out)}

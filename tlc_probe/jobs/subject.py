@@ -41,6 +41,7 @@ from ..data.synth import TASKS
 from ..models import build
 from ..sizes import as_int
 from ..store.checkpoint import build_from_checkpoint, load_checkpoint, model_label, read_checkpoint
+from ..tlc.convert import check_train_size
 from .images import ImageSource, Items
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
@@ -64,6 +65,7 @@ class Subject:
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         self.train_size = as_int(self.train_size, "train_size", minimum=1)
+        check_train_size(self.train_size)
 
 
 def check_name(name: object) -> str:

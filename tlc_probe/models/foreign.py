@@ -138,7 +138,13 @@ def load_with_spandrel(state_dict: Mapping[str, torch.Tensor]) -> tuple[nn.Modul
     try:
         desc = spandrel.ModelLoader().load_from_state_dict(dict(state_dict))
     except spandrel.UnsupportedModelError as e:
-        raise ValueError(f"spandrel does not recognise this checkpoint: {e}") from e
+        keys = sorted(state_dict)
+        said = str(e).strip() or "no architecture it knows has these keys"
+        raise ValueError(
+            f"spandrel does not recognise this checkpoint ({len(keys)} tensors, e.g. "
+            f"{keys[:3]}): {said}; name its architecture with --model (model=) if it is "
+            "one of the zoo's"
+        ) from e
     arch = desc.architecture.id
     if not isinstance(desc, spandrel.ImageModelDescriptor):
         raise ValueError(f"spandrel loads {arch} as a {type(desc).__name__}, not an image model")

@@ -61,6 +61,15 @@ def _load_file(path: str | os.PathLike) -> Any:
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # pickle.UnpicklingError and friends: say why, plainly
+            text = str(e)
+            if any(
+                m in text
+                for m in ("failed reading zip", "central directory", "Ran out of input", "EOF")
+            ):
+                raise ValueError(
+                    f"{path} is truncated or not a PyTorch checkpoint "
+                    f"({text.splitlines()[0] if text else type(e).__name__})"
+                ) from e
             raise ValueError(
                 f"{path} cannot be read safely (weights_only=True): {_why_unsafe(e)}. "
                 "tlc-probe never unpickles arbitrary objects; re-save the state_dict alone."
@@ -232,5 +241,8 @@ def build_from_checkpoint(
         )
     from ..models.foreign import load_with_spandrel
 
-    model, info = load_with_spandrel(sd)
+    try:
+        model, info = load_with_spandrel(sd)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
     return model, {**info, **given}

@@ -236,6 +236,23 @@ def backend(name: str) -> Iterator[None]:
         _BACKEND.reset(token)
 
 
+#: Largest train_size side a calibration pass accepts (a (1, C, side, side) input).
+MAX_TRAIN_SIDE = 16384
+
+
+def check_train_size(train_size: object) -> tuple[int, int]:
+    """``train_size`` as (H, W) px, refused (``ValueError`` naming it) when a side exceeds
+    :data:`MAX_TRAIN_SIDE`: the calibration pass would allocate a map that large before
+    anything else could say so."""
+    hw = as_pair(train_size, "train_size", minimum=1)
+    if max(hw) > MAX_TRAIN_SIDE:
+        raise ValueError(
+            f"train_size {hw} is larger than any training patch ({MAX_TRAIN_SIDE} px a side "
+            "at most): the calibration pass would run the network on an input that large"
+        )
+    return hw
+
+
 def _heads(mode: str) -> dict[str, bool]:
     """The head options of the pools for ``mode`` under the current backend."""
     name = _BACKEND.get()
@@ -354,12 +371,19 @@ def convert(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     heads = _heads(mode)
     fast = mode == "fast"
-    train_hw = as_pair(train_size, "train_size")
+    train_hw = check_train_size(train_size)
     base_hw = (
         (int(1.5 * train_hw[0]), int(1.5 * train_hw[1]))
         if base_size is None
         else as_pair(base_size, "base_size")
     )
+    if base_hw[0] < train_hw[0] or base_hw[1] < train_hw[1]:
+        raise ValueError(
+            f"base_size {base_hw} is smaller than train_size {train_hw}: the windows would "
+            "be smaller than what the network saw in training, and the converted model "
+            "would no longer equal it at train_size (TLC's setting: base_size = 1.5 x "
+            "train_size; at least train_size)"
+        )
     kinds = check_kinds(kinds)
     skip = [skip] if isinstance(skip, str) else list(skip)
     target = model if inplace else copy.deepcopy(model)
@@ -376,7 +400,8 @@ def convert(
         raise ValueError(
             f"{type(model).__name__} has no global-aggregation site (no nn.InstanceNorm2d, "
             "no nn.AdaptiveAvgPool2d(1), no channel attention, no functional spatial mean "
-            "or instance / layer norm): nothing to convert; declare one with sites=..."
+            "or instance / layer norm): nothing for TLC to convert (in Python, an "
+            "aggregation no rule recognises can be declared: convert(..., sites={name: kind}))"
         )
     if already := [s.name for s in found if s.local]:
         raise ValueError(f"model is already TLC-converted at {already}; convert the original")

@@ -1,0 +1,100 @@
+"""The bad-input sweep of issue 35, one test per case fixed here (each seen red before
+its fix): refused with one clear line naming what to change, nothing left behind."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from folders import pairs_folder
+from toy_models import ToyNet
+
+from tlc_probe import convert
+from tlc_probe.cli import main
+from tlc_probe.jobs import CollectConfig, ImageSource, collect_checkpoint
+from tlc_probe.models import build
+from tlc_probe.store import build_from_checkpoint, save_checkpoint
+
+
+def test_base_size_smaller_than_train_size_is_refused():  # case 3
+    with pytest.raises(ValueError, match=r"base_size \(16, 16\) is smaller than train_size"):
+        convert(ToyNet().eval(), 64, base_size=16)
+    convert(ToyNet().eval(), 64, base_size=64)  # equal: windows of the training extent
+
+
+def test_an_unknown_task_is_refused_with_a_folder_too(tmp_path, capsys):  # case 4
+    data = pairs_folder(tmp_path / "d", 1, 40, 48)
+    raw = tmp_path / "raw.pth"
+    torch.save(build("nafnet", "tiny").state_dict(), raw)
+    argv = ["collect", "--checkpoint", str(raw), "--model", "nafnet", "--preset", "tiny"]
+    argv += ["--task", "denoise", "--train-size", "32", "--data", str(data)]
+    argv += ["--regimes", "whole", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert "task must be one of ('deblur', 'derain', 'dehaze'), got 'denoise'" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_huge_train_size_is_refused_before_any_allocation(tmp_path, capsys):  # case 5
+    raw = tmp_path / "raw.pth"
+    torch.save(build("nafnet", "tiny").state_dict(), raw)
+    argv = ["collect", "--checkpoint", str(raw), "--model", "nafnet", "--preset", "tiny"]
+    argv += ["--task", "deblur", "--train-size", "100000", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "train_size (100000, 100000) is larger than any training patch" in err
+    with pytest.raises(ValueError, match="larger than any training patch"):
+        convert(ToyNet().eval(), 20000)
+
+
+def test_a_truncated_checkpoint_is_called_truncated(tmp_path):  # case 9
+    good = save_checkpoint(build("nafnet", "tiny"), tmp_path / "n.pt", task="deblur", train_size=32)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ValueError, match="is truncated or not a PyTorch checkpoint"):
+        build_from_checkpoint(cut)
+
+
+def test_an_unknown_architecture_is_named_with_the_file(tmp_path):  # case 10
+    path = tmp_path / "mystery.pth"
+    torch.save({"params": {"foo.weight": torch.zeros(3, 3), "bar.bias": torch.zeros(3)}}, path)
+    with pytest.raises(ValueError) as e:
+        build_from_checkpoint(path, task="deblur", train_size=32)
+    said = str(e.value)
+    assert str(path) in said and "spandrel does not recognise this checkpoint" in said
+    assert "2 tensors" in said and not said.rstrip().endswith(":")
+
+
+def test_a_declared_site_of_an_unknown_kind_names_the_declaration():  # case 13
+    with pytest.raises(ValueError, match="declared site 'ca1.avg_pool' has the unknown kind"):
+        convert(ToyNet().eval(), 32, sites={"ca1.avg_pool": "bogus"})
+
+
+def test_a_store_without_the_reference_regime_is_refused_by_shift(tmp_path, capsys):  # case 17
+    data = pairs_folder(tmp_path / "d", 1, 40, 48)
+    ck = save_checkpoint(build("nafnet", "tiny"), tmp_path / "n.pt", task="deblur", train_size=32)
+    collect_checkpoint(
+        ck,
+        tmp_path / "s",
+        images=ImageSource(data),
+        config=CollectConfig(regimes=("whole",)),
+        progress=False,
+    )
+    out = tmp_path / "shift"
+    assert main(["shift", str(tmp_path / "s"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no comparison could be made" in err and "'train' regime" in err
+    assert not out.exists()  # case 18: no empty --out left behind
+
+
+def test_failed_commands_leave_no_empty_out_folder(tmp_path, capsys):  # case 18
+    ck = save_checkpoint(build("nafnet", "tiny"), tmp_path / "n.pt", task="deblur", train_size=32)
+    out = tmp_path / "deep" / "bench"
+    argv = ["bench", "--checkpoint", str(ck), "--overlaps", "1000", "--sizes", "--out", str(out)]
+    assert main(argv) == 2
+    assert not out.exists() and not (tmp_path / "deep").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "mine.txt").write_text("x")
+    assert main(["shift", str(tmp_path / "nothing"), "--out", str(kept)]) == 2
+    assert (kept / "mine.txt").exists()  # a folder that was there is never removed
