@@ -98,3 +98,85 @@ def test_failed_commands_leave_no_empty_out_folder(tmp_path, capsys):  # case 18
     (kept / "mine.txt").write_text("x")
     assert main(["shift", str(tmp_path / "nothing"), "--out", str(kept)]) == 2
     assert (kept / "mine.txt").exists()  # a folder that was there is never removed
+
+
+def test_a_shift_table_or_a_truncated_part_given_as_statistics(tmp_path, capsys):  # 6, 8
+    from tlc_probe import read_stats
+    from tlc_probe.jobs.shift import shift_outputs
+
+    data = pairs_folder(tmp_path / "d", 1, 40, 48)
+    ck = save_checkpoint(build("nafnet", "tiny"), tmp_path / "n.pt", task="deblur", train_size=32)
+    cfg = CollectConfig(regimes=("train", "whole", "tlc"), n_crops=4, crop_batch=4, positions=2)
+    images = ImageSource(data, train_data=data)
+    collect_checkpoint(ck, tmp_path / "s", images=images, config=cfg, progress=False)
+    shift_outputs(tmp_path / "s", tmp_path / "shift")
+    table = tmp_path / "shift" / "shift.parquet"
+    assert main(["shift", str(table), "--out", str(tmp_path / "o")]) == 2
+    assert "is a shift table (tlc-probe shift's output), not statistics" in capsys.readouterr().err
+    part = next((tmp_path / "s").glob("regime=whole/*.parquet"))
+    part.write_bytes(part.read_bytes()[:100])  # truncated
+    with pytest.raises(ValueError, match=f"{part.name} is no readable Parquet file"):
+        read_stats(tmp_path / "s")
+    assert main(["plot", str(tmp_path / "s"), "--out", str(tmp_path / "p")]) == 2
+    assert part.name in capsys.readouterr().err
+
+
+def test_a_meta_or_compiled_model_is_named_in_one_line():  # cases 11, 12
+    with torch.device("meta"):
+        meta = ToyNet()
+    with pytest.raises(ValueError, match="on the meta device"):
+        convert(meta.eval(), 32)
+    compiled = torch.compile(ToyNet().eval())
+    with pytest.raises(ValueError, match=r"convert\(model._orig_mod"):
+        convert(compiled, 32)
+
+
+def test_a_declared_site_that_cannot_work_is_named_as_a_declaration():  # case 14
+    with pytest.raises(ValueError) as e:
+        convert(ToyNet().eval(), 32, sites={"head": "se"})
+    assert "declared sites ['head']" in str(e.value) and "remove them from sites=" in str(e.value)
+    assert "skip=" not in str(e.value)
+
+
+def test_train_stats_below_a_file_is_refused_before_training(tmp_path, capsys):  # case 15
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    argv = [
+        "train",
+        "--model",
+        "nafnet",
+        "--task",
+        "deblur",
+        "--iters",
+        "1",
+        "--out",
+        str(tmp_path / "m.pt"),
+        "--record-every",
+        "1",
+        "--stats",
+        str(blocker / "stats"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--stats" in err and "is a file" in err and not (tmp_path / "m.pt").exists()
+
+
+def test_a_model_without_sites_says_so_without_python_only_advice():  # case 16
+    with pytest.raises(ValueError) as e:
+        convert(torch.nn.Conv2d(3, 3, 3, padding=1), 32)
+    said = str(e.value)
+    assert "nothing for TLC to convert" in said and not said.endswith("sites=...")
+
+
+def test_plot_without_the_train_regime_draws_nothing_and_says_so(tmp_path, capsys):  # case 17
+    data = pairs_folder(tmp_path / "d", 1, 40, 48)
+    ck = save_checkpoint(build("nafnet", "tiny"), tmp_path / "n.pt", task="deblur", train_size=32)
+    collect_checkpoint(
+        ck,
+        tmp_path / "s",
+        images=ImageSource(data),
+        config=CollectConfig(regimes=("whole",)),
+        progress=False,
+    )
+    assert main(["plot", str(tmp_path / "s"), "--out", str(tmp_path / "p")]) == 2
+    assert "nothing to draw" in capsys.readouterr().err and not (tmp_path / "p").exists()

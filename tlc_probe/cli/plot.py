@@ -57,5 +57,11 @@ def run(args: argparse.Namespace) -> int:
     writable_folder(args.out)
     t0 = time.perf_counter()
     paths = stats_figures(args.stats, args.out, sites=args.sites, stat=args.stat, reliance=reliance)
+    if not paths:
+        raise ValueError(
+            f"nothing to draw from {' '.join(args.stats)}: every figure compares with the "
+            f"train regime and needs {args.stat!r} rows of it (collect --regimes "
+            "train,whole,tlc,tiles,window)"
+        )
     print(f"wrote {len(paths)} files to {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0

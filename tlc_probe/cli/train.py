@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .paths import existing
+from .paths import existing, writable_folder
 
 NAME = "train"
 FLAGS = {
@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--record-every must be >= 1, got {args.record_every}")
     if args.record_every is None and (args.stats or args.overwrite_stats):
         raise ValueError("--stats and --overwrite-stats go with --record-every N")
+    if args.stats:  # checked before the model is built
+        writable_folder(args.stats, "--stats")
     r = train(
         cfg,
         resume=args.resume,

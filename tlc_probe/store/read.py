@@ -92,11 +92,13 @@ def _dataset(root: Path, apart: RunsApart | None = None) -> ds.Dataset:
     if not root.is_dir():
         if not root.exists():
             raise FileNotFoundError(f"no statistics at {root}")
+        _statistics_metadata(str(root))
         return ds.dataset(str(root), format="parquet")
     names = _files(root)
+    own = [_statistics_metadata(f).schema.to_arrow_schema() for f in names]  # checked first
     kw = {"format": "parquet", "partitioning": "hive", "partition_base_dir": str(root)}
     found = ds.dataset(names, **kw)
-    schemas = [found.schema] + [pq.read_schema(f) for f in names]
+    schemas = [found.schema, *own]
     apart = apart or RunsApart()
     for f, sch in zip(names, schemas[1:], strict=True):
         if sch.metadata and META_KEY in sch.metadata:  # written by tlc-probe
@@ -179,12 +181,28 @@ def _sites_of(path: Path) -> set[str]:
         return set()
 
 
+def _statistics_metadata(path: str) -> pq.FileMetaData:
+    """The Parquet footer of a part file, or ``ValueError`` naming the file: unreadable
+    (truncated, not Parquet) or a table of another kind (a shift table)."""
+    try:
+        meta = pq.read_metadata(path)
+    except (pa.ArrowException, OSError) as e:
+        raise ValueError(f"{path} is no readable Parquet file (truncated?): {e}") from None
+    names = meta.schema.names
+    if "comparison" in names and "value" not in names:
+        raise ValueError(
+            f"{path} is a shift table (tlc-probe shift's output), not statistics: give the "
+            "statistics folder (collect --out, or a main job's stats/)"
+        )
+    return meta
+
+
 def _file_pieces(root: Path, path: str) -> dict[tuple[str, str, str], SitePiece]:
     """The sites of one part file and the row groups holding each: from the row groups'
     statistics where a row group holds one site (as
     :func:`~tlc_probe.store.parts.write_part` writes them), else from reading those three
     columns of the row group."""
-    meta = pq.read_metadata(path)
+    meta = _statistics_metadata(path)
     names = meta.schema.names
     if missing := [c for c in SITE_GROUP if c not in names]:
         raise KeyError(f"{path} lacks the columns {missing}")

@@ -386,6 +386,16 @@ def convert(
         )
     kinds = check_kinds(kinds)
     skip = [skip] if isinstance(skip, str) else list(skip)
+    if hasattr(model, "_orig_mod"):  # torch.compile's wrapper
+        raise ValueError(
+            "convert the module itself, not torch.compile's wrapper: convert(model._orig_mod, "
+            "...), then compile the result"
+        )
+    if any(p.is_meta for p in model.parameters()):
+        raise ValueError(
+            "the model's parameters are on the meta device (no weights loaded): load its "
+            "weights first (e.g. model.to_empty(device='cpu') then load_state_dict)"
+        )
     target = model if inplace else copy.deepcopy(model)
     declared = check_declared(target, sites)
     x = example_input(target, train_hw, in_channels)
@@ -499,12 +509,18 @@ def convert(
             with eval_mode(new):  # the calibration pass ran in eval mode
                 if not _reproduces(new, calls.get(id(old))):
                     wrong.append(name)
+    if mine := [n for n in wrong if n in declared]:
+        raise ValueError(
+            f"declared sites {mine} do not compute what a site of their kind computes (their "
+            "local version differs from them at train size): remove them from sites= (a "
+            "declared 'se' returns the spatial mean of its input, an 'in' normalises each "
+            "channel by its own spatial mean and variance)"
+        )
     if wrong:
         raise ValueError(
             "these sites look like a linear squeeze-excitation block, a channel attention or "
-            "a declared / functional aggregation, but their local version does not compute "
-            f"what they compute at train size: {wrong}; pass skip={wrong!r} to leave them "
-            "global"
+            "a functional aggregation, but their local version does not compute what they "
+            f"compute at train size: {wrong}; pass skip={wrong!r} to leave them global"
         )
     for _, old, new, _ in new_blocks:
         _replace(target, old, new)
