@@ -6,7 +6,7 @@ Usage: ``make docs-results`` (runs the main job, then this), or
 
 * ``docs/results.md``: the run's ``REPORT.md`` as it is — every table and sentence made
   by the job, none pasted by hand — under a header naming the commit, the date and the
-  run's settings, its figures copied to ``docs/results/``;
+  run's settings, its figures copied to ``docs/mainjob/``;
 * the figures the guide pages show (``docs/fig_a3_hinet_in.png``, ...): the Fig. A3
   figure of the most shifted HINet instance-norm site and MPRNet SE site, the depth
   profile of MPRNet, the decomposition bars of HINet and NAFNet, Restormer's most shifted
@@ -65,10 +65,11 @@ def guide_figures(results: Path, docs: Path) -> None:
 
 
 def results_page(results: Path, docs: Path) -> Path:
-    """Write docs/results.md from ``results/REPORT.md``, figures into docs/results/."""
+    """Write docs/results.md from ``results/REPORT.md``, figures into docs/mainjob/
+    (not ``docs/results/``: the repository ignores every ``results/`` folder)."""
     report = (results / "REPORT.md").read_text()
     summary = json.loads((results / "summary.json").read_text())
-    target = docs / "results"
+    target = docs / "mainjob"
     if target.exists():
         shutil.rmtree(target)
     target.mkdir()
@@ -88,7 +89,7 @@ def results_page(results: Path, docs: Path) -> Path:
             return f"*(figure `{rel}` of the run, not copied into the docs)*"
         flat = rel.replace("/", "__")
         shutil.copyfile(results / rel, target / flat)
-        return f"![{alt}](results/{flat})"
+        return f"![{alt}](mainjob/{flat})"
 
     body = re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", image, report)
     body = re.sub(r"^# tlc-probe report\n", "", body)

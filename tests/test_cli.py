@@ -155,7 +155,7 @@ def test_bench_quick(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| Input | #Overlap | TLC |" in printed
     df = pd.read_csv(out / "bench.csv")
-    assert set(df["image_size"]) == {"test", "64x96"} and len(df) == 12  # 6 schemes x 2 sizes
+    assert set(df["image_size"]) == {"test", "64x96"} and len(df) == 10  # 5 schemes x 2 sizes
     for name in ("sweep.csv", "sweep.png", "seams.png", "seams.pdf", "bench.md"):
         assert (out / name).stat().st_size > 0, name
 

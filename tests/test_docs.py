@@ -44,3 +44,18 @@ def test_the_site_builds_strictly_with_the_api_and_every_notebook(tmp_path):
         page = site / "notebooks" / nb.stem / "index.html"
         assert page.is_file(), f"{nb.name} is not rendered in the site"
         assert "jp-Notebook" in page.read_text() or "jupyter-wrapper" in page.read_text()
+
+
+def test_every_image_the_docs_embed_is_in_the_repository():
+    # a figure under an ignored folder (results/ is ignored everywhere) would exist here
+    # and be missing from every clone
+    found = []
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page.read_text()):
+            path = (page.parent / target).resolve()
+            assert path.is_file(), f"{page.name}: {target} does not exist"
+            found.append(path)
+    ignored = subprocess.run(
+        ["git", "check-ignore", *map(str, found)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert found and ignored.stdout.strip() == "", f"git ignores: {ignored.stdout}"

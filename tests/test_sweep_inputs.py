@@ -180,3 +180,57 @@ def test_plot_without_the_train_regime_draws_nothing_and_says_so(tmp_path, capsy
     )
     assert main(["plot", str(tmp_path / "s"), "--out", str(tmp_path / "p")]) == 2
     assert "nothing to draw" in capsys.readouterr().err and not (tmp_path / "p").exists()
+
+
+def test_the_explorer_names_what_it_was_given_instead(tmp_path):  # case 7
+    from tlc_probe.explore import StatsSource
+    from tlc_probe.jobs.shift import shift_outputs
+
+    data = pairs_folder(tmp_path / "d", 1, 40, 96)
+    ck = save_checkpoint(build("nafnet", "tiny"), tmp_path / "n.pt", task="deblur", train_size=32)
+    cfg = CollectConfig(regimes=("train", "whole", "tlc"), n_crops=4, crop_batch=4, positions=2)
+    collect_checkpoint(
+        ck, tmp_path / "s", images=ImageSource(data, train_data=data), config=cfg, progress=False
+    )
+    shift_outputs(tmp_path / "s", tmp_path / "shift")
+    stats = tmp_path / "s"
+    part = next(stats.glob("regime=whole/*.parquet"))
+    with pytest.raises(ValueError, match="is no shift table"):
+        StatsSource(stats, shift=part)  # statistics where the shift table goes
+    with pytest.raises(ValueError, match=r"is no shift table .*summary.csv"):
+        StatsSource(stats, shift=tmp_path / "shift" / "summary.csv")
+    with pytest.raises(ValueError, match="is a file: the explorer reads a statistics folder"):
+        StatsSource(part)
+    source = StatsSource(stats, shift=tmp_path / "shift" / "shift.parquet")  # the right ones
+    assert source.groups == [("nafnet-tiny", "deblur")]
+
+
+class Branchy(torch.nn.Module):
+    """A functional site after a mean that runs only on wide maps (issue 35, case 1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.out = torch.nn.Conv2d(8, 3, 1)
+
+    def forward(self, x):
+        y = self.c(x)
+        if y.shape[-1] > 64:
+            y = y + 0 * y.mean((2, 3), keepdim=True)
+        return self.out(y * torch.sigmoid(y.mean((2, 3), keepdim=True)))
+
+
+def test_a_call_made_only_at_some_sizes_takes_no_sites_place():  # case 1
+    from reference import brute_local_mean
+
+    torch.manual_seed(0)
+    model = Branchy().eval()
+    tlc = convert(model, 32)  # the calibration pass (32 px) never makes the extra call
+    x = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        y = model.c(x)
+        ref = model.out(y * torch.sigmoid(brute_local_mean(y.double(), (48, 48)).float()))
+        with pytest.warns(UserWarning, match=r"did not run in the calibration pass"):
+            got = tlc(x)
+    assert (got - ref).abs().max() < 1e-5  # the real site is local, as brute force says
+    assert (got - model(x)).abs().max() > 1e-4  # (and that differs from the global model)

@@ -15,7 +15,12 @@ and is an ordinary site for every layer above: ``list_sites``, the probe's hooks
 After attaching, the same mode routes every later qualifying call through its proxy
 (the proxy computes exactly the call it replaces, with the same function and
 arguments), while the model runs; a forward pre-hook and an always-called forward hook on
-every module keep track of which module's own code is running.
+every module keep track of which module's own code is running. A call is recognised by
+where its code is (file and line, the first frame outside torch) and how often that
+line has run in the module's forward, not by its rank among the module's calls: a call
+made only at some input sizes (``if y.shape[-1] > 64: ...``) takes no other call's
+place; one that never ran in the calibration pass stays global, and a ``UserWarning``
+names its file and line.
 
 The rule (what is a site):
 
@@ -55,6 +60,8 @@ Example::
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -244,6 +251,20 @@ def _proxy(family: str, pos: tuple) -> FunctionalSite:
 
 # -- the mode that finds and routes the calls --------------------------------------------
 
+_TORCH_DIR = os.path.dirname(torch.__file__)
+
+
+def _call_site() -> tuple[str, int]:
+    """(file, line) of the code that made the intercepted call: the first frame outside
+    torch and this module (a call made through ``nn.LayerNorm`` is placed at the line
+    that called the layer)."""
+    frame = sys._getframe(2)
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_TORCH_DIR) or frame.f_code.co_filename == __file__
+    ):
+        frame = frame.f_back
+    return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("?", 0)
+
 
 class _Mode(TorchFunctionMode):
     def __init__(self, owner: FunctionalSites) -> None:
@@ -269,8 +290,9 @@ class FunctionalSites:
         self.discovering = False
         self.found: dict[tuple[int, str], tuple[nn.Module, str, tuple]] = {}
         self.sites: list[tuple[str, str]] = []  # (owner's qualified name, proxy attribute)
-        self._stack: list[tuple[nn.Module, dict[str, int]]] = []
+        self._stack: list[tuple[nn.Module, dict[tuple, int]]] = []
         self._mode: _Mode | None = None
+        self._unseen: set[tuple[str, int]] = set()  # call sites already warned about
 
     def reset(self) -> None:
         """Forget a forward pass that never ended: a ``KeyboardInterrupt`` (no
@@ -325,20 +347,33 @@ class FunctionalSites:
         module, counts = self._stack[-1]
         if site_kind(module) is not None:  # inside a site (its own code): not a call site
             return func(*args, **kwargs)
-        # calls are numbered by the shape rule alone, so that a call on a 1 x 1 map keeps
-        # its index (and never takes another call's) whatever the map size of a pass
+        # a call is known by where its code is (file, line) and how often that line has
+        # run in this forward of the module, so that calls made only at some input sizes
+        # (or only on 1 x 1 maps, which the shape rule alone numbers too) take no other
+        # call's place
         call = _qualifying(family, args, kwargs)
         if call is None:
             return func(*args, **kwargs)
-        index = counts.get(family, 0)
-        counts[family] = index + 1
-        attr = f"#{family}{index}"
+        where = _call_site()
+        occurrence = counts.get((family, where), 0)
+        counts[(family, where)] = occurrence + 1
+        key = (family, where, occurrence)
         if self.discovering:
             if qualifying_call(family, args, kwargs) is not None:  # not on a 1 x 1 map
-                self.found.setdefault((id(module), attr), (module, family, call[1]))
+                self.found.setdefault((id(module), key), (module, family, call[1]))
             return func(*args, **kwargs)
-        proxy = module._modules.get(attr)
+        proxy = next(
+            (p for p in module._modules.values() if getattr(p, "call_site", None) == key), None
+        )
         if proxy is None:  # a call the calibration pass did not see: left alone
+            if where not in self._unseen and qualifying_call(family, args, kwargs) is not None:
+                self._unseen.add(where)
+                warnings.warn(
+                    f"a global {family} at {where[0]}:{where[1]} did not run in the "
+                    "calibration pass (it runs only at some input sizes): it stays global",
+                    UserWarning,
+                    stacklevel=2,
+                )
             return func(*args, **kwargs)
         return proxy(*call[1])
 
@@ -407,9 +442,15 @@ def attach_functional_sites(
         router.remove(model)
         return []
     names = {id(m): n for n, m in model.named_modules()}
-    for (_, attr), (module, family, pos) in found.items():
-        if attr not in module._modules:
-            module.add_module(attr, _proxy(family, pos).train(module.training))
+    for (_, call_site), (module, family, pos) in found.items():
+        if any(getattr(p, "call_site", None) == call_site for p in module._modules.values()):
+            continue  # (a proxy found again after a copy lost another one)
+        index = sum(getattr(p, "tlc_function", None) == family for p in module._modules.values())
+        while (attr := f"#{family}{index}") in module._modules:
+            index += 1
+        proxy = _proxy(family, pos).train(module.training)
+        proxy.call_site = call_site  # where the call it stands for is made
+        module.add_module(attr, proxy)
         if (key := (names[id(module)], attr)) not in router.sites:
             router.sites.append(key)
     object.__setattr__(model, ROUTER_ATTR, router)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ..metrics.shift import (
     COMPARISONS,
@@ -65,6 +66,13 @@ class StatsSource:
     ) -> None:
         if cache_sites < 1:
             raise ValueError(f"cache_sites must be >= 1, got {cache_sites}")
+        if not isinstance(stats, SiteIndex):
+            roots = [stats] if isinstance(stats, str | os.PathLike) else list(stats)
+            if files := [str(r) for r in roots if Path(r).is_file()]:
+                raise ValueError(
+                    f"{files[0]} is a file: the explorer reads a statistics folder (a collect "
+                    "--out, a main job's stats/ or its output folder), not a part file"
+                )
         self.index = stats if isinstance(stats, SiteIndex) else SiteIndex(stats)
         self.comparisons = tuple(comparisons)
         for c in self.comparisons:
@@ -77,6 +85,8 @@ class StatsSource:
         self._pooled: dict[tuple[str, str], pd.DataFrame] = {}
         if shift is not None:
             table = _read_table(shift) if not isinstance(shift, pd.DataFrame) else shift
+            if missing := [c for c in SHIFT_COLUMNS if c not in table.columns]:
+                raise ValueError(f"shift is no shift table: it lacks the columns {missing}")
             table = table[table["channel"].astype(str) == "all"]
             for (model, task), part in table.groupby(["model", "task"], observed=True):
                 self._pooled[(str(model), str(task))] = part.reset_index(drop=True)
@@ -188,8 +198,30 @@ def _no_steps(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns="step")
 
 
+#: The columns of a shift table the explorer shows.
+SHIFT_COLUMNS = ("model", "task", "site", "stat", "channel", "comparison", "w1")
+
+
 def _read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The pooled rows of the shift table at ``path`` (``shift.parquet`` or
+    ``shift.csv``); ``ValueError`` naming the file when it is no shift table (statistics,
+    a summary, a decomposition)."""
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"shift={p} is a folder: give a shift table (shift/shift.parquet)")
     if p.suffix == ".csv":
-        return pd.read_csv(p, dtype={"channel": str})
-    return pd.read_parquet(p, filters=[("channel", "==", "all")])  # the pooled rows only
+        table = pd.read_csv(p, dtype={"channel": str})
+    else:
+        names = pq.read_schema(p).names
+        if missing := [c for c in SHIFT_COLUMNS if c not in names]:
+            raise ValueError(
+                f"shift={p} is no shift table (it lacks {missing}): give the shift.parquet "
+                "or shift.csv that tlc-probe shift writes"
+            )
+        return pd.read_parquet(p, filters=[("channel", "==", "all")])  # the pooled rows only
+    if missing := [c for c in SHIFT_COLUMNS if c not in table.columns]:
+        raise ValueError(
+            f"shift={p} is no shift table (it lacks {missing}; summary.csv and "
+            "decomposition.csv are other tables): give shift.csv or shift.parquet"
+        )
+    return table

@@ -523,6 +523,8 @@ def convert(
             f"compute at train size: {wrong}; pass skip={wrong!r} to leave them global"
         )
     for _, old, new, _ in new_blocks:
+        if hasattr(old, "call_site"):  # a functional site's proxy: the router finds its
+            new.call_site = old.call_site  # local version by the call it stands for
         _replace(target, old, new)
     if (router := getattr(target, ROUTER_ATTR, None)) is not None:
         router.install(target)  # the new modules need its hooks too
