@@ -75,3 +75,26 @@ def test_converted_models_run_in_half_precision_as_accurately_as_the_global_mode
         errs = {k: (v.double() - ref[k]).abs().max().item() for k, v in outs.items()}
         assert torch.isfinite(outs["tlc"]).all()
         assert errs["tlc"] <= 3 * errs["whole"] + 4 * UNIT[torch.bfloat16], errs
+
+
+def test_convert_under_autocast_and_the_probe_of_a_half_model_record_float32():
+    from tlc_probe import Probe
+
+    torch.manual_seed(0)
+    model = build("nafnet", "tiny").eval()
+    plain = convert(model, train_size=32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the calibration runs under autocast
+        under = convert(model, train_size=32)
+    x = torch.rand(1, 3, 75, 97)
+    with torch.no_grad():
+        assert torch.equal(under(x), plain(x))  # the same windows, the same model
+    half = convert(model, train_size=32).to(torch.bfloat16)
+    with Probe(half, positions=3) as probe, torch.no_grad():
+        half(x.to(torch.bfloat16))
+    rows = probe.take(["img"])
+    assert rows["value"].dtype == "float32" and rows["y"].notna().any()  # local rows too
+    with Probe(plain, positions=3) as probe, torch.no_grad():
+        plain(x)
+    full = probe.take(["img"])
+    diff = (rows["value"].to_numpy() - full["value"].to_numpy()).__abs__().max()
+    assert diff < 0.05 * max(1.0, float(abs(full["value"]).max()))  # bf16-close
