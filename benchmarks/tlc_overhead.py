@@ -5,7 +5,7 @@ Run: ``python benchmarks/tlc_overhead.py [--size 720 1280] [--repeats 5] [--offi
 For each shipped checkpoint, interleaved within each repeat after a warm-up, medians
 reported as ratios to whole-image inference:
 
-The implementations are forced with :func:`tlc_probe.tlc.convert.backend` (``convert``
+The implementations are forced with ``backend`` of ``tlc_probe.tlc.convert`` (``convert``
 picks ``fused`` for ``mode="exact"`` and ``grid`` for ``mode="fast"`` by itself):
 
 * ``tlc`` (exact, integral images), ``valid`` (exact with the squeeze-excitation heads on

@@ -285,3 +285,27 @@ def test_windows_of_zero_query_or_key_channels_equal_brute_force(temp):
     # the window statistics the probe records see the same zero vectors
     stats = attention_stats_at(q, k, t, 2, kernel, torch.tensor([3]), torch.tensor([2]))
     assert stats["q_rms"][0, 0, 0] == 0 and stats["logit_mean"][0, 0, 0] == 0
+
+
+def test_one_bad_pixel_moves_no_other_windows_zero_floor():
+    # a NaN, an inf or (fp16) a value whose square overflows must not floor the norms of
+    # every window of its channel: windows away from it equal the clean reference
+    g = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(1, 2, 12, 12, generator=g) for _ in range(3))
+    t = torch.tensor([2.0]).view(1, 1, 1)
+    kernel = (4, 4)
+    ref = brute_local_channel_attention(q, k, v, t, 1, kernel)
+    far = (slice(None), slice(None), slice(0, 5), slice(0, 5))  # windows without (11, 11)
+    for bad in (float("nan"), float("inf")):
+        qb = q.clone()
+        qb[0, 0, 11, 11] = bad
+        for got in (
+            local_channel_attention(qb, k, v, t, 1, kernel),
+            local_channel_attention_fast(qb, k, v, t, 1, kernel, (1, 1)),
+        ):
+            assert (got[far].double() - ref[far]).abs().max() < 1e-5, bad
+    qh = q.clone()
+    qh[0, 0, 11, 11] = 300.0  # 300^2 overflows float16
+    ref_h = brute_local_channel_attention(qh, k, v, t, 1, kernel)
+    got = local_channel_attention(qh.half(), k.half(), v.half(), t, 1, kernel)
+    assert (got[far].double() - ref_h[far]).abs().max() < 5e-3  # fp16's own rounding

@@ -101,6 +101,13 @@ def test_console_script_help():
     assert scripts == {"tlc-probe": "tlc_probe.cli:main"}
 
 
+def _python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter; its stdout, stripped (it must exit 0)."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
 def test_the_package_and_the_help_import_no_torch():
     # the root facade imports names when first used; --help needs no model machinery
     code = (
@@ -114,6 +121,16 @@ def test_the_package_and_the_help_import_no_torch():
         "missing = [n for n in tlc_probe.__all__ if not hasattr(tlc_probe, n)]\n"
         "assert not missing, missing\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]"
+    assert _python(code) == "[]"
+
+
+def test_the_root_names_and_subpackages_resolve_in_any_order():
+    code = (
+        "import tlc_probe\n"
+        "assert tlc_probe.jobs.ImageSource is tlc_probe.ImageSource\n"  # subpackage attribute
+        "tlc_probe.StatsSource\n"
+        "from tlc_probe.explore import explore\n"
+        "assert callable(tlc_probe.explore.explore) and callable(explore)\n"
+        "assert 'explore' not in tlc_probe.__all__\n"
+    )
+    _python(code)

@@ -234,3 +234,33 @@ def test_a_call_made_only_at_some_sizes_takes_no_sites_place():  # case 1
             got = tlc(x)
     assert (got - ref).abs().max() < 1e-5  # the real site is local, as brute force says
     assert (got - model(x)).abs().max() > 1e-4  # (and that differs from the global model)
+
+
+def gap(t):
+    return t.mean((2, 3), keepdim=True)
+
+
+class HelperBranchy(Branchy):
+    """Case 1 through a helper: the same line of ``gap`` serves an extra call made only on
+    wide maps and the real site."""
+
+    def forward(self, x):
+        y = self.c(x)
+        if y.shape[-1] > 64:
+            y = y + 0 * gap(y)
+        return self.out(y * torch.sigmoid(gap(y)))
+
+
+def test_a_helper_called_from_two_places_gives_two_call_sites():
+    from reference import brute_local_mean
+
+    torch.manual_seed(0)
+    model = HelperBranchy().eval()
+    tlc = convert(model, 32)
+    x = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        y = model.c(x)
+        ref = model.out(y * torch.sigmoid(brute_local_mean(y.double(), (48, 48)).float()))
+        with pytest.warns(UserWarning, match="did not run in the calibration pass"):
+            got = tlc(x)
+    assert (got - ref).abs().max() < 1e-5

@@ -56,7 +56,6 @@ _EXPORTS: dict[str, str] = {
     "heatmap": "tlc_probe.viz",
     "decomposition_figure": "tlc_probe.viz",
     "StatsSource": "tlc_probe.explore",
-    "explore": "tlc_probe.explore",
     # models, checkpoints, the main job
     "build": "tlc_probe.models",
     "load_checkpoint": "tlc_probe.store",
@@ -86,7 +85,6 @@ __all__ = [
     "decomposition_figure",
     "depth_profile",
     "execution_order",
-    "explore",
     "fig_a3",
     "find_sites",
     "heatmap",
@@ -109,11 +107,34 @@ __all__ = [
 ]
 
 
+#: The subpackages and modules, reachable as attributes (``tlc_probe.jobs``) as well.
+_SUBMODULES = (
+    "cli",
+    "data",
+    "explore",
+    "functional",
+    "jobs",
+    "metrics",
+    "models",
+    "probe",
+    "schemes",
+    "sites",
+    "sizes",
+    "store",
+    "tensors",
+    "tiling",
+    "tlc",
+    "viz",
+)
+
+
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value  # once imported, a plain attribute
         return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"tlc_probe.{name}")
     raise AttributeError(f"module 'tlc_probe' has no attribute {name!r}")
 
 
@@ -122,7 +143,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from .explore import StatsSource, explore
+    from .explore import StatsSource
     from .functional import attach_functional_sites, find_sites
     from .jobs import ImageSource, load_subject, open_stats, reproduce
     from .metrics import decomposition, shift_table, summary

@@ -251,19 +251,25 @@ def _proxy(family: str, pos: tuple) -> FunctionalSite:
 
 # -- the mode that finds and routes the calls --------------------------------------------
 
-_TORCH_DIR = os.path.dirname(torch.__file__)
+_TORCH_PREFIX = os.path.join(os.path.dirname(torch.__file__), "")
 
 
-def _call_site() -> tuple[str, int]:
-    """(file, line) of the code that made the intercepted call: the first frame outside
-    torch and this module (a call made through ``nn.LayerNorm`` is placed at the line
-    that called the layer)."""
+def _call_site(module: nn.Module) -> tuple[tuple[str, int], ...]:
+    """Where the intercepted call is made: the frames outside torch and this module from
+    the call up to ``module``'s own ``forward``, each as (qualified function name, line
+    relative to the function's first line) — so a helper function called from two places
+    gives two call sites, and the key does not depend on where the code is installed.
+    Without ``module``'s frame (a forward not written in Python), the innermost frame."""
     frame = sys._getframe(2)
-    while frame is not None and (
-        frame.f_code.co_filename.startswith(_TORCH_DIR) or frame.f_code.co_filename == __file__
-    ):
+    chain: list[tuple[str, int]] = []
+    while frame is not None:
+        code = frame.f_code
+        if not (code.co_filename.startswith(_TORCH_PREFIX) or code.co_filename == __file__):
+            chain.append((code.co_qualname, frame.f_lineno - code.co_firstlineno))
+            if frame.f_locals.get("self") is module:
+                return tuple(chain)
         frame = frame.f_back
-    return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("?", 0)
+    return tuple(chain[:1])
 
 
 class _Mode(TorchFunctionMode):
@@ -354,7 +360,7 @@ class FunctionalSites:
         call = _qualifying(family, args, kwargs)
         if call is None:
             return func(*args, **kwargs)
-        where = _call_site()
+        where = _call_site(module)
         occurrence = counts.get((family, where), 0)
         counts[(family, where)] = occurrence + 1
         key = (family, where, occurrence)
@@ -368,9 +374,11 @@ class FunctionalSites:
         if proxy is None:  # a call the calibration pass did not see: left alone
             if where not in self._unseen and qualifying_call(family, args, kwargs) is not None:
                 self._unseen.add(where)
+                name, line = where[0] if where else ("?", 0)
                 warnings.warn(
-                    f"a global {family} at {where[0]}:{where[1]} did not run in the "
-                    "calibration pass (it runs only at some input sizes): it stays global",
+                    f"a global {family} in {name} (line {line} of it) of "
+                    f"{type(module).__name__} did not run in the calibration pass (it runs "
+                    "only at some input sizes): it stays global",
                     UserWarning,
                     stacklevel=2,
                 )

@@ -36,7 +36,7 @@ def writable_folder(path: str, flag: str = "--out") -> None:
 
 def remove_empty_created() -> None:
     """Remove the folders :func:`writable_folder` created that are still empty."""
-    for p in CREATED:
+    for p in sorted(CREATED, key=lambda q: len(q.parts), reverse=True):  # deepest first
         try:
             p.rmdir()  # only an empty folder
         except OSError:

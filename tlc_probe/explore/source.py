@@ -212,7 +212,10 @@ def _read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     if p.suffix == ".csv":
         table = pd.read_csv(p, dtype={"channel": str})
     else:
-        names = pq.read_schema(p).names
+        try:
+            names = pq.read_schema(p).names
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+            raise ValueError(f"shift={p} is no readable Parquet file: {e}") from None
         if missing := [c for c in SHIFT_COLUMNS if c not in names]:
             raise ValueError(
                 f"shift={p} is no shift table (it lacks {missing}): give the shift.parquet "

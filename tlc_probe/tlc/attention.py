@@ -131,6 +131,18 @@ def window_norms(sums: torch.Tensor, peak: torch.Tensor, area: int) -> torch.Ten
     return torch.where(keep, torch.where(keep, sums, 1.0).sqrt(), 0.0)
 
 
+def squares(t: torch.Tensor) -> torch.Tensor:
+    """``t ** 2``, in float32 for a half-precision ``t`` (an fp16 square overflows past
+    |t| = 256)."""
+    return (t.float() if t.dtype in (torch.float16, torch.bfloat16) else t).square()
+
+
+def finite_peak(sq: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """The largest finite value of ``sq`` over ``dims`` (detached; NaN / inf left out, so
+    that one bad pixel does not move the zero floor of every window of its channel)."""
+    return sq.detach().nan_to_num(0.0, 0.0, 0.0).amax(dims)
+
+
 def scaled_inverse(nq: torch.Tensor, nk: torch.Tensor, temp: torch.Tensor) -> torch.Tensor:
     """``temp / (nq * nk)`` where both norms are positive, 0 where either is zero (a zero
     vector's cosine with anything is 0, as brute force's normalisation makes it)."""
@@ -193,11 +205,11 @@ def local_channel_attention(
     c = qh.shape[2]
     hv, wv = h - kh + 1, w - kw + 1
     area = kh * kw
-    sq, sk = qh.square(), kh_.square()
+    sq, sk = squares(qh), squares(kh_)
     nq = _window_sums(sq.reshape(n, c_all, h, w), (kh, kw)).reshape(n, heads, c, hv, wv)
     nk = _window_sums(sk.reshape(n, c_all, h, w), (kh, kw)).reshape(n, heads, c, hv, wv)
-    nq = window_norms(nq, sq.detach().amax((-2, -1))[..., None, None], area)
-    nk = window_norms(nk, sk.detach().amax((-2, -1))[..., None, None], area)
+    nq = window_norms(nq, finite_peak(sq, (-2, -1))[..., None, None], area)
+    nk = window_norms(nk, finite_peak(sk, (-2, -1))[..., None, None], area)
     temp = _temperature(temperature, heads)
     outs = []
     for hd, i0, g in _window_grams(qh, kh_, (kh, kw), max_elements):
@@ -263,8 +275,8 @@ def local_channel_attention_bands(
         offset = torch.cat(means, dim=1).div_(h * w)[..., None, None]  # (N, K, 1, 1)
         if not torch.isfinite(offset).all():
             return None
-        peak_q = qq.square().amax((-2, -1))[..., None, None]  # (N, c, 1, 1)
-        peak_k = kk.square().amax((-2, -1))[..., None, None]
+        peak_q = finite_peak(squares(qq), (-2, -1))[..., None, None]  # (N, c, 1, 1)
+        peak_k = finite_peak(squares(kk), (-2, -1))[..., None, None]
 
         def products(a: int, z: int, qq=qq, kk=kk) -> torch.Tensor:
             spare.append(spare.pop(0))  # the two buffers in turn
@@ -366,8 +378,8 @@ def local_channel_attention_fast(
 
     qc, kc = cells(q), cells(k)
     g = _cell_window_sums(qc @ kc.transpose(-1, -2), mh, mw)  # (N, heads, Hv, Wv, c, c)
-    peak_q = qc.square().amax((2, 3, 5)).double()[:, :, None, None]  # (N, heads, 1, 1, c)
-    peak_k = kc.square().amax((2, 3, 5)).double()[:, :, None, None]
+    peak_q = finite_peak(qc.square(), (2, 3, 5)).double()[:, :, None, None]  # (N, h, 1, 1, c)
+    peak_k = finite_peak(kc.square(), (2, 3, 5)).double()[:, :, None, None]
     area = kh * kw
     nq = window_norms(_cell_window_sums(qc.square().sum(-1), mh, mw), peak_q, area)
     nk = window_norms(_cell_window_sums(kc.square().sum(-1), mh, mw), peak_k, area)
@@ -552,7 +564,7 @@ def attention_stats_at(
         g[:, hd, i0 : i0 + blk.shape[1]] = at(blk)
     temp = _temperature(temperature.detach(), heads)
     area = kh * kw
-    peaks = tuple(t.square().amax((-2, -1)).reshape(n, heads, c, 1) for t in (qd, kd))
+    peaks = tuple(finite_peak(t.square(), (-2, -1)).reshape(n, heads, c, 1) for t in (qd, kd))
     return {
         "q_rms": (sq / area).clamp_min(0).sqrt().reshape(n, c_all, -1),
         "k_rms": (sk / area).clamp_min(0).sqrt().reshape(n, c_all, -1),

@@ -548,7 +548,9 @@ def _local_version(
     if site.kind == "se":
         return LocalAvgPool2d(kernel, **heads, **opts)
     if site.kind == "attn":
-        return LocalChannelAttention.from_attention(module, kernel, **opts)
+        return LocalChannelAttention.from_attention(
+            module, kernel, fused=heads["fused_head"], **opts
+        )
     params = dict(module.named_parameters(recurse=False))
     if set(params) - {"weight", "bias"} or any(p.dim() != 1 for p in params.values()):
         raise ValueError(

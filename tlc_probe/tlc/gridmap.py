@@ -86,6 +86,16 @@ def _conv1x1_mm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return out
 
 
+def _autocast_on(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (torch < 2.4 has no argument form)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()
+
+
 def head_op(func, args, kwargs) -> torch.Tensor:
     """``func(*args, **kwargs)``, a pointwise op or a 1x1 convolution of ``args[0]`` (a map
     of any size), with a plain 1x1 convolution (groups 1) run by :func:`_conv1x1_mm`
@@ -99,7 +109,7 @@ def head_op(func, args, kwargs) -> torch.Tensor:
         if (
             opts.get("groups", 1) == 1
             and not needs_grad(x, weight, bias)
-            and not torch.is_autocast_enabled(x.device.type)
+            and not _autocast_on(x.device.type)
             and x.dtype == weight.dtype
             and (bias is None or bias.dtype == x.dtype)
         ):
