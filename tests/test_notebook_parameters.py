@@ -37,6 +37,21 @@ def user_store(tmp_path_factory):
     return root
 
 
+def _run(name: str, parameters: dict, where: Path):
+    """Execute notebook ``name`` with ``parameters`` (papermill, in ``where``); the
+    executed notebook."""
+    out = where / f"{name}.ipynb"
+    pm.execute_notebook(
+        str(NOTEBOOKS / f"{name}.ipynb"),
+        str(out),
+        parameters=parameters,
+        cwd=str(where),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    return nbformat.read(out, as_version=4)
+
+
 def _outputs(nb) -> str:
     texts = []
     for cell in nb.cells:
@@ -54,16 +69,7 @@ def _images(nb) -> int:
 
 @pytest.mark.slow
 def test_notebook_02_draws_a_users_store(user_store, tmp_path):
-    out = tmp_path / "02.ipynb"
-    pm.execute_notebook(
-        str(NOTEBOOKS / "02_distribution_figures.ipynb"),
-        str(out),
-        parameters={"stats_dir": str(user_store / "stats")},
-        cwd=str(tmp_path),
-        kernel_name="python3",
-        progress_bar=False,
-    )
-    nb = nbformat.read(out, as_version=4)
+    nb = _run("02_distribution_figures", {"stats_dir": str(user_store / "stats")}, tmp_path)
     text = _outputs(nb)
     assert "my-nafnet" in text and "hinet" not in text  # the user's model, not the default
     assert _images(nb) >= 2  # the Fig. A3 of its most shifted SE site and its depth profile
@@ -72,19 +78,11 @@ def test_notebook_02_draws_a_users_store(user_store, tmp_path):
 
 @pytest.mark.slow
 def test_notebook_03_tables_a_users_store_and_reliance(user_store, tmp_path):
-    out = tmp_path / "03.ipynb"
-    pm.execute_notebook(
-        str(NOTEBOOKS / "03_shift_metrics.ipynb"),
-        str(out),
-        parameters={
-            "stats_dir": str(user_store / "stats"),
-            "reliance_csv": str(user_store / "reliance.csv"),
-        },
-        cwd=str(tmp_path),
-        kernel_name="python3",
-        progress_bar=False,
-    )
-    nb = nbformat.read(out, as_version=4)
+    params = {
+        "stats_dir": str(user_store / "stats"),
+        "reliance_csv": str(user_store / "reliance.csv"),
+    }
+    nb = _run("03_shift_metrics", params, tmp_path)
     text = _outputs(nb)
     n_sites = (pd.read_csv(user_store / "reliance.csv")["site"] != "all").sum()
     assert "my-nafnet" in text and "hinet" not in text

@@ -70,16 +70,16 @@ def test_a_declared_site_of_an_unknown_kind_names_the_declaration():  # case 13
         convert(ToyNet().eval(), 32, sites={"ca1.avg_pool": "bogus"})
 
 
+def _whole_only_store(out):
+    """Statistics of the whole regime alone (no train reference) at ``out``."""
+    data = pairs_folder(out.parent / "d", 1, 40, 48)
+    ck = save_checkpoint(build("nafnet", "tiny"), out.parent / "n.pt", task="deblur", train_size=32)
+    config = CollectConfig(regimes=("whole",))
+    collect_checkpoint(ck, out, images=ImageSource(data), config=config, progress=False)
+
+
 def test_a_store_without_the_reference_regime_is_refused_by_shift(tmp_path, capsys):  # case 17
-    data = pairs_folder(tmp_path / "d", 1, 40, 48)
-    ck = save_checkpoint(build("nafnet", "tiny"), tmp_path / "n.pt", task="deblur", train_size=32)
-    collect_checkpoint(
-        ck,
-        tmp_path / "s",
-        images=ImageSource(data),
-        config=CollectConfig(regimes=("whole",)),
-        progress=False,
-    )
+    _whole_only_store(tmp_path / "s")
     out = tmp_path / "shift"
     assert main(["shift", str(tmp_path / "s"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -169,15 +169,7 @@ def test_a_model_without_sites_says_so_without_python_only_advice():  # case 16
 
 
 def test_plot_without_the_train_regime_draws_nothing_and_says_so(tmp_path, capsys):  # case 17
-    data = pairs_folder(tmp_path / "d", 1, 40, 48)
-    ck = save_checkpoint(build("nafnet", "tiny"), tmp_path / "n.pt", task="deblur", train_size=32)
-    collect_checkpoint(
-        ck,
-        tmp_path / "s",
-        images=ImageSource(data),
-        config=CollectConfig(regimes=("whole",)),
-        progress=False,
-    )
+    _whole_only_store(tmp_path / "s")
     assert main(["plot", str(tmp_path / "s"), "--out", str(tmp_path / "p")]) == 2
     assert "nothing to draw" in capsys.readouterr().err and not (tmp_path / "p").exists()
 

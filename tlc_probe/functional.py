@@ -113,10 +113,13 @@ def qualifying_call(family: str, args: tuple, kwargs: dict) -> tuple[str, tuple]
     positional arguments are the call's own, bound in the function's order (what the
     proxy is called with)."""
     call = _qualifying(family, args, kwargs)
-    if call is None:
-        return None
+    return call if call is not None and _on_a_map(call) else None
+
+
+def _on_a_map(call: tuple[str, tuple]) -> bool:
+    """Whether a qualifying call's input has at least :data:`MIN_PIXELS` pixels."""
     x = call[1][0]
-    return call if x.shape[-2] * x.shape[-1] >= MIN_PIXELS else None
+    return x.shape[-2] * x.shape[-1] >= MIN_PIXELS
 
 
 def _qualifying(family: str, args: tuple, kwargs: dict) -> tuple[str, tuple] | None:
@@ -365,14 +368,14 @@ class FunctionalSites:
         counts[(family, where)] = occurrence + 1
         key = (family, where, occurrence)
         if self.discovering:
-            if qualifying_call(family, args, kwargs) is not None:  # not on a 1 x 1 map
+            if _on_a_map(call):  # not on a 1 x 1 map
                 self.found.setdefault((id(module), key), (module, family, call[1]))
             return func(*args, **kwargs)
         proxy = next(
             (p for p in module._modules.values() if getattr(p, "call_site", None) == key), None
         )
         if proxy is None:  # a call the calibration pass did not see: left alone
-            if where not in self._unseen and qualifying_call(family, args, kwargs) is not None:
+            if where not in self._unseen and _on_a_map(call):
                 self._unseen.add(where)
                 name, line = where[0] if where else ("?", 0)
                 warnings.warn(

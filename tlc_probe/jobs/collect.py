@@ -32,6 +32,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ from ..store.read import INCIDENTAL
 from ..tensors import to_model
 from ..tiling import check_tiling, image_tiles
 from ..tlc import convert
-from ..tlc.coverage import Coverage, watch_coverage
+from ..tlc.coverage import watch_coverage
 from .distributed import Shard
 from .images import ImageSource
 from .subject import Subject, as_subject
@@ -362,47 +363,36 @@ def collect(
             emit("train", j, ids, model, [x], probe)
         cache.clear()
 
-    tlc_seen: dict[str, set[tuple[int, int]]] = {}
-    if image_regimes:
-        mine = [j for j in range(len(test_data)) if shard.takes(j)]
-        bar = tqdm(mine, desc="test images", disable=not progress)
-        for j in bar:
-            todo = [r for r in image_regimes if not done(r, j)]
-            if not todo:
-                continue
-            item = test_data[j]
-            img = item["input"]
-            for regime in todo:
-                bar.set_postfix(image=item["id"], regime=regime)
-                if regime == "whole":
-                    emit(regime, j, [item["id"]], model, [img[None]], probe)
-                elif regime == "tlc":
-                    with watch_coverage(tlc_model) as cov:
+    watch = watch_coverage(tlc_model) if tlc_model is not None else nullcontext()
+    with watch as cov:  # the maps the TLC model's local sites see, over all images
+        if image_regimes:
+            mine = [j for j in range(len(test_data)) if shard.takes(j)]
+            bar = tqdm(mine, desc="test images", disable=not progress)
+            for j in bar:
+                todo = [r for r in image_regimes if not done(r, j)]
+                if not todo:
+                    continue
+                item = test_data[j]
+                img = item["input"]
+                for regime in todo:
+                    bar.set_postfix(image=item["id"], regime=regime)
+                    if regime == "whole":
+                        emit(regime, j, [item["id"]], model, [img[None]], probe)
+                    elif regime == "tlc":
                         emit(regime, j, [item["id"]], tlc_model, [img[None]], tlc_probe)
-                    for name, seen in cov.seen.items():
-                        tlc_seen.setdefault(name, set()).update(seen)
-                elif regime == "window":
-                    emit(regime, j, [item["id"]], model, [img[None]], window_probe)
-                else:
-                    boxes, tiles = image_tiles(img, train_size, cfg.tile_overlap)
-                    ids = [f"{item['id']}/t{k:03d}@{y},{x}" for k, (y, x) in enumerate(boxes)]
-                    batches = tiles.split(cfg.tile_batch)
-                    emit(regime, j, ids, model, batches, probe)
+                    elif regime == "window":
+                        emit(regime, j, [item["id"]], model, [img[None]], window_probe)
+                    else:
+                        boxes, tiles = image_tiles(img, train_size, cfg.tile_overlap)
+                        ids = [f"{item['id']}/t{k:03d}@{y},{x}" for k, (y, x) in enumerate(boxes)]
+                        batches = tiles.split(cfg.tile_batch)
+                        emit(regime, j, ids, model, batches, probe)
     result.seconds = time.perf_counter() - t0
-    if tlc_seen:
-        cov = Coverage(
-            {
-                s.name: tuple(s.module.kernel_size)
-                for s in tlc_probe.sites
-                if hasattr(s.module, "kernel_size")
-            }
+    if cov is not None and cov.noop:
+        result.tlc_noop = True
+        warnings.warn(
+            cov.message(f"in the tlc regime of {model_name}"), RuntimeWarning, stacklevel=2
         )
-        cov.seen = {k: v for k, v in tlc_seen.items() if k in cov.windows}
-        result.tlc_noop = cov.noop
-        if cov.noop:
-            warnings.warn(
-                cov.message(f"in the tlc regime of {model_name}"), RuntimeWarning, stacklevel=2
-            )
     shard.barrier()  # the run is complete when every rank's files are
     if result.nonfinite:
         what = "kept" if cfg.keep_nonfinite else "dropped"

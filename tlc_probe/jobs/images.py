@@ -103,6 +103,11 @@ class ImageSource:
                 raise FileNotFoundError(f"{what} {folder}: no such folder")
 
     @property
+    def _gopro_train(self) -> bool:
+        """A GoPro folder with its own train split (the train regime's default)."""
+        return self.layout == "gopro" and (Path(self.data) / "train").is_dir()
+
+    @property
     def bundled(self) -> bool:
         """True for the bundled photos."""
         return self.data is None
@@ -138,7 +143,7 @@ class ImageSource:
             return train
         if self.train_data is not None:
             return PairedFolder(self.train_data, self.layout, split="train")
-        if self.layout == "gopro" and (Path(self.data) / "train").is_dir():
+        if self._gopro_train:
             return PairedFolder(self.data, self.layout, split="train")
         return None
 
@@ -165,7 +170,7 @@ class ImageSource:
             )
         if self.train_data is not None:
             return f"{self.layout} folder {Path(self.train_data).resolve()} (train_data)"
-        if self.layout == "gopro" and (Path(self.data) / "train").is_dir():
+        if self._gopro_train:
             return f"the train split {(Path(self.data) / 'train').resolve()}"
         return "none (no train regime: give train_data)"
 

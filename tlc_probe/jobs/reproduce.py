@@ -129,7 +129,7 @@ def estimate_seconds(
         scored = min(n_img, settings["reliance_photos"] or n_img)
         reference = len(images.test_items(s.task, _reference_images(settings, images)))
         passes = n_img * 5 + crops + (n_sites + 2) * scored + reference
-        if _benched(s, settings, len(subjects)):
+        if _benched(s, settings):
             passes += n_img * (10 * settings["bench_repeats"] + 7)
             pixels = x.shape[-2] * x.shape[-1]  # the timing sizes: ~10 passes each, scaled
             passes += sum(
@@ -150,7 +150,7 @@ def _reference_images(settings: dict[str, Any], images: ImageSource) -> int | No
     return max(settings["images"], settings["reliance_reference"])
 
 
-def _benched(subject: Subject, settings: dict[str, Any], n_subjects: int) -> bool:
+def _benched(subject: Subject, settings: dict[str, Any]) -> bool:
     """Table A1 runs on every deblurring checkpoint of the embedded default (all of
     ``settings["bench_models"]``' architectures), and on a user's model of any task."""
     if settings.get("user"):
@@ -314,7 +314,7 @@ def reproduce(
     timings["figures"] = time.perf_counter() - t
 
     benches = {}
-    chosen = [i for i, sub in enumerate(subjects) if _benched(sub, s, len(subjects))]
+    chosen = [i for i, sub in enumerate(subjects) if _benched(sub, s)]
     if not chosen and s["bench_models"] is not None:  # quick: the first deblurring model
         chosen = [i for i, sub in enumerate(subjects) if sub.task == "deblur"][:1]
     for i in chosen:
