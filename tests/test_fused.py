@@ -16,7 +16,7 @@ from tlc_probe.schemes import make_scheme
 from tlc_probe.tlc.convert import backend
 from tlc_probe.tlc.fused import FusedMap
 from tlc_probe.tlc.gridmap import ValidMap
-from tlc_probe.tlc.stream import band_rows, box_mean_bands
+from tlc_probe.tlc.stream import band_rows, box_mean_bands, top_sums_and_mean
 
 
 def _streamed(x, kernel, rows=None):
@@ -66,6 +66,32 @@ def test_streamed_precision_720x1280_against_float64(kernel):
     got = replicate_valid(_streamed(x, kernel), 720, 1280)
     err = _rel_err(got, scipy_local_mean(x, kernel), x)
     assert err <= 2e-6, err  # the integral image's bound (tests/test_box.py)
+
+
+@pytest.mark.parametrize("given_top", [False, True])
+@pytest.mark.parametrize(
+    ("shape", "kernel", "rows"), [((2, 5, 23, 17), (6, 5), 3), ((1, 6, 40, 33), (40, 9), None)]
+)
+def test_projected_means_are_the_means_of_the_projected_map(shape, kernel, rows, given_top):
+    # the SE head's first 1x1 convolution moved before the window sums (fewer channels)
+    torch.manual_seed(3)
+    x = torch.randn(shape) * 3 + 7
+    weight, bias = torch.randn(2, shape[1]), torch.randn(2)
+    top, offset = top_sums_and_mean(x, kernel[0])
+    torch.testing.assert_close(offset, x.mean((-2, -1), keepdim=True))
+    torch.testing.assert_close(top, x[:, :, : kernel[0]].sum(-2, keepdim=True))
+    parts = [
+        m.clone()
+        for _, m in box_mean_bands(
+            x, kernel, offset, rows, (weight, bias), top if given_top else None
+        )
+    ]
+    got = torch.cat(parts, dim=-2)
+    want = F.conv2d(
+        F.avg_pool2d(x.double(), kernel, stride=1), weight.double()[:, :, None, None], bias.double()
+    )
+    assert got.shape == want.shape
+    assert float((got.double() - want).abs().max()) <= 1e-5 * float(want.abs().max())
 
 
 def test_band_rows():

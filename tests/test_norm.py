@@ -135,3 +135,27 @@ def test_autograd_through_the_float64_fallback():
     with torch.no_grad():
         ref = brute_local_instance_norm(x, (12, 12), local.weight, local.bias)
     assert float((out.detach().double() - ref).abs().max()) <= 1e-3
+
+
+@pytest.mark.parametrize("eps", [1e-5, 1e-8, 1e-12])
+@pytest.mark.parametrize("grad", [False, True])
+def test_constant_windows_normalise_to_zero_as_brute_force(eps, grad):
+    # Constant windows (black borders, saturated sky): var = 0, so (x - mean) / sqrt(eps)
+    # magnifies any rounding residue of the mean (was 0.12 off at eps 1e-12, constant 5).
+    torch.manual_seed(7)
+    x = torch.randn(2, 3, 90, 120)
+    x[0, :, 20:70, 30:100] = 5.0  # a constant block larger than the window
+    x[1, :, 10:80, 0:60] = 0.37
+    x[1, 1] = 0.0  # a channel constant but for a corner
+    x[1, 1, :5, :5] = 1.0
+    local = LocalInstanceNorm2d(3, (24, 24), eps=eps, affine=True)
+    with torch.no_grad():
+        local.weight.copy_(torch.tensor([0.5, 2.0, -1.5]))
+        local.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    out = local(x.requires_grad_(grad))
+    with torch.no_grad():
+        ref = brute_local_instance_norm(x, (24, 24), local.weight, local.bias, eps=eps)
+    assert float((out.detach().double() - ref).abs().max()) <= 1e-5
+    if grad:
+        out.sum().backward()
+        assert torch.isfinite(x.grad).all()

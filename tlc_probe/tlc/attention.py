@@ -61,8 +61,10 @@ from torch import nn
 from ..tensors import check_map
 from .box import (
     FAST_MIN_CELLS,
+    ZERO_FLOOR,
     box_mean_valid,
     clamp_window,
+    finite_peak,
     needs_grad,
     replicate_band_rows,
     replicate_bands,
@@ -113,14 +115,6 @@ def attention_matrix(
     return (qh @ kh.transpose(-2, -1) * temperature.reshape(heads, 1, 1)).softmax(dim=-1)
 
 
-#: Relative floor of a window's sum of squares, per compute dtype: a sum below
-#: ``area * floor * (the channel's largest square on the map)`` is the box sums' rounding
-#: (the integral images leave ~1e-7 of that scale where the true sum is 0), so the
-#: window's vector counts as zero — and brute force normalises a zero vector to zero:
-#: logits 0, uniform attention.
-ZERO_FLOOR = {torch.float32: 1e-6, torch.float64: 1e-13}
-
-
 def window_norms(sums: torch.Tensor, peak: torch.Tensor, area: int) -> torch.Tensor:
     """Norms sqrt(sum) of window sums of squares ``sums``, 0 where a sum is below the
     rounding floor :data:`ZERO_FLOOR` of ``area`` times ``peak`` (the channel's largest
@@ -135,12 +129,6 @@ def squares(t: torch.Tensor) -> torch.Tensor:
     """``t ** 2``, in float32 for a half-precision ``t`` (an fp16 square overflows past
     |t| = 256)."""
     return (t.float() if t.dtype in (torch.float16, torch.bfloat16) else t).square()
-
-
-def finite_peak(sq: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-    """The largest finite value of ``sq`` over ``dims`` (detached; NaN / inf left out, so
-    that one bad pixel does not move the zero floor of every window of its channel)."""
-    return sq.detach().nan_to_num(0.0, 0.0, 0.0).amax(dims)
 
 
 def scaled_inverse(nq: torch.Tensor, nk: torch.Tensor, temp: torch.Tensor) -> torch.Tensor:

@@ -219,6 +219,20 @@ def box_mean_valid(
     return out if offset is None else out.add_(offset)
 
 
+#: Relative floor of a window statistic, per compute dtype: a window sum of squares
+#: below ``area * floor * (the channel's largest square on the map)`` (a variance below
+#: ``floor`` times that square) is the box sums' own rounding — the integral images leave
+#: ~1e-7 of that scale in float32 where the true value is 0 — so the window counts as
+#: zero (local attention: a zero vector) or constant (local instance norm).
+ZERO_FLOOR = {torch.float32: 1e-6, torch.float64: 1e-13}
+
+
+def finite_peak(sq: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """The largest finite value of ``sq`` over ``dims`` (detached; NaN / inf left out, so
+    that one bad pixel does not move the zero floor of every window of its channel)."""
+    return sq.detach().nan_to_num(0.0, 0.0, 0.0).amax(dims)
+
+
 def all_finite(x: torch.Tensor) -> bool:
     """Whether every value of ``x`` is finite (one pass over it)."""
     return bool(torch.isfinite(x).all())

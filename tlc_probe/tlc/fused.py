@@ -10,7 +10,9 @@ over full-size maps, the head's maps and the product each go through memory. A
 (:func:`~tlc_probe.tlc.stream.box_mean_bands`), runs the recorded head on each band and
 writes that band's rows of the product (border rows and columns repeat the edge
 windows, as replicate padding does), so every intermediate is the size of one band and
-stays in cache. The numbers are the exact path's up to float rounding.
+stays in cache. A head that starts with a 1x1 convolution narrowing the channels has it
+applied before the window sums (``project`` of ``box_mean_bands``). The numbers are the
+exact path's up to float rounding.
 
 Any other use of the map (a 3x3 convolution, an addition, ``.view``) gets the full map,
 written by the same banded pass (the head's values instead of the product), and proceeds
@@ -30,8 +32,22 @@ from .box import (
     replicate_bands,
     replicate_to,
 )
-from .gridmap import GridMap, broadcast_part, head_op, writes_into
+from .gridmap import GridMap, broadcast_part, conv1x1_weight, head_op, writes_into
 from .stream import box_mean_bands
+
+
+def _first_projection(source: torch.Tensor, ops: tuple) -> tuple[tuple | None, tuple]:
+    """((weight, bias), the other ops) when the head starts with a 1x1 convolution that
+    narrows the channels (an SE head's squeeze), else (None, ops). That convolution then
+    runs on the pool's input before the window sums (a mean is linear), so the banded
+    sums work on its fewer output channels."""
+    if not ops:
+        return None, ops
+    func, rest, kwargs = ops[0]
+    conv = conv1x1_weight(func, (source, *rest), kwargs)
+    if conv is None or conv[0].shape[0] >= source.shape[1]:
+        return None, ops
+    return conv, ops[1:]
 
 
 class FusedMap(GridMap):
@@ -48,23 +64,32 @@ class FusedMap(GridMap):
     _source: torch.Tensor
     _kernel: tuple[int, int]
     _offset: torch.Tensor
+    _top: torch.Tensor | None
     _ops: tuple
     _source_version: int
 
     @staticmethod
-    def wrap_fused(source: torch.Tensor, kernel: tuple[int, int], offset: torch.Tensor) -> FusedMap:
+    def wrap_fused(
+        source: torch.Tensor,
+        kernel: tuple[int, int],
+        offset: torch.Tensor,
+        top: torch.Tensor | None = None,
+    ) -> FusedMap:
         """The FusedMap of the local means of ``source`` (N, C, H, W; finite, float32 or
         float64, not needing gradients) over ``kernel`` (fitting the map), centred on
-        ``offset`` (N, C, 1, 1), each channel's mean."""
-        return FusedMap._make(source, kernel, offset, (), source.shape[1])
+        ``offset`` (N, C, 1, 1), each channel's mean; ``top`` (N, C, 1, W) the sums of
+        its first k_h rows if known (:func:`~tlc_probe.tlc.stream.top_sums_and_mean`)."""
+        out = FusedMap._make(source, kernel, offset, (), source.shape[1])
+        out._top = top
+        return out
 
     @staticmethod
-    def _make(source, kernel, offset, ops, channels: int) -> FusedMap:
+    def _make(source, kernel, offset, ops, channels: int, top=None) -> FusedMap:
         with torch._C.DisableTorchFunctionSubclass():
             stub = source.new_empty(source.shape[0], channels, 0, 0)
         out = stub.as_subclass(FusedMap)
         out._source, out._kernel, out._offset, out._ops = source, kernel, offset, ops
-        out._source_version, out._full = source._version, None
+        out._source_version, out._full, out._top = source._version, None, top
         return out
 
     def _full_hw(self) -> tuple[int, int]:
@@ -85,7 +110,8 @@ class FusedMap(GridMap):
         channels = self.as_subclass(torch.Tensor).shape[1]
         if func is torch.nn.functional.conv2d:
             channels = int(args[1].shape[0])
-        return FusedMap._make(self._source, self._kernel, self._offset, (*self._ops, op), channels)
+        ops = (*self._ops, op)
+        return FusedMap._make(self._source, self._kernel, self._offset, ops, channels, self._top)
 
     def _rewrap(self, out: torch.Tensor) -> FusedMap:
         return out  # _head_op made it
@@ -125,8 +151,12 @@ class FusedMap(GridMap):
         out = torch.empty(n, c_out, h, w, dtype=dtype, device=self._source.device)
         kh, kw = self._kernel
         vh, vw = h - kh + 1, w - kw + 1
-        for v0, means in box_mean_bands(self._source, self._kernel, self._offset):
-            head = self._apply_head(means)
+        project, ops = _first_projection(self._source, self._ops)
+        bands = box_mean_bands(self._source, self._kernel, self._offset, None, project, self._top)
+        for v0, means in bands:
+            head = means
+            for func, rest, kwargs in ops:
+                head = head_op(func, (head, *rest), kwargs)
             for rows, head_rows in replicate_band_rows(v0, head.shape[-2], h, vh):
                 for cols, head_cols in replicate_bands(w, vw):
                     target = out[..., rows, cols]

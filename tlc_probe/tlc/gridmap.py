@@ -117,6 +117,25 @@ def head_op(func, args, kwargs) -> torch.Tensor:
     return func(*args, **kwargs)
 
 
+def conv1x1_weight(func, args, kwargs) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """(weight (C_out, C_in), bias (C_out,) or None) when ``func(*args, **kwargs)`` is a
+    1x1 convolution of ``args[0]`` (groups 1) that :func:`head_op` would run as a matrix
+    product (no autograd, no autocast, one dtype), else None."""
+    if not _is_1x1_conv(func, args, kwargs):
+        return None
+    opts = _conv_options(args, kwargs)
+    x, weight, bias = args[0], args[1], opts.get("bias")
+    if (
+        opts.get("groups", 1) != 1
+        or needs_grad(x, weight, bias)
+        or _autocast_on(x.device.type)
+        or x.dtype != weight.dtype
+        or (bias is not None and bias.dtype != x.dtype)
+    ):
+        return None
+    return weight.reshape(weight.shape[0], -1), bias
+
+
 def _is_1x1_conv(func, args, kwargs) -> bool:
     if func is not F.conv2d or len(args) < 2:
         return False

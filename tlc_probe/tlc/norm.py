@@ -8,20 +8,25 @@ from torch import nn
 from ..tensors import check_map
 from .box import (
     FAST_MIN_CELLS,
+    ZERO_FLOOR,
     all_finite,
     box_mean,
     box_mean_fast,
     clamp_window,
     fill_nonfinite,
     finite_centre,
+    finite_peak,
     needs_grad,
     nonfinite_windows,
     valid_region,
 )
 from .window import LocalWindow
 
-#: Local mean^2 / (variance + eps) above which float32 moments lose too many digits and
-#: a (sample, channel) map is recomputed in float64 (real feature maps stay below ~100).
+#: (The channel's largest square) / (local variance + eps) above which float32 moments
+#: lose too many digits and a (sample, channel) map is recomputed in float64: where the
+#: local mean dwarfs the spread (var = E[x^2] - mean^2 cancels), and where a window is
+#: flat next to the channel's range (the box sums' rounding, ~1e-7 of that range, is
+#: then divided by a tiny sqrt(var + eps)). Feature maps rarely reach it.
 CANCELLATION_LIMIT = 1000.0
 
 
@@ -107,8 +112,8 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
         offset, finite = finite_centre(xc)
         xc = xc - offset
         mu, var = self.moments(xc, finite=finite or None)
-        # out = xc * scale + shift with the affine folded in; the moments are full
-        # (replicate-padded) maps, so without autograd no further map is allocated.
+        # out = (xc - mu) * scale + b, scale = w / sqrt(var + eps): the difference first,
+        # since with a tiny var + eps, xc * scale - mu * scale would cancel large products
         w = b = None
         if self.affine:
             w = self.weight.to(dt)[None, :, None, None]
@@ -116,20 +121,16 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
                 b = self.bias.to(dt)[None, :, None, None]
         if needs_grad(xc, w, b):
             scale = (var + self.eps).rsqrt()
-            shift = -mu * scale
-            if w is not None:
-                scale, shift = scale * w, shift * w
-            if b is not None:
-                shift = shift + b
-            return torch.addcmul(shift, xc, scale).to(x.dtype)
+            out = (xc - mu) * (scale if w is None else scale * w)
+            return (out if b is None else out + b).to(x.dtype)
+        # the moments are full (replicate-padded) maps: no further map is allocated
         scale = var.add_(self.eps).rsqrt_()
-        shift = mu.mul_(scale).neg_()
         if w is not None:
             scale.mul_(w)
-            shift.mul_(w)
-        if b is not None:
-            shift.add_(b)
-        return torch.addcmul(shift, xc, scale, out=xc).to(x.dtype)
+        d = xc.sub_(mu)
+        if b is None:
+            return d.mul_(scale).to(x.dtype)
+        return torch.addcmul(b, d, scale, out=d).to(x.dtype)
 
     def moments(
         self, xc: torch.Tensor, finite: bool | None = None
@@ -137,11 +138,15 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
         """Local mean and biased variance of a channel-centred (N, C, H, W) map, as this
         module normalises with: replicate-padded (N, C, H, W) maps of ``xc``'s dtype.
 
-        In float32, (sample, channel) maps where mean^2 > CANCELLATION_LIMIT x
-        (var + eps) somewhere are recomputed in float64 (the probe records these too).
-        Windows holding NaN / inf get the brute-force moments: the mean of
-        :func:`~tlc_probe.tlc.box.box_mean`, variance NaN. ``finite=True`` tells that
-        ``xc`` holds none (skips that check, one pass over ``xc``).
+        In float32, (sample, channel) maps where the channel's largest square exceeds
+        CANCELLATION_LIMIT x (var + eps) somewhere are recomputed in float64 (the probe
+        records these too). Computed in float64, a window whose variance is below
+        :data:`~tlc_probe.tlc.box.ZERO_FLOOR` times that square is constant up to
+        rounding: variance 0 and mean the value at the position, so that the position
+        normalises to exactly 0 as under brute force. Windows holding NaN / inf get the
+        brute-force moments: the mean of :func:`~tlc_probe.tlc.box.box_mean`, variance
+        NaN. ``finite=True`` tells that ``xc`` holds none (skips that check, one pass
+        over ``xc``).
         """
         if not (finite or all_finite(xc)):
             ok = torch.isfinite(xc)
@@ -150,20 +155,38 @@ class LocalInstanceNorm2d(LocalWindow, nn.InstanceNorm2d):
             nan, pos, neg = masks
             return fill_nonfinite(mu, masks), var.masked_fill(nan | pos | neg, float("nan"))
         mu, var = self._moments(xc)
+        peak = finite_peak(xc.square(), (-2, -1))  # (N, C): the channel's largest square
+        if xc.dtype == torch.float64:
+            return self._floored(xc, mu, var, peak)
         if xc.dtype == torch.float32:
             # float32 loses the digits of var = E[xc^2] - mu^2 where the local mean
-            # dwarfs the local spread; recompute those (sample, channel) maps in float64.
+            # dwarfs the local spread, and those of xc - mu next to a tiny var + eps;
+            # recompute those (sample, channel) maps in float64 (|mu| <= the largest
+            # |xc|, so the largest square bounds both cases).
             with torch.no_grad():
-                excess = torch.mul(mu, mu).sub_(var, alpha=CANCELLATION_LIMIT)
-                bad = excess.amax(dim=(-2, -1)) > self.eps * CANCELLATION_LIMIT
-                del excess
+                least = var.amin(dim=(-2, -1)) + self.eps
+                bad = peak > least * CANCELLATION_LIMIT
             if bad.any():
                 idx = bad.nonzero(as_tuple=True)
                 if needs_grad(mu, var):  # autograd saved them: assign into copies
                     mu, var = mu.clone(), var.clone()
-                mu64, var64 = self._moments(xc[idx].double()[None])
+                x64 = xc[idx].double()[None]
+                mu64, var64 = self._floored(x64, *self._moments(x64), peak[idx][None].double())
                 mu[idx], var[idx] = mu64[0].float(), var64[0].float()
         return mu, var
+
+    @staticmethod
+    def _floored(
+        xc: torch.Tensor, mu: torch.Tensor, var: torch.Tensor, peak: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, var) with windows flat up to float64 rounding (var below ZERO_FLOOR x
+        ``peak`` (N, C)) made exactly constant: var 0, mu the value at the position (a
+        position lies in the window whose moments it takes, so in a constant window
+        that value is the window's mean)."""
+        flat = var <= (peak * ZERO_FLOOR[torch.float64])[..., None, None].to(var.dtype)
+        if not bool(flat.any()):
+            return mu, var
+        return torch.where(flat, xc, mu), torch.where(flat, 0.0, var)
 
     def _moments(self, xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Local mean and biased variance (clamped >= 0) of a channel-centred map,

@@ -22,6 +22,7 @@ from .box import (
 )
 from .fused import FusedMap
 from .gridmap import GridMap, ValidMap
+from .stream import top_sums_and_mean
 from .window import LocalWindow
 
 
@@ -102,9 +103,9 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
             return box_mean_fast(x, self.kernel_size, self.strides(size))
         if self.fused_head and not needs_grad(x) and x.dtype in (torch.float32, torch.float64):
             kernel = clamp_window(self.kernel_size, size)
-            offset = x.mean(dim=(-2, -1), keepdim=True)
+            top, offset = top_sums_and_mean(x, kernel[0])
             if all_finite(offset):  # else the plain path keeps NaN / inf local
-                return FusedMap.wrap_fused(x, kernel, offset)
+                return FusedMap.wrap_fused(x, kernel, offset, top)
         if (self.valid_head or self.fused_head) and not needs_grad(x):  # (fused: NaN, half)
             return ValidMap.wrap_valid(box_mean_valid(x, self.kernel_size).to(x.dtype), size)
         return box_mean(x, self.kernel_size)

@@ -9,13 +9,18 @@ band of rows at a time, every intermediate the size of one band:
   over the k_h rows of the current windows. Moving the windows down by one row adds the
   row that enters and subtracts the row that leaves (the offset cancels in that
   difference), so a band of b rows is one difference of two b-row slices of ``x`` and
-  a running sum down the band started from S (b - 1 row adds: faster than ``cumsum_``
-  on such short bands);
+  a cumulative sum down the band started from S;
 * a cumulative sum along W of those vertical sums and one difference give the window
   sums, scaled and shifted back by the offset.
 
 ``x`` is read twice (entering and leaving rows) and nothing of full size is written. The
 arithmetic differs from the integral image only in the order of float additions.
+
+A squeeze-excitation head usually starts with a 1x1 convolution that narrows the channels
+(C -> C / r). Means are linear, so that convolution can act on the row differences
+instead of on the means (``project``): every later band operation then works on C / r
+channels. The first windows' column sums and the centring offset come from one pass
+(:func:`top_sums_and_mean`).
 :func:`window_sum_bands` does the same for a map given by its rows, so that a map of
 products (local channel attention) is made a few rows at a time and never held whole.
 """
@@ -48,6 +53,8 @@ def box_mean_bands(
     kernel: tuple[int, int],
     offset: torch.Tensor,
     rows: int | None = None,
+    project: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+    top: torch.Tensor | None = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Mean of every k_h x k_w window lying inside ``x``, a band of window rows at a time.
 
@@ -57,9 +64,16 @@ def box_mean_bands(
         offset: (N, C, 1, 1) value subtracted from each channel before summing, to keep
             float precision for maps with an offset; each channel's mean is best.
         rows: window rows per band (default :func:`band_rows`).
+        project: ``(weight, bias)``, a (K, C) matrix and a (K,) vector or None, of
+            ``x``'s dtype: the window means of ``weight @ x + bias`` (per pixel) instead
+            of ``x``'s, each row of the projected map made when the bands need it. A
+            mean is linear, so these are ``weight @ means + bias`` up to float
+            rounding; with K < C every later operation works on fewer channels.
+        top: (N, C, 1, W) the sums of ``x``'s first k_h rows, if already made
+            (:func:`top_sums_and_mean`); else they are summed here.
 
     Yields:
-        (v0, means): ``means`` (N, C, b, W - k_w + 1) holds the means of the windows
+        (v0, means): ``means`` (N, C or K, b, W - k_w + 1) holds the means of the windows
         whose top rows are v0 .. v0 + b - 1, for consecutive bands covering the
         H - k_h + 1 valid rows; the same numbers as
         :func:`~tlc_probe.tlc.box.box_mean_valid` rows v0 .. v0 + b - 1 up to float
@@ -74,10 +88,32 @@ def box_mean_bands(
     """
     n, c, h, w = x.shape
     b = band_rows(x.shape, x.element_size(), rows)
-    bands = window_sum_bands(lambda a, z: x[:, :, a:z], (n, c, h, w), kernel, offset, b)
+    weight = None
+    if project is not None:  # centred, the bias cancels: sum(W x + b - (W o + b)) = W sum(x - o)
+        weight, bias = project
+        k = weight.shape[0]
+        offset_out = (weight @ offset.reshape(n, c, 1)).reshape(n, k, 1, 1)
+        if bias is not None:
+            offset_out = offset_out + bias.reshape(1, k, 1, 1)
+    else:
+        offset_out = offset
+    rows_of = lambda a, z: x[:, :, a:z]  # noqa: E731
+    bands = window_sum_bands(rows_of, (n, c, h, w), kernel, offset, b, weight, top)
     scale = 1.0 / (kernel[0] * kernel[1])
     for v0, sums in bands:
-        yield v0, sums.mul_(scale).add_(offset)
+        yield v0, sums.mul_(scale).add_(offset_out)
+
+
+def top_sums_and_mean(x: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` (N, C, H, W) -> (the sums of its first ``rows`` rows (N, C, 1, W), each
+    channel's mean (N, C, 1, 1)) in one pass over ``x``: the centring offset and the
+    first windows' column sums of :func:`box_mean_bands`."""
+    h, w = x.shape[-2:]
+    top = x[:, :, :rows].sum(dim=-2, keepdim=True)
+    total = top.sum(dim=-1, keepdim=True)
+    if rows < h:
+        total = total + x[:, :, rows:].sum(dim=(-2, -1), keepdim=True)
+    return top, total / (h * w)
 
 
 def window_sum_bands(
@@ -86,6 +122,8 @@ def window_sum_bands(
     kernel: tuple[int, int],
     offset: torch.Tensor,
     rows: int,
+    project: torch.Tensor | None = None,
+    top: torch.Tensor | None = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Sums of ``map - offset`` over every k_h x k_w window lying inside a map given by
     its rows, a band of window rows at a time (see :func:`box_mean_bands`).
@@ -101,37 +139,56 @@ def window_sum_bands(
         offset: (N, K, 1, 1) subtracted from each channel before summing (float32 or
             float64; each channel's mean keeps the most precision).
         rows: window rows per band.
+        project: a (P, K) matrix or None: the sums of ``project @ (map - offset)`` (per
+            pixel), applied to the row differences (a sum is linear), so that the
+            cumulative sums run on P channels.
+        top: (N, K, 1, W) the sums of the map's first k_h rows (not centred), if known.
 
     Yields:
-        (v0, sums), ``sums`` (N, K, b, W - k_w + 1) the centred window sums of the
+        (v0, sums), ``sums`` (N, K or P, b, W - k_w + 1) the centred window sums of the
         windows with top rows v0 .. v0 + b - 1; a buffer reused for the next band.
     """
     n, c, h, w = shape
     kh, kw = kernel
     vh, vw = h - kh + 1, w - kw + 1
     b_max = max(1, min(rows, vh))
-    diff = offset.new_empty(n, c, b_max, w)
-    sums = offset.new_empty(n, c, b_max, vw)
-    running = offset.new_zeros(n, c, 1, w)  # windows with top row 0
-    for a in range(0, kh, b_max):
-        running.add_(rows_of(a, min(kh, a + b_max)).sum(dim=-2, keepdim=True))
-    running.sub_(offset * kh)
+    p = c if project is None else project.shape[0]
+    diff = offset.new_empty(n, c, b_max, w)  # the rows entering minus those leaving
+    summed = diff if project is None else offset.new_empty(n, p, b_max, w)
+    sums = offset.new_empty(n, p, b_max, vw)
+    if top is None:  # windows with top row 0
+        top = offset.new_zeros(n, c, 1, w)
+        for a in range(0, kh, b_max):
+            top.add_(rows_of(a, min(kh, a + b_max)).sum(dim=-2, keepdim=True))
+    running = top - offset * kh
+    if project is not None:
+        running = _project(project, running, offset.new_empty(n, p, 1, w))
     for v0 in range(0, vh, b_max):
         b = min(b_max, vh - v0)
         d = diff[:, :, :b]
         if v0 == 0:
-            d[:, :, :1].copy_(running)
+            d[:, :, :1].zero_()
             if b > 1:  # rows entering (k_h .. k_h+b-2) minus rows leaving (0 .. b-2)
                 torch.sub(rows_of(kh, kh + b - 1), rows_of(0, b - 1), out=d[:, :, 1:])
         else:
             entering = rows_of(v0 + kh - 1, v0 + kh - 1 + b)
             torch.sub(entering, rows_of(v0 - 1, v0 - 1 + b), out=d)
-            d[:, :, 0].add_(running[:, :, 0])
-        for r in range(1, b):  # the running sum down the band: faster than cumsum_ here
-            d[:, :, r].add_(d[:, :, r - 1])
+        if project is not None:
+            d = _project(project, d, summed[:, :, :b])
+        d[:, :, 0].add_(running[:, :, 0])
+        d.cumsum_(dim=-2)  # the running sum down the band
         running.copy_(d[:, :, b - 1 : b])
         d.cumsum_(dim=-1)
         m = sums[:, :, :b]
         m[..., :1].copy_(d[..., kw - 1 : kw])
         torch.sub(d[..., kw:], d[..., : w - kw], out=m[..., 1:])
         yield v0, m
+
+
+def _project(weight: torch.Tensor, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``weight`` (P, K) applied to every pixel of ``t`` (N, K, r, W), into ``out``
+    (N, P, r, W), a slice of a buffer whose last two dimensions are whole rows."""
+    n, k, r, w = t.shape
+    for i in range(n):  # (K, r * W) views when t's rows are whole: no copy
+        torch.mm(weight, t[i].reshape(k, r * w), out=out[i].view(-1, r * w))
+    return out
