@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tlc_probe import tiled_inference
-from tlc_probe.jobs.bench import CSV_COLUMNS, bench, seam_outputs, window_sweep
+from tlc_probe.jobs.bench import CSV_COLUMNS, PER_IMAGE_COLUMNS, bench, seam_outputs, window_sweep
 from tlc_probe.jobs.render import table_a1
 from tlc_probe.metrics import seam_index
 from tlc_probe.models import build
@@ -139,3 +139,17 @@ def test_seam_crops_without_a_tile_edge_centre_on_the_photo(tmp_path):
     fig = seam_crops_figure(**seam_outputs(path, overlaps=[0]))
     titles = [ax.get_title() for ax in fig.axes[:3]]
     assert titles[0].startswith("whole") and all("seam index nan" in t for t in titles)
+
+
+def test_per_image_psnr_and_the_paired_difference_to_whole(ckpt):
+    df, each = bench(ckpt, sizes=[], repeats=1, progress=False, schemes=["tlc"], per_image=True)
+    assert tuple(each.columns) == PER_IMAGE_COLUMNS and set(each["test_set"]) == {"photos"}
+    n = each["image"].nunique()
+    assert n == 3 and len(each) == 2 * n  # every test photo, whole and tlc
+    wide = each.pivot(index="image", columns="scheme", values="psnr")
+    tlc = df[df.scheme == "tlc"].iloc[0]
+    # the hand-made paired difference, image by image
+    assert tlc["dpsnr"] == pytest.approx(float((wide["tlc"] - wide["whole"]).mean()))
+    assert tlc["n_images"] == n and np.isnan(tlc["p_wilcoxon"])  # fewer than 6 images
+    assert tlc["dpsnr_lo"] <= tlc["dpsnr_hi"]
+    assert df[df.scheme == "whole"][["dpsnr", "dpsnr_lo", "dpsnr_hi"]].isna().all(axis=None)

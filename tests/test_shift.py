@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from scipy.stats import wasserstein_distance
 
 from tlc_probe.jobs.shift import write_shift
-from tlc_probe.metrics.shift import SHIFT_COLUMNS, kl_js, shift_table, summary, w1
+from tlc_probe.metrics.shift import (
+    INTERVAL_COLUMNS,
+    SHIFT_COLUMNS,
+    kl_js,
+    shift_table,
+    summary,
+    w1,
+)
 from tlc_probe.store import read_stats
 
 LN2 = math.log(2.0)
@@ -210,7 +217,7 @@ def _values(stats, site, stat, regime, channel=None):
 def test_shift_table_shape_and_columns():
     stats = synthetic_stats()
     table = shift_table(stats)
-    assert tuple(table.columns) == SHIFT_COLUMNS
+    assert tuple(table.columns) == (*SHIFT_COLUMNS, *INTERVAL_COLUMNS)
     # 3 site-stats x (3 channels + "all") x 2 comparisons (no tiles regime)
     assert len(table) == 3 * 4 * 2
     assert set(table.comparison) == {"whole~train", "tlc~train"}
@@ -442,6 +449,6 @@ def test_read_stats_and_write_shift_roundtrip(tmp_path):
     assert {p.name for p in (tmp_path / "out").iterdir()} == names
     pd.testing.assert_frame_equal(pd.read_parquet(paths["shift_parquet"]), table)
     csv = pd.read_csv(paths["shift_csv"], dtype={"channel": str})
-    assert list(csv.columns) == list(SHIFT_COLUMNS) and len(csv) == len(table)
+    assert list(csv.columns) == [*SHIFT_COLUMNS, *INTERVAL_COLUMNS] and len(csv) == len(table)
     np.testing.assert_allclose(csv.w1, table.w1, rtol=1e-12)
     assert len(pd.read_csv(paths["summary_csv"])) == 2

@@ -31,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..metrics.image import psnr, seam_index, ssim
+from ..metrics.intervals import paired_difference
 from ..schemes import default_names, default_overlaps, make_scheme, make_schemes
 from ..store.atomic import atomic_write, write_text
 from ..store.figures import save_figure
@@ -58,7 +59,14 @@ CSV_COLUMNS = (
     "tile_pixel_ratio",
     "peak_mem_mb",
     "seam_index",
+    "n_images",
+    "dpsnr",
+    "dpsnr_lo",
+    "dpsnr_hi",
+    "p_wilcoxon",
 )
+#: Columns of the per-image quality table (``per_image.csv``).
+PER_IMAGE_COLUMNS = ("model", "test_set", "image", "scheme", "psnr", "ssim")
 
 
 def timing_image(size: tuple[int, int], photo: torch.Tensor) -> torch.Tensor:
@@ -79,8 +87,9 @@ def bench(
     progress: bool = True,
     schemes: Sequence[str] | None = None,
     images: ImageSource | None = None,
+    per_image: bool = False,
     **identity: Any,
-) -> pd.DataFrame:
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Table A1 for ``checkpoint``: one row per scheme and image size.
 
     ``schemes``: names of :mod:`tlc_probe.schemes` (default
@@ -97,7 +106,13 @@ def bench(
     median per-image time. Each size in ``sizes`` (H, W): the first test image resized
     to it, time and memory only.
 
-    Returns a DataFrame with :data:`CSV_COLUMNS`; ``tile_pixel_ratio`` is the
+    Returns a DataFrame with :data:`CSV_COLUMNS` (with ``per_image``: that and the
+    per-image table, :data:`PER_IMAGE_COLUMNS`, PSNR in dB); on the test-image rows of
+    every scheme but ``whole``, ``dpsnr`` is the mean paired PSNR difference to
+    ``whole`` over the ``n_images`` images, ``dpsnr_lo`` / ``dpsnr_hi`` its 95 %
+    bootstrap interval resampling images and ``p_wilcoxon`` the Wilcoxon signed-rank
+    p-value from 6 images on
+    (:func:`~tlc_probe.metrics.intervals.paired_difference`); ``tile_pixel_ratio`` is the
     theoretical time ratio of a tiles scheme (tile pixels processed / image pixels);
     ``peak_mem_mb`` is measured once per scheme on the largest timing size (on the
     largest test image when ``sizes`` is empty; NaN elsewhere). A ``RuntimeWarning``
@@ -126,9 +141,11 @@ def bench(
     def load(case: tuple[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
         if case[0] == "test":
             item = items[case[1]]
+            image_ids[case[1]] = str(item.get("id", case[1]))
             return item["input"][None], item["target"]
         return case[1], None
 
+    image_ids: dict[int, str] = {}
     times: dict[tuple[int, str], list[float]] = {}
     quality: dict[tuple[int, str], tuple[float, float, float]] = {}
     memory: dict[tuple[str, str], float] = {}
@@ -209,9 +226,36 @@ def bench(
                     "tile_pixel_ratio": tile_pixel_ratio(h, w, ts, s.overlap),
                     "peak_mem_mb": memory.get((size, s.name), math.nan),
                     "seam_index": float(np.nanmean([v[2] for v in q])) if q else math.nan,
+                    **_paired_to_whole(quality, idx, s.name),
                 }
             )
-    return pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+    if not per_image:
+        return table
+    test_set = images.label() if images is not None else "photos"
+    each = [
+        (name, test_set, image_ids[i], s.name, *quality[(i, s.name)][:2])
+        for i, c in enumerate(cases)
+        if c[0] == "test"
+        for s in schemes
+        if (i, s.name) in quality
+    ]
+    return table, pd.DataFrame(each, columns=list(PER_IMAGE_COLUMNS))
+
+
+def _paired_to_whole(quality: dict, idx: list[int], scheme: str) -> dict[str, float]:
+    """n_images and the paired PSNR difference of ``scheme`` to ``whole`` over the images
+    ``idx`` that have quality (NaN for ``whole`` itself and timing sizes)."""
+    have = [i for i in idx if (i, scheme) in quality and (i, "whole") in quality]
+    out = {"n_images": len(have), "dpsnr": math.nan, "dpsnr_lo": math.nan}
+    out |= {"dpsnr_hi": math.nan, "p_wilcoxon": math.nan}
+    if have and scheme != "whole":
+        d = paired_difference(
+            [quality[(i, scheme)][0] for i in have], [quality[(i, "whole")][0] for i in have]
+        )
+        out |= {"dpsnr": d["diff"], "dpsnr_lo": d["lo"], "dpsnr_hi": d["hi"]}
+        out["p_wilcoxon"] = d["p_wilcoxon"]
+    return out
 
 
 def window_sweep(
@@ -285,16 +329,16 @@ def bench_outputs(
     **identity: Any,
 ) -> dict[str, Any]:
     """Run :func:`bench` (and the window sweep) for ``checkpoint`` and write
-    ``bench.csv``, ``bench.md``, ``sweep.csv``, ``sweep.{png,pdf}`` and
-    ``seams.{png,pdf}`` to ``out``. ``quick``: one repeat, one test image, sweep over
+    ``bench.csv``, ``per_image.csv``, ``bench.md``, ``sweep.csv``, ``sweep.{png,pdf}``
+    and ``seams.{png,pdf}`` to ``out``. ``quick``: one repeat, one test image, sweep over
     1, 1.5, 2 and global. ``images``, ``n_photos`` (test images used, default all) and
     ``identity`` (``model``, ``preset``, ``task``, ``train_size``, ``name``) as in
-    :func:`bench`; ``schemes`` as there. Returns {"subject", "table", "sweep",
-    "markdown", "paths"}."""
+    :func:`bench`; ``schemes`` as there. Returns {"subject", "table", "per_image",
+    "sweep", "markdown", "paths"}."""
     out = Path(out)
     subject = as_subject(checkpoint, **identity)
     n_photos = 1 if quick else n_photos
-    table = bench(
+    table, each = bench(
         subject,
         sizes=sizes,
         overlaps=overlaps,
@@ -303,10 +347,12 @@ def bench_outputs(
         progress=progress,
         schemes=schemes,
         images=images,
+        per_image=True,
     )
     md = table_a1(table)
     paths = [
         atomic_write(out / "bench.csv", lambda p: table.to_csv(p, index=False)),
+        atomic_write(out / "per_image.csv", lambda p: each.to_csv(p, index=False)),
         write_text(out / "bench.md", md + "\n"),
     ]
     sw = None
@@ -317,4 +363,11 @@ def bench_outputs(
         paths += save_figure(sweep_figure(sw), out, "sweep")
     seams = seam_outputs(subject, overlaps=overlaps, images=images)
     paths += save_figure(seam_crops_figure(**seams), out, "seams")
-    return {"subject": subject, "table": table, "sweep": sw, "markdown": md, "paths": paths}
+    return {
+        "subject": subject,
+        "table": table,
+        "per_image": each,
+        "sweep": sw,
+        "markdown": md,
+        "paths": paths,
+    }

@@ -18,7 +18,7 @@ from ..store.atomic import atomic_write
 from ..store.read import SiteIndex, read_site
 
 #: The columns a shift table is computed from (the store's other columns are not read).
-SHIFT_INPUT = (*KEYS, "regime", "channel", "step", "value")
+SHIFT_INPUT = (*KEYS, "regime", "sample", "channel", "step", "value")
 
 
 def store_shift_table(

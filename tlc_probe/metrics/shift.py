@@ -83,6 +83,9 @@ SHIFT_COLUMNS: tuple[str, ...] = (
     "n_ref",
     "n_cmp",
 )
+#: The interval columns :func:`shift_table` appends to :data:`SHIFT_COLUMNS` (NaN on
+#: per-channel rows and without a ``sample`` column).
+INTERVAL_COLUMNS: tuple[str, ...] = ("w1_lo", "w1_hi", "dw1_tlc", "dw1_tlc_lo", "dw1_tlc_hi")
 
 
 def comparisons_for(reference: str = "train") -> tuple[str, ...]:
@@ -502,6 +505,7 @@ def shift_table(
     stats: pd.DataFrame,
     comparisons: Sequence[str] = COMPARISONS,
     per_channel: bool = True,
+    intervals: bool = True,
 ) -> pd.DataFrame:
     """KL, JS and W1 between regimes for every site, statistic and channel.
 
@@ -514,8 +518,14 @@ def shift_table(
     columns :data:`SHIFT_COLUMNS`: ``channel`` is the channel index as a string, or ``"all"``
     for all channels pooled (the only rows when ``per_channel`` is False); ``kl``/``js`` in
     nats, ``w1`` in the units of the statistic, ``w1_norm`` dimensionless, ``n_ref``/``n_cmp``
-    the numbers of values compared. Rows are ordered by model, task, depth, site, kind, stat,
-    channel (numeric, then "all") and comparison (in the order given).
+    the numbers of values compared. On the pooled rows, with ``intervals`` and a ``sample``
+    column in ``stats``: ``w1_lo``/``w1_hi``, the 95 % cluster-bootstrap interval of W1
+    resampling images (:func:`~tlc_probe.metrics.intervals.w1_intervals`), and on every
+    comparison's row of a group ``dw1_tlc`` = W1(tlc~R) - W1(whole~R) (R = ``train`` when
+    compared, else the first regime both are compared with) with ``dw1_tlc_lo`` /
+    ``dw1_tlc_hi``, paired over images; NaN elsewhere. Rows are ordered by model, task,
+    depth, site, kind, stat, channel (numeric, then "all") and comparison (in the order
+    given).
 
     Statistics recorded during training (a ``step`` column with values) are compared within
     each step: the table then has a ``step`` column after ``task`` (nullable Int64), rows
@@ -583,7 +593,61 @@ def shift_table(
             frames.append(pd.DataFrame(part))
     if not frames:
         return empty
-    return _tidy_table(pd.concat(frames, ignore_index=True), comparisons, columns)
+    table = pd.concat(frames, ignore_index=True)
+    for c in INTERVAL_COLUMNS:
+        table[c] = np.nan
+    if intervals and "sample" in stats.columns:
+        table = _with_intervals(table, stats, comparisons, keys_used)
+    return _tidy_table(table, comparisons, columns)
+
+
+def _key_str(value: object) -> str:
+    """A key value as text, the same whichever dtype carried it (a step read as 3.0)."""
+    if pd.isna(value):
+        return "<NA>"
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _tlc_reference(comparisons: Sequence[str]) -> str | None:
+    refs = [c.split("~", 1)[1] for c in comparisons if c.startswith("tlc~")]
+    both = [r for r in refs if f"whole~{r}" in comparisons]
+    return "train" if "train" in both else (both[0] if both else None)
+
+
+def _with_intervals(
+    table: pd.DataFrame, stats: pd.DataFrame, comparisons: Sequence[str], keys: Sequence[str]
+) -> pd.DataFrame:
+    """``table`` with its pooled rows' interval columns filled (see :func:`shift_table`)."""
+    from .intervals import w1_intervals  # (scipy.stats: imported when intervals are made)
+
+    reference = _tlc_reference(comparisons) or "train"
+    found = w1_intervals(stats, comparisons, list(keys), reference=reference)
+    if found.empty:
+        return table
+    pooled = table["channel"] == "all"
+    key_cols = [*keys, "comparison"]
+    left = table.loc[pooled, key_cols].map(_key_str)
+    right = found[key_cols].map(_key_str)
+    index = pd.MultiIndex.from_frame(right)
+    pos = index.get_indexer(pd.MultiIndex.from_frame(left))
+    hit = pos >= 0
+    rows = np.flatnonzero(pooled.to_numpy())[hit]
+    for c in ("w1_lo", "w1_hi", "dw1_tlc_lo", "dw1_tlc_hi"):
+        table.loc[rows, c] = found[c].to_numpy()[pos[hit]]
+    ref = _tlc_reference(comparisons)
+    if ref is not None:  # the point estimate, from the exact W1 of the two comparisons
+        keyed = np.array(
+            ["\x1f".join(map(str, k)) for k in left[list(keys)].itertuples(index=False)],
+            dtype=object,
+        )
+        comp, w1 = left["comparison"].to_numpy(), table.loc[pooled, "w1"].to_numpy()
+        tlc = dict(zip(keyed[comp == f"tlc~{ref}"], w1[comp == f"tlc~{ref}"], strict=True))
+        whole = dict(zip(keyed[comp == f"whole~{ref}"], w1[comp == f"whole~{ref}"], strict=True))
+        diff = [tlc.get(k, np.nan) - whole.get(k, np.nan) for k in keyed]
+        table.loc[pooled, "dw1_tlc"] = np.asarray(diff, dtype=np.float64)
+    return table
 
 
 def concat_shift_tables(
@@ -605,14 +669,14 @@ def concat_shift_tables(
 
 
 def _columns(stepped: bool) -> list[str]:
-    cols = list(SHIFT_COLUMNS)
+    cols = [*SHIFT_COLUMNS, *INTERVAL_COLUMNS]
     return cols[:2] + ["step"] + cols[2:] if stepped else cols
 
 
 def _out_dtype(column: str) -> str:
     if column == "step":
         return "Int64"
-    if column in ("kl", "js", "w1", "w1_norm"):
+    if column in ("kl", "js", "w1", "w1_norm", *INTERVAL_COLUMNS):
         return "float64"
     if column in ("n_ref", "n_cmp"):
         return "int64"
@@ -624,6 +688,9 @@ def _out_dtype(column: str) -> str:
 def _tidy_table(
     table: pd.DataFrame, comparisons: Sequence[str], columns: Sequence[str]
 ) -> pd.DataFrame:
+    for c in INTERVAL_COLUMNS:  # (tables made before intervals existed)
+        if c not in table.columns:
+            table[c] = np.nan
     for c in columns:
         if c in ("model", "task", "site", "kind", "stat", "channel", "comparison"):
             table[c] = table[c].astype(str)
@@ -700,10 +767,12 @@ def summary(
         parts = parts.set_index(index)
     else:
         parts = None
+    sure = _improved_sure(pooled, group, reference)
     rows = []
     for key, grp in wide.groupby(level=group, sort=True):
         row: dict[str, object] = dict(zip(group, key, strict=True))
         row.update(_improvement(grp, f"tlc~{reference}", "", reference))
+        row["n_w1_improved_sure"] = sure.get(key if isinstance(key, tuple) else (key,), pd.NA)
         if has_tiles:
             tiles = _improvement(grp, f"tiles~{reference}", "_tiles", reference)
             row.update({k: tiles[k] for k in ("frac_w1_improved_tiles", "median_w1_ratio_tiles")})
@@ -722,6 +791,7 @@ def summary(
         "frac_w1_improved",
         "frac_kl_improved",
         "median_w1_ratio",
+        "n_w1_improved_sure",
     ]
     if has_tiles:
         columns += ["frac_w1_improved_tiles", "median_w1_ratio_tiles"]
@@ -734,11 +804,30 @@ def summary(
         for row, (_, grp) in zip(rows, wide.groupby(level=group, sort=True), strict=True):
             row["tlc_noop"] = _tlc_noop(grp, reference)
     out = pd.DataFrame(rows, columns=columns)
+    out["n_w1_improved_sure"] = out["n_w1_improved_sure"].astype("Int64")
     if "n_relied" in out.columns:
         out["n_relied"] = out["n_relied"].astype("Int64")
     if stepped:
         out["step"] = out["step"].astype("Int64").mask(out["step"] == -1)
     return out
+
+
+def _improved_sure(pooled: pd.DataFrame, group: list[str], reference: str) -> dict:
+    """Per group key, the sites where TLC lowers W1 with the 95 % interval of the paired
+    difference below 0 (``dw1_tlc_hi < 0``); groups without intervals are left out (NA)."""
+    if "dw1_tlc_hi" not in pooled.columns or reference != _tlc_reference(_comparisons_in(pooled)):
+        return {}
+    rows = pooled[pooled["comparison"].astype(str) == f"tlc~{reference}"]
+    rows = rows[rows["dw1_tlc_hi"].notna()]
+    out = {}
+    for key, grp in rows.groupby(group, sort=True):
+        out[key if isinstance(key, tuple) else (key,)] = int((grp["dw1_tlc_hi"] < 0).sum())
+    return out
+
+
+def _comparisons_in(table: pd.DataFrame) -> list[str]:
+    """The comparisons present in ``table``, in order of first appearance."""
+    return list(dict.fromkeys(table["comparison"].astype(str)))
 
 
 def _tlc_noop(wide: pd.DataFrame, reference: str) -> bool:
