@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     # conversion and tiles
     "convert": "tlc_probe.tlc",
     "tlc_windows": "tlc_probe.tlc",
+    "Plan": "tlc_probe.tlc",
     "LocalAvgPool2d": "tlc_probe.tlc",
     "LocalChannelAttention": "tlc_probe.tlc",
     "LocalInstanceNorm2d": "tlc_probe.tlc",
@@ -74,6 +75,7 @@ __all__ = [
     "LocalChannelAttention",
     "LocalInstanceNorm2d",
     "LocalLinearSE",
+    "Plan",
     "Probe",
     "Scheme",
     "Site",
@@ -158,6 +160,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         LocalChannelAttention,
         LocalInstanceNorm2d,
         LocalLinearSE,
+        Plan,
         convert,
         tlc_windows,
     )

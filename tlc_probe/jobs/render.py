@@ -11,6 +11,18 @@ import pandas as pd
 from ..metrics.decomposition import RELIED_DB, relied_on
 from ..metrics.shift import stat_mask
 
+#: The summary columns REPORT.md shows (at most 8; the rest stays in summary.csv).
+SUMMARY_SHOWN = (
+    "model",
+    "task",
+    "stat",
+    "n_sites",
+    "frac_w1_improved",
+    "n_w1_improved_sure",
+    "median_w1_ratio",
+    "n_relied",
+)
+
 
 def markdown(table: pd.DataFrame) -> str:
     """A DataFrame as a GitHub markdown table (no extra dependency)."""
@@ -22,11 +34,12 @@ def markdown(table: pd.DataFrame) -> str:
 
 def table_a1(df: pd.DataFrame) -> str:
     """The benchmark as a markdown table laid out like the paper's Table A1 (Input,
-    #Overlap, TLC, PSNR, Time) plus SSIM, time ratio, theoretical tile ratio, peak memory
-    and seam index; one block of rows per image size."""
-    head = "| Input | #Overlap | TLC | PSNR (dB) | SSIM | Time (s) | Ratio | Tile px ratio "
-    head += "| Peak mem (MB) | Seam index |"
-    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
+    #Overlap, TLC, PSNR, Time) plus the paired PSNR difference to whole-image inference
+    with its 95 % interval over images, SSIM and the time ratio; one block of rows per
+    image size (memory, tile ratio and seam index stay in ``bench.csv``)."""
+    head = "| Input | #Overlap | TLC | PSNR (dB) | ΔPSNR vs whole [95 %] | SSIM | Time (s) "
+    head += "| Ratio |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
     for r in df.itertuples(index=False):
         inp = "patches" if r.scheme.startswith("tiles") else "whole image"
         ov = str(r.overlap) if r.scheme.startswith("tiles") else "-"
@@ -38,12 +51,66 @@ def table_a1(df: pd.DataFrame) -> str:
             "valid": "yes (valid head)",
             "fused": "yes (fused head)",
         }[r.tlc]
+        gain = [getattr(r, c, math.nan) for c in ("dpsnr", "dpsnr_lo", "dpsnr_hi")]
         lines.append(
-            f"| {inp} ({r.image_size}) | {ov} | {tlc} | {_f(r.psnr, 2)} | {_f(r.ssim, 4)} | "
-            f"{_f(r.time_s, 3)} | {_f(r.time_ratio, 2)} | {_f(r.tile_pixel_ratio, 2)} | "
-            f"{_f(r.peak_mem_mb, 0)} | {_f(r.seam_index, 2)} |"
+            f"| {inp} ({r.image_size}) | {ov} | {tlc} | {_f(r.psnr, 2)} | {_interval(*gain)} | "
+            f"{_f(r.ssim, 4)} | {_f(r.time_s, 3)} | {_f(r.time_ratio, 2)} |"
         )
     return "\n".join(lines)
+
+
+def _interval(value: float, lo: float, hi: float, nd: int = 2) -> str:
+    """``+0.08 [-0.02, +0.17]``; ``-`` without a value, the value alone without bounds."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{value:+.{nd}f}"
+    return f"{value:+.{nd}f} [{lo:+.{nd}f}, {hi:+.{nd}f}]"
+
+
+def verdicts(summ: pd.DataFrame, tables: dict[str, pd.DataFrame], images: str) -> list[str]:
+    """One generated sentence per model, from the numbers: each scheme's PSNR difference
+    to whole-image inference with its 95 % interval over the test images (from the
+    ``bench`` tables, keyed by model name), how many sites TLC brings closer to training
+    and at how many the interval of that paired W1 difference lies below 0, and how many
+    sites the output relies on (``summ``: a :func:`~tlc_probe.metrics.shift.summary`,
+    the rows of each model's primary statistic). ``images`` names the test images."""
+    lines = []
+    models = list(dict.fromkeys([*summ["model"].astype(str), *tables]))
+    for model in models:
+        mine = summ[summ["model"].astype(str) == model]
+        task = str(mine["task"].iloc[0]) if len(mine) else ""
+        parts = []
+        table = tables.get(model)
+        if table is not None:
+            test = table[(table["image_size"] == "test") & (table["scheme"] != "whole")]
+            for r in test.itertuples(index=False):
+                dp = _interval(r.dpsnr, r.dpsnr_lo, r.dpsnr_hi)
+                if dp == "-":
+                    continue
+                zero = math.isfinite(r.dpsnr_lo) and r.dpsnr_lo <= 0 <= r.dpsnr_hi
+                parts.append(f"{r.scheme} {dp} dB" + (" (0 inside)" if zero else ""))
+            if parts:
+                n = int(test["n_images"].max()) if "n_images" in test else 0
+                parts[0] = parts[0] + f" vs whole on {n} {images}"
+        primary = mine[mine["stat"].astype(str).isin(["mean", "logit_mean"])]
+        row = (primary if len(primary) else mine).head(1)
+        if len(row):
+            r = row.iloc[0]
+            n_sites, frac = int(r["n_sites"]), float(r["frac_w1_improved"])
+            closer = f"TLC brings {round(frac * n_sites)} of {n_sites} sites closer to training"
+            sure = r.get("n_w1_improved_sure", pd.NA)
+            if not pd.isna(sure):
+                closer += f" ({int(sure)} with the interval below 0)"
+            parts.append(closer)
+            relied = r.get("n_relied", pd.NA)
+            if relied is not None and not pd.isna(relied):
+                parts.append(f"the output relies on {int(relied)}")
+        if parts:
+            lines.append(
+                f"- **{model}**" + (f" ({task})" if task else "") + ": " + "; ".join(parts) + "."
+            )
+    return lines
 
 
 def decomposition_section(parts: pd.DataFrame, pngs: list[Path], img) -> list[str]:
@@ -156,7 +223,8 @@ def report_md(
     parts: pd.DataFrame | None = None,
     reliance: pd.DataFrame | None = None,
 ) -> str:
-    """``REPORT.md`` of the main job written to ``out``: the summary table, the figures
+    """``REPORT.md`` of the main job written to ``out``: the verdicts (:func:`verdicts`),
+    the summary table, the figures
     (paths relative to ``out``), the decomposition of the shift (``parts``, a
     :func:`~tlc_probe.metrics.decomposition` table) and the reliance table when given,
     the largest shifts of the pooled shift table, Table A1 of each benchmarked checkpoint
@@ -184,6 +252,22 @@ def report_md(
         + (" (**--quick**: one image, reduced settings)." if result["quick"] else "."),
         "",
     ]
+    tables = {str(b["table"]["model"].iloc[0]): b["table"] for b in benches.values()}
+    photos = result.get("test_set", "photos") == "photos" and not result.get("user_model")
+    said = verdicts(summ, tables, "photos" if photos else "images")
+    if said:
+        lines += [
+            "## Verdicts",
+            "",
+            "Generated from the numbers below. PSNR differences are paired with whole-image",
+            "inference image by image, with 95 % intervals resampling images; an interval",
+            "holding 0 is no finding. Sites closer to training: W1(tlc~train) <",
+            "W1(whole~train), and how many with the interval of that paired difference",
+            "below 0.",
+            "",
+            *said,
+            "",
+        ]
     noop = [k for k, v in result.get("collect", {}).items() if v.get("tlc_noop")]
     if noop:
         lines += [
@@ -198,10 +282,11 @@ def report_md(
         "",
         "Per model and statistic, over the global-aggregation sites: fraction of sites where",
         "the shift from the training-patch distribution is smaller with TLC than with",
-        "whole-image inference (W1 and KL), and the median ratio W1(tlc~train) /",
-        "W1(whole~train) (< 1: TLC is closer to training).",
+        "whole-image inference (W1), how many of them with the 95 % interval of the paired",
+        "difference below 0, and the median ratio W1(tlc~train) / W1(whole~train) (< 1: TLC",
+        "is closer to training). Every column: `shift/summary.csv`.",
         "",
-        markdown(summ.round(3)),
+        markdown(summ[[c for c in SUMMARY_SHOWN if c in summ.columns]].round(3)),
         "",
         "## Fig. A3: distributions at one site (green train, blue whole, red TLC, purple tiles,",
         "orange: the whole image's features over training-extent windows)",
@@ -217,7 +302,7 @@ def report_md(
     lines += ["## Site x comparison heatmaps", ""]
     lines += [img(p, p.stem) for p in pngs if p.stem.endswith("-heatmap")] + [""]
     top = pooled[stat_mask(pooled, "mean")].sort_values("w1_norm", ascending=False)
-    cols = ["model", "site", "kind", "depth", "comparison", "w1", "w1_norm", "kl", "js"]
+    cols = ["model", "site", "comparison", "w1", "w1_lo", "w1_hi", "w1_norm", "kl"]
     lines += [
         "## Largest shifts (mean statistic, all channels pooled)",
         "",

@@ -67,8 +67,9 @@ def paired_difference(
     """Mean of ``a - b`` over paired units (images) with its bootstrap interval.
 
     Args:
-        a, b: one value per image, the same images in the same order (e.g. PSNR in dB of
-            two schemes); pairs with a non-finite value are dropped.
+        a: one value per image (e.g. PSNR in dB of one scheme); pairs with a
+            non-finite value are dropped.
+        b: the other scheme's values on the same images, in the same order.
         confidence: of the interval.
         n_resamples: bootstrap resamples (``scipy.stats.bootstrap``, percentile method,
             images resampled).
@@ -264,7 +265,9 @@ def w1_intervals(
             step where there is one).
         reference: the regime of the paired TLC difference (``tlc~reference`` minus
             ``whole~reference``).
-        confidence, n_resamples, seed: of the intervals (seeded: reruns agree).
+        confidence: of the intervals.
+        n_resamples: bootstrap resamples of each interval.
+        seed: of the resampling (reruns agree).
         bins: histogram bins per group.
 
     Returns:

@@ -5,6 +5,7 @@ from .attention import LocalChannelAttention
 from .box import box_mean, box_mean_fast, fast_error_bound, fast_stride
 from .convert import convert, tlc_windows
 from .norm import LocalInstanceNorm2d
+from .plan import Plan
 from .pooling import LocalAvgPool2d
 from .se import LocalLinearSE
 
@@ -13,6 +14,7 @@ __all__ = [
     "LocalChannelAttention",
     "LocalInstanceNorm2d",
     "LocalLinearSE",
+    "Plan",
     "box_mean",
     "box_mean_fast",
     "convert",

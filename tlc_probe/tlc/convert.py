@@ -36,6 +36,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -57,6 +58,7 @@ from .attention import LocalChannelAttention
 from .box import FAST_MIN_CELLS
 from .functional import LocalFunctionalInstanceNorm, LocalFunctionalLayerNorm, LocalFunctionalMean
 from .norm import LocalInstanceNorm2d
+from .plan import Plan
 from .pooling import LocalAvgPool2d
 from .se import LocalLinearSE, linear_se_head
 
@@ -279,6 +281,7 @@ def convert(
     in_channels: int = 3,
     fast_min_cells: int = FAST_MIN_CELLS,
     sites: Mapping[str, str] | None = None,
+    plan: Plan | str | Path | None = None,
     fast_imp: bool | None = None,
 ) -> nn.Module:
     """Return the TLC version of ``model``: every global-aggregation site made local.
@@ -332,6 +335,10 @@ def convert(
             and variance (parameters, if any, named ``weight`` / ``bias`` of shape (C,);
             ``eps`` read from the module, default 1e-5), 'attn' for an MDTA-like module.
             Each is checked against its own call at train size.
+        plan: a :class:`~tlc_probe.tlc.plan.Plan` (or its ``plan.json``): each site's
+            window in feature pixels, or global, instead of the base_size rule (sites
+            it does not name keep the rule); made for ``train_size`` (checked), every
+            window at least the site's training extent; not with ``base_size``.
         fast_imp: deprecated alias of TLC's own name: ``fast_imp=True`` is
             ``mode="fast"`` (a ``DeprecationWarning`` says so).
 
@@ -384,6 +391,12 @@ def convert(
             "would no longer equal it at train_size (TLC's setting: base_size = 1.5 x "
             "train_size; at least train_size)"
         )
+    if plan is not None:
+        plan = plan if isinstance(plan, Plan) else Plan.load(plan)
+        if base_size is not None:
+            raise ValueError("give base_size or a plan, not both: the plan sets every window")
+        if plan.train_size != train_hw:
+            raise ValueError(f"the plan was made for train_size {plan.train_size}, not {train_hw}")
     kinds = check_kinds(kinds)
     skip = [skip] if isinstance(skip, str) else list(skip)
     if hasattr(model, "_orig_mod"):  # torch.compile's wrapper
@@ -418,10 +431,15 @@ def convert(
     names = [s.name for s in found]
     if unmatched := [p for p in skip if not any(fnmatch.fnmatchcase(n, p) for n in names)]:
         raise ValueError(f"skip patterns {unmatched} match no site; sites are: {names}")
+    if plan is not None:
+        if unknown := [n for n in plan.windows if n not in names]:
+            raise ValueError(f"the plan names sites this model does not have: {unknown}")
+        skip += [n for n, w in plan.windows.items() if w is None]  # planned global
     chosen = [s for s in found if s.kind in kinds and not _matches(s.name, skip)]
     if not chosen:
         raise ValueError(f"kinds={kinds} and skip={skip} leave no site to convert of {names}")
-    if left := [s.name for s in found if s not in chosen]:
+    planned_global = {n for n, w in plan.windows.items() if w is None} if plan else set()
+    if left := [s.name for s in found if s not in chosen and s.name not in planned_global]:
         warnings.warn(_MIXED_WARNING.format(names=left), UserWarning, stacklevel=2)
     if vectors := [
         s.name for s in chosen if isinstance(s.module, FunctionalMean) and not s.module.keepdim
@@ -481,6 +499,8 @@ def convert(
     for s in chosen:
         ((h, w),) = seen[s.name]
         kernel = (max(1, h * base_hw[0] // train_hw[0]), max(1, w * base_hw[1] // train_hw[1]))
+        if plan is not None and s.name in plan.windows:
+            kernel = plan.window(s.name, (h, w))
         opts = dict(fast_imp=fast, fast_min_cells=fast_min_cells, feature_size=(h, w))
         if (s.functional or s.name in declared) and s.name not in linear:
             new = _local_version(s, calls.get(id(s.module)), kernel, heads, opts)
