@@ -1,5 +1,6 @@
 """Inference-scheme benchmark: seam index on constructed images, tiles, table contents."""
 
+import hashlib
 import math
 
 import numpy as np
@@ -153,3 +154,24 @@ def test_per_image_psnr_and_the_paired_difference_to_whole(ckpt):
     assert tlc["n_images"] == n and np.isnan(tlc["p_wilcoxon"])  # fewer than 6 images
     assert tlc["dpsnr_lo"] <= tlc["dpsnr_hi"]
     assert df[df.scheme == "whole"][["dpsnr", "dpsnr_lo", "dpsnr_hi"]].isna().all(axis=None)
+
+
+def test_a_plan_adds_the_tuned_scheme_and_is_checked_against_the_checkpoint(ckpt, tmp_path):
+    from tlc_probe import Plan, convert, tlc_windows
+    from tlc_probe.store import build_from_checkpoint
+    from tlc_probe.tlc.plan import uniform_windows
+
+    model, _meta = build_from_checkpoint(ckpt)
+    features = {w["name"]: tuple(w["feature_size"]) for w in tlc_windows(convert(model, 64))}
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    plan = Plan(uniform_windows(features, 64, 1.5), train_size=64, checkpoint_sha256=digest)
+    df = bench(ckpt, sizes=[], repeats=1, n_photos=1, progress=False, schemes=["tlc"], plan=plan)
+    assert df["scheme"].tolist() == ["whole", "tlc", "tlc-tuned"]
+    tuned, tlc = (df[df.scheme == s].iloc[0] for s in ("tlc-tuned", "tlc"))
+    assert tuned["tlc"] == "tuned" and tuned["psnr"] == tlc["psnr"]  # the uniform plan is TLC
+    assert "yes (tuned windows)" in table_a1(df)
+    other = Plan(plan.windows, train_size=64, checkpoint_sha256="0" * 64)
+    with pytest.raises(ValueError, match="not this one"):
+        bench(ckpt, sizes=[], repeats=1, n_photos=1, progress=False, plan=other)
+    with pytest.raises(ValueError, match="needs a window plan"):
+        bench(ckpt, sizes=[], repeats=1, n_photos=1, progress=False, schemes=["tlc-tuned"])

@@ -95,6 +95,8 @@ BAD_PATHS = {
     "plot": ["plot", MISSING, "--out", "{tmp}/p"],
     "bench": ["bench", "--checkpoint", f"{MISSING}/a.pt", "--out", "{tmp}/b"],
     "reliance": ["reliance", f"{MISSING}/a.pt", "--out", "{tmp}/rl"],
+    "tune": ["tune", "--checkpoint", f"{MISSING}/a.pt", "--out", "{tmp}/t"],
+    "tune plan": ["bench", "--checkpoint", "{ckpt}", "--plan", f"{MISSING}/p", "--out", "{tmp}/b"],
 }
 
 
@@ -206,3 +208,39 @@ def test_bench_refuses_an_unknown_scheme_before_any_work(tmp_path, capsys):
     assert main(argv) == 2
     assert "--schemes: unknown scheme 'tlc-nope'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_tune_writes_a_plan_that_bench_runs(tmp_path, capsys):
+    torch.manual_seed(0)
+    ck = save_checkpoint(build("nafnet", "tiny"), tmp_path / "n.pt", train_size=64, task="deblur")
+    out = tmp_path / "tune"
+    assert main(["tune", "--checkpoint", str(ck), "--images", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "validation PSNR uniform 1.5" in printed and "kept" in printed
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["train_size"] == [64, 64] and plan["validation"]["kept"] in ("tuned", "uniform")
+    scores = pd.read_csv(out / "scores.csv")
+    assert {"x1", "x1.5", "x4", "global", "tuned"} <= set(scores["candidate"])
+    assert len(pd.read_csv(out / "validation.csv")) == 2  # one image, uniform and tuned
+    bench_out = tmp_path / "bench"
+    argv = ["bench", "--checkpoint", str(ck), "--quick", "--sizes", "--schemes", "tlc"]
+    assert main([*argv, "--no-sweep", "--plan", str(out), "--out", str(bench_out)]) == 0
+    assert "tlc-tuned" in set(pd.read_csv(bench_out / "bench.csv")["scheme"])
+    other = save_checkpoint(
+        build("nafnet", "tiny"), tmp_path / "o.pt", train_size=64, task="deblur"
+    )
+    bad = [
+        "bench",
+        "--checkpoint",
+        str(other),
+        "--quick",
+        "--plan",
+        str(out),
+        "--out",
+        str(bench_out),
+    ]
+    assert main(bad) == 2 and "not this one" in capsys.readouterr().err
+    assert main(["tune", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(out)]) == 2
+    assert (
+        main(["bench", "--checkpoint", str(ck), "--schemes", "tlc-tuned", "--out", str(out)]) == 2
+    )

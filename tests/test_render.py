@@ -26,17 +26,17 @@ def _bench(model: str, rows: list[tuple]) -> pd.DataFrame:
 def test_verdicts_are_sentences_made_of_the_numbers():
     summ = pd.DataFrame(
         {
-            "model": ["mprnet-tiny", "hinet-tiny", "hinet-tiny"],
-            "task": ["deblur", "deblur", "deblur"],
-            "stat": ["mean", "mean", "std"],
-            "n_sites": [37, 4, 4],
-            "frac_w1_improved": [34 / 37, 0.25, 0.75],
-            "n_w1_improved_sure": pd.array([24, 1, 0], dtype="Int64"),
-            "n_relied": pd.array([5, pd.NA, pd.NA], dtype="Int64"),
+            "model": ["mprnet-tiny", "hinet-tiny", "hinet-tiny", "hinet-tiny"],
+            "task": ["deblur", "deblur", "deblur", "derain"],
+            "stat": ["mean", "mean", "std", "mean"],
+            "n_sites": [37, 4, 4, 4],
+            "frac_w1_improved": [34 / 37, 0.25, 0.75, 0.75],
+            "n_w1_improved_sure": pd.array([24, 1, 0, pd.NA], dtype="Int64"),
+            "n_relied": pd.array([5, pd.NA, pd.NA, 2], dtype="Int64"),
         }
     )
     tables = {
-        "mprnet-tiny": _bench(
+        ("mprnet-tiny", "deblur"): _bench(
             "mprnet-tiny",
             [
                 ("whole", math.nan, math.nan, math.nan, 3),
@@ -52,6 +52,8 @@ def test_verdicts_are_sentences_made_of_the_numbers():
         "training (24 with the interval below 0); the output relies on 5.",
         "- **hinet-tiny** (deblur): TLC brings 1 of 4 sites closer to training (1 with the "
         "interval below 0).",
+        "- **hinet-tiny** (derain): TLC brings 3 of 4 sites closer to training; the output "
+        "relies on 2.",
     ]
 
 

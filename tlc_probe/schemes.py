@@ -7,6 +7,8 @@ the window sweep and the figures.
                the fastest exact implementation chosen by ``convert``)
 ``tlc-fast``   ``convert(..., mode="fast")``: the block-grid approximation, the
                squeeze-excitation heads on the grid
+``tlc-tuned``  ``convert(..., plan=plan)``: exact, each site's window from a
+               :class:`~tlc_probe.tlc.plan.Plan` (needs one)
 ``tiles-<o>``  tiles of ``train_size`` overlapping by ``o`` px, overlaps averaged
                (:func:`tlc_probe.tiled_inference`)
 =============  =================================================================
@@ -32,7 +34,7 @@ from torch import nn
 
 from .sizes import as_int
 from .tiling import tiled_inference
-from .tlc import convert
+from .tlc import Plan, convert
 
 #: Overlaps as fractions of the tile: the paper's 16 and 128 px of a 256-px tile.
 PAPER_OVERLAP_FRACTIONS = (16 / 256, 128 / 256)
@@ -41,6 +43,7 @@ TLC_MODES: dict[str, str | None] = {
     "whole": None,
     "tlc": "exact",
     "tlc-fast": "fast",
+    "tlc-tuned": "exact",
 }
 
 
@@ -64,20 +67,34 @@ def default_overlaps(tile: int) -> list[int]:
     return sorted({max(0, min(tile - 1, round(f * tile))) for f in PAPER_OVERLAP_FRACTIONS})
 
 
-def default_names(model: nn.Module, train_size: int, overlaps: Sequence[int] | None = None):
-    """whole, tlc, tlc-fast and ``tiles-<o>`` for each of ``overlaps`` (default
-    :func:`default_overlaps`)."""
-    names = ["whole", "tlc", "tlc-fast"]
+def default_names(
+    model: nn.Module,
+    train_size: int,
+    overlaps: Sequence[int] | None = None,
+    plan: Plan | None = None,
+):
+    """whole, tlc, tlc-fast (and tlc-tuned with a ``plan``), then ``tiles-<o>`` for each
+    of ``overlaps`` (default :func:`default_overlaps`)."""
+    names = ["whole", "tlc", "tlc-fast", *(["tlc-tuned"] if plan is not None else [])]
     overlaps = default_overlaps(train_size) if overlaps is None else overlaps
     return names + [f"tiles-{o}" for o in overlaps]
 
 
 def make_scheme(
-    name: str, model: nn.Module, train_size: int, base_size: int | None = None
+    name: str,
+    model: nn.Module,
+    train_size: int,
+    base_size: int | None = None,
+    plan: Plan | None = None,
 ) -> Scheme:
     """The scheme ``name`` for ``model`` trained on ``train_size`` px patches (TLC
-    windows from ``base_size``, default 1.5 x train_size). ``ValueError`` for an unknown
-    name or a tile overlap outside [0, train_size)."""
+    windows from ``base_size``, default 1.5 x train_size; ``tlc-tuned``: from ``plan``).
+    ``ValueError`` for an unknown name, ``tlc-tuned`` without a plan or a tile overlap
+    outside [0, train_size)."""
+    if name == "tlc-tuned":
+        if plan is None:
+            raise ValueError("scheme 'tlc-tuned' needs a window plan (plan.json)")
+        return Scheme(name, convert(model, train_size=train_size, plan=plan), tlc_mode="exact")
     if name in TLC_MODES:
         mode = TLC_MODES[name]
         if mode is None:
@@ -106,9 +123,10 @@ def make_schemes(
     *,
     overlaps: Sequence[int] | None = None,
     base_size: int | None = None,
+    plan: Plan | None = None,
 ) -> list[Scheme]:
     """:func:`make_scheme` for each of ``names`` (default :func:`default_names` with
-    ``overlaps``), in that order."""
+    ``overlaps`` and ``plan``), in that order."""
     if names is None:
-        names = default_names(model, train_size, overlaps)
-    return [make_scheme(n, model, train_size, base_size) for n in names]
+        names = default_names(model, train_size, overlaps, plan)
+    return [make_scheme(n, model, train_size, base_size, plan) for n in names]

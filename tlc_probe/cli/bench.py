@@ -60,6 +60,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="schemes to run besides whole (always run: the time ratios are to it), e.g. "
         "tlc tiles-8 (default: tlc, tlc-fast, and tiles at --overlaps)",
     )
+    p.add_argument(
+        "--plan",
+        help="a window plan (plan.json, or the folder holding it) made for this checkpoint: "
+        "adds the scheme tlc-tuned",
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (default: 3)")
     p.add_argument("--no-sweep", action="store_true", help="skip the window sweep")
 
@@ -86,6 +91,14 @@ def run(args: argparse.Namespace) -> int:
                 f"--schemes: unknown scheme {name!r}; schemes: {sorted(TLC_MODES)} and "
                 "tiles-<overlap px>"
             )
+    plan = None
+    if args.plan is not None:
+        from ..tlc.plan import Plan
+
+        existing([args.plan], "--plan")
+        plan = Plan.load(args.plan)
+    elif "tlc-tuned" in (args.schemes or ()):
+        raise ValueError("--schemes tlc-tuned needs --plan plan.json")
     writable_folder(args.out)
     t0 = time.perf_counter()
     res = bench_outputs(
@@ -99,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         schemes=args.schemes,
         images=images,
         n_photos=args.images,
+        plan=plan,
         **identity(args),
     )
     print(res["markdown"])

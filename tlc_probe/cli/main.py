@@ -15,10 +15,10 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
-from . import bench, collect, evaluate, plot, reliance, reproduce, shift, train
+from . import bench, collect, evaluate, plot, reliance, reproduce, shift, train, tune
 from .paths import CREATED, remove_empty_created
 
-COMMANDS = (reproduce, train, evaluate, collect, shift, plot, bench, reliance)
+COMMANDS = (reproduce, train, evaluate, collect, shift, plot, bench, reliance, tune)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -37,6 +37,7 @@ from ..store.atomic import atomic_write, write_text
 from ..store.figures import save_figure
 from ..tiling import tile_pixel_ratio
 from ..tlc.coverage import Coverage, watch_coverage
+from ..tlc.plan import Plan
 from ..viz import seam_crops_figure, sweep_figure
 from .evaluate import held_out_scores
 from .images import ImageSource
@@ -88,6 +89,7 @@ def bench(
     schemes: Sequence[str] | None = None,
     images: ImageSource | None = None,
     per_image: bool = False,
+    plan: Plan | str | Path | None = None,
     **identity: Any,
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Table A1 for ``checkpoint``: one row per scheme and image size.
@@ -96,6 +98,9 @@ def bench(
     :func:`~tlc_probe.schemes.default_names` with ``overlaps``); ``whole`` is run first
     in any case (the time
     ratios are to it) and a name given twice runs once.
+
+    ``plan``: a window plan (:class:`~tlc_probe.tlc.plan.Plan` or its ``plan.json``, for
+    this checkpoint: checked by sha256) adds the scheme ``tlc-tuned``.
 
     ``checkpoint``: a checkpoint, a :class:`~tlc_probe.jobs.subject.Subject` or an own
     module; ``identity`` (``model``, ``preset``, ``task``, ``train_size``, ``name``) as
@@ -124,9 +129,13 @@ def bench(
     ts, name = subject.train_size, subject.name
     model = subject.model.to(device)
     overlaps = list(overlaps) if overlaps is not None else default_overlaps(ts)
+    if plan is not None:
+        plan = plan if isinstance(plan, Plan) else Plan.load(plan)
+        plan.check_checkpoint(subject.meta.get("checkpoint_sha256"))
     if schemes is not None:
-        schemes = list(dict.fromkeys(["whole", *schemes]))
-    schemes = make_schemes(model, ts, schemes, overlaps=overlaps)
+        tuned = ["tlc-tuned"] if plan is not None else []
+        schemes = list(dict.fromkeys(["whole", *schemes, *tuned]))
+    schemes = make_schemes(model, ts, schemes, overlaps=overlaps, plan=plan)
     first = items[0]["input"]
     # test images are read when their turn comes (a test set of any size fits in memory)
     cases: list[tuple[str, Any]] = [("test", i) for i in range(len(items))]
@@ -218,7 +227,7 @@ def bench(
                     "image_size": size,
                     "scheme": s.name,
                     "overlap": s.overlap if s.overlap is not None else 0,
-                    "tlc": s.tlc_mode or "no",
+                    "tlc": "tuned" if s.name == "tlc-tuned" else (s.tlc_mode or "no"),
                     "psnr": float(np.mean([v[0] for v in q])) if q else math.nan,
                     "ssim": float(np.mean([v[1] for v in q])) if q else math.nan,
                     "time_s": med[s.name],
@@ -326,6 +335,7 @@ def bench_outputs(
     schemes: Sequence[str] | None = None,
     images: ImageSource | None = None,
     n_photos: int | None = None,
+    plan: Plan | str | Path | None = None,
     **identity: Any,
 ) -> dict[str, Any]:
     """Run :func:`bench` (and the window sweep) for ``checkpoint`` and write
@@ -333,7 +343,7 @@ def bench_outputs(
     and ``seams.{png,pdf}`` to ``out``. ``quick``: one repeat, one test image, sweep over
     1, 1.5, 2 and global. ``images``, ``n_photos`` (test images used, default all) and
     ``identity`` (``model``, ``preset``, ``task``, ``train_size``, ``name``) as in
-    :func:`bench`; ``schemes`` as there. Returns {"subject", "table", "per_image",
+    :func:`bench`; ``schemes`` and ``plan`` as there. Returns {"subject", "table", "per_image",
     "sweep", "markdown", "paths"}."""
     out = Path(out)
     subject = as_subject(checkpoint, **identity)
@@ -348,6 +358,7 @@ def bench_outputs(
         schemes=schemes,
         images=images,
         per_image=True,
+        plan=plan,
     )
     md = table_a1(table)
     paths = [

@@ -47,6 +47,7 @@ def table_a1(df: pd.DataFrame) -> str:
             "no": "",
             "exact": "yes",
             "fast": "yes (fast)",
+            "tuned": "yes (tuned windows)",
             "grid": "yes (fast, grid head)",
             "valid": "yes (valid head)",
             "fused": "yes (fused head)",
@@ -68,20 +69,22 @@ def _interval(value: float, lo: float, hi: float, nd: int = 2) -> str:
     return f"{value:+.{nd}f} [{lo:+.{nd}f}, {hi:+.{nd}f}]"
 
 
-def verdicts(summ: pd.DataFrame, tables: dict[str, pd.DataFrame], images: str) -> list[str]:
-    """One generated sentence per model, from the numbers: each scheme's PSNR difference
-    to whole-image inference with its 95 % interval over the test images (from the
-    ``bench`` tables, keyed by model name), how many sites TLC brings closer to training
-    and at how many the interval of that paired W1 difference lies below 0, and how many
-    sites the output relies on (``summ``: a :func:`~tlc_probe.metrics.shift.summary`,
-    the rows of each model's primary statistic). ``images`` names the test images."""
+def verdicts(
+    summ: pd.DataFrame, tables: dict[tuple[str, str], pd.DataFrame], images: str
+) -> list[str]:
+    """One generated sentence per (model, task), from the numbers: each scheme's PSNR
+    difference to whole-image inference with its 95 % interval over the test images (the
+    ``bench`` tables, keyed by (model name, task)), how many sites TLC brings closer to
+    training and at how many the interval of that paired W1 difference lies below 0, and
+    how many sites the output relies on (``summ``: a
+    :func:`~tlc_probe.metrics.shift.summary`, the rows of each model's primary
+    statistic). ``images`` names the test images (e.g. "photos")."""
+    keys = [(str(m), str(t)) for m, t in zip(summ["model"], summ["task"], strict=True)]
     lines = []
-    models = list(dict.fromkeys([*summ["model"].astype(str), *tables]))
-    for model in models:
-        mine = summ[summ["model"].astype(str) == model]
-        task = str(mine["task"].iloc[0]) if len(mine) else ""
+    for model, task in dict.fromkeys([*keys, *tables]):
+        mine = summ[(summ["model"].astype(str) == model) & (summ["task"].astype(str) == task)]
         parts = []
-        table = tables.get(model)
+        table = tables.get((model, task))
         if table is not None:
             test = table[(table["image_size"] == "test") & (table["scheme"] != "whole")]
             for r in test.itertuples(index=False):
@@ -91,7 +94,7 @@ def verdicts(summ: pd.DataFrame, tables: dict[str, pd.DataFrame], images: str) -
                 zero = math.isfinite(r.dpsnr_lo) and r.dpsnr_lo <= 0 <= r.dpsnr_hi
                 parts.append(f"{r.scheme} {dp} dB" + (" (0 inside)" if zero else ""))
             if parts:
-                n = int(test["n_images"].max()) if "n_images" in test else 0
+                n = int(test["n_images"].max())
                 parts[0] = parts[0] + f" vs whole on {n} {images}"
         primary = mine[mine["stat"].astype(str).isin(["mean", "logit_mean"])]
         row = (primary if len(primary) else mine).head(1)
@@ -107,9 +110,7 @@ def verdicts(summ: pd.DataFrame, tables: dict[str, pd.DataFrame], images: str) -
             if relied is not None and not pd.isna(relied):
                 parts.append(f"the output relies on {int(relied)}")
         if parts:
-            lines.append(
-                f"- **{model}**" + (f" ({task})" if task else "") + ": " + "; ".join(parts) + "."
-            )
+            lines.append(f"- **{model}** ({task}): " + "; ".join(parts) + ".")
     return lines
 
 
@@ -252,7 +253,10 @@ def report_md(
         + (" (**--quick**: one image, reduced settings)." if result["quick"] else "."),
         "",
     ]
-    tables = {str(b["table"]["model"].iloc[0]): b["table"] for b in benches.values()}
+    tables = {
+        (str(b["table"]["model"].iloc[0]), str(b["subject"].task)): b["table"]
+        for b in benches.values()
+    }
     photos = result.get("test_set", "photos") == "photos" and not result.get("user_model")
     said = verdicts(summ, tables, "photos" if photos else "images")
     if said:
