@@ -222,6 +222,7 @@ def test_tune_writes_a_plan_that_bench_runs(tmp_path, capsys):
     scores = pd.read_csv(out / "scores.csv")
     assert {"x1", "x1.5", "x4", "global", "tuned"} <= set(scores["candidate"])
     assert len(pd.read_csv(out / "validation.csv")) == 2  # one image, uniform and tuned
+    assert (out / "tune.png").stat().st_size > 0
     bench_out = tmp_path / "bench"
     argv = ["bench", "--checkpoint", str(ck), "--quick", "--sizes", "--schemes", "tlc"]
     assert main([*argv, "--no-sweep", "--plan", str(out), "--out", str(bench_out)]) == 0

@@ -44,6 +44,7 @@ def test_fig_a3_panels_and_legends(stats, tmp_path):
         assert texts[1].startswith(viz_stats.REGIME_LABELS[regime]) and "W1=" in texts[1]
         row = rows[rows.comparison == f"{regime}~train"].iloc[0]
         assert f"W1={row.w1:.3g}" in texts[1] and f"KL={row.kl:.3g}" in texts[1]
+        assert f"[{row.w1_lo:.3g}, {row.w1_hi:.3g}]" in texts[1]  # the interval over images
         handles = ax.get_legend().legend_handles
         for handle, name in zip(handles, ("train", regime), strict=True):
             assert to_rgb(handle.get_facecolor()[:3]) == pytest.approx(
@@ -213,3 +214,68 @@ def test_depth_profile_marks_a_site(stats):
     marks = [ln for ln in ax.get_lines() if ln.get_label() == "_highlight"]
     assert len(marks) == 1 and list(marks[0].get_xdata()) == [1, 1]
     assert [t.get_text() for t in ax.texts] == ["dec.1.se"]
+
+
+def test_depth_profile_shades_the_interval_over_images():
+    rows = []
+    for comp, w1 in (("whole~train", 0.4), ("tlc~train", 0.2)):
+        for depth, site in enumerate(("a", "b")):
+            rows.append(
+                {
+                    "model": "m",
+                    "task": "deblur",
+                    "site": site,
+                    "kind": "se",
+                    "depth": depth,
+                    "stat": "mean",
+                    "channel": "all",
+                    "comparison": comp,
+                    "w1": w1,
+                    "w1_norm": 2 * w1,
+                    "w1_lo": w1 - 0.1,
+                    "w1_hi": w1 + 0.1,
+                }
+            )
+    table = pd.DataFrame(rows)
+    (ax,) = viz_stats.depth_profile(table).axes
+    bands = ax.collections[: len(ax.collections)]
+    fills = [
+        c for c in bands if type(c).__name__ in ("FillBetweenPolyCollection", "PolyCollection")
+    ]
+    assert len(fills) == 2  # one band per comparison
+    ys = fills[0].get_paths()[0].vertices[:, 1]
+    assert ys.min() == pytest.approx(2 * 0.3) and ys.max() == pytest.approx(2 * 0.5)  # scaled
+    (ax,) = viz_stats.depth_profile(table.drop(columns=["w1_lo", "w1_hi"])).axes
+    assert not [c for c in ax.collections if "Poly" in type(c).__name__]
+
+
+def test_tune_figure_marks_each_sites_choice():
+    from tlc_probe.viz import tune_figure
+
+    scores = pd.DataFrame(
+        [
+            ("a", "se", 0, "x1", 0.5),
+            ("a", "se", 0, "x1.5", 0.2),
+            ("a", "se", 0, "global", 0.9),
+            ("b", "se", 1, "x1", 0.1),
+            ("b", "se", 1, "x1.5", 0.3),
+            ("b", "se", 1, "global", 0.8),
+            ("c", "in", 2, "x1", 0.7),
+            ("c", "in", 2, "x1.5", 0.6),
+            ("c", "in", 2, "global", 0.2),
+            ("a", "se", 0, "tuned", 0.2),
+            ("b", "se", 1, "tuned", 0.12),
+            ("c", "in", 2, "tuned", 0.25),
+        ],
+        columns=["site", "kind", "depth", "candidate", "w1_norm"],
+    )
+    fig = tune_figure(scores, "m")
+    ax1, ax2 = fig.axes
+    chosen = ax1.collections[0].get_offsets()
+    np.testing.assert_array_equal(chosen[:, 0], [0, 1, 2])
+    np.testing.assert_array_equal(chosen[:, 1], [1.5, 1.0, 2.25])  # global drawn at 1.5 x 1.5
+    assert [t.get_text() for t in ax1.get_yticklabels()] == ["1", "1.5", "global"]
+    before, after = ax2.get_lines()
+    np.testing.assert_allclose(before.get_ydata(), [0.2, 0.3, 0.6])
+    np.testing.assert_allclose(after.get_ydata(), [0.2, 0.12, 0.25])
+    assert "n = 3 sites" in fig._suptitle.get_text()

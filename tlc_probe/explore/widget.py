@@ -49,7 +49,8 @@ class Explorer:
     labelled ``depth · site (kind)``), ``stat``, ``channel`` ("all" pools the channels)
     and one checkbox per regime in :attr:`regimes` (train, whole, tlc, tiles, window;
     those the site lacks are disabled). Views: the Fig. A3 panels of
-    :func:`~tlc_probe.viz.fig_a3` (W1 / KL in the legends) with the site's shift rows
+    :func:`~tlc_probe.viz.fig_a3` (W1 with its 95 % interval over images and KL in the
+    legends) with the site's shift rows
     beside them (comparisons between ticked regimes or with training), and the depth profile of
     :func:`~tlc_probe.viz.depth_profile` with the site marked; its slider picks the site
     by position and follows the site dropdown. Figures are PNG images (:attr:`figure`,

@@ -90,7 +90,8 @@ def tune_windows(
         progress: show a progress bar.
 
     Returns:
-        {"plan": the :class:`~tlc_probe.tlc.plan.Plan` (validated, or the uniform 1.5
+        {"subject": the :class:`~tlc_probe.jobs.subject.Subject`, "plan": the
+        :class:`~tlc_probe.tlc.plan.Plan` (validated, or the uniform 1.5
         when validation does not support the choice), "chosen": the plan the statistics
         chose, "scores": one row per site and candidate (site, kind, depth, candidate,
         w1_norm: mean over channels of W1 / std(train) of the primary statistic), plus
@@ -187,6 +188,7 @@ def tune_windows(
         columns=["image", "scheme", "psnr"],
     )
     return {
+        "subject": subject,
         "plan": plan,
         "chosen": chosen,
         "scores": scores,

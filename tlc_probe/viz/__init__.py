@@ -7,6 +7,7 @@ from .images import degradations_figure, qualitative_figure
 from .schemes import seam_crops_figure, sweep_figure
 from .stats import REGIME_COLOURS, choose_site, depth_profile, fig_a3, heatmap
 from .training import training_dynamics
+from .tune import tune_figure
 
 __all__ = [
     "REGIME_COLOURS",
@@ -20,4 +21,5 @@ __all__ = [
     "seam_crops_figure",
     "sweep_figure",
     "training_dynamics",
+    "tune_figure",
 ]

@@ -158,6 +158,9 @@ def fig_a3(
             if comparison in rows.index:
                 row = rows.loc[comparison]
                 label += f"\nW1={row['w1']:.3g}"
+                lo, hi = row.get("w1_lo", np.nan), row.get("w1_hi", np.nan)
+                if np.isfinite(lo) and np.isfinite(hi):  # the 95 % interval over images
+                    label += f" [{lo:.3g}, {hi:.3g}]"
                 if min(row.get("n_ref", np.inf), row.get("n_cmp", np.inf)) >= KL_MIN_N:
                     label += f" KL={row['kl']:.3g}"
                 else:
@@ -290,6 +293,16 @@ def _comparisons(table: pd.DataFrame) -> list[str]:
     return [c for c in COMPARISONS if c in present] + sorted(present - set(COMPARISONS))
 
 
+def _normalised_interval(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lo, hi) of ``w1_norm`` from ``w1_lo`` / ``w1_hi`` (W1's interval scaled by the
+    row's own w1_norm / w1), or None when the rows carry no interval."""
+    if "w1_lo" not in rows.columns or rows["w1_lo"].isna().all():
+        return None
+    w1 = rows["w1"].to_numpy(float)
+    scale = np.divide(rows["w1_norm"].to_numpy(float), w1, out=np.zeros_like(w1), where=w1 > 0)
+    return rows["w1_lo"].to_numpy(float) * scale, rows["w1_hi"].to_numpy(float) * scale
+
+
 def depth_profile(
     shift_table: pd.DataFrame,
     stat: str = "mean",
@@ -300,7 +313,9 @@ def depth_profile(
     """Normalised W1 against site depth: one line per comparison with training (whole blue,
     tlc red, tiles purple, window orange), one marker per site shaped by its kind (circle
     ``in``, square ``se``, triangle ``attn``; for ``stat="mean"`` an attention site shows
-    its ``logit_mean``). Uses the pooled rows of ``stat``; one panel per task (or only
+    its ``logit_mean``), with a shaded band for the 95 % interval over images where the
+    table has one (``w1_lo`` / ``w1_hi``, scaled as W1 is). Uses the pooled rows of
+    ``stat``; one panel per task (or only
     ``task``). Comparisons with another reference (the decomposition's links) are drawn by
     :func:`tlc_probe.viz.decomposition_figure`; they appear here only when the table has
     no ``~train`` comparison. ``highlight`` names a site to mark with a grey vertical line
@@ -321,6 +336,9 @@ def depth_profile(
                     continue
                 colour = _comparison_colour(comp)
                 ax.plot(c["depth"], c["w1_norm"], color=colour, lw=1.2, label=comp)
+                band = _normalised_interval(c)
+                if band is not None:  # the 95 % interval over images, same scale
+                    ax.fill_between(c["depth"], *band, color=colour, alpha=0.15, lw=0)
                 for kind, marker in KIND_MARKERS.items():
                     k = c[c["kind"].astype(str) == kind]
                     ax.scatter(
