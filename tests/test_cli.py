@@ -183,6 +183,14 @@ def test_reproduce_quick_on_a_shipped_checkpoint(tmp_path):
     rel = pd.read_csv(tmp_path / "reliance" / "reliance.csv")
     assert set(rel["site"]) >= {"all"} and (rel["n_images"] == 1).all()
     assert {"n_relied", "flag", "median_aggregation_share"} <= set(s["summary"][0])
+    # verdicts first, the tuned windows beside whole and TLC
+    assert report.index("## Verdicts") < report.index("## The claim")
+    assert "- **nafnet-tiny** (deblur): tlc " in report and "over the uniform 1.5" in report
+    assert "## Windows chosen per site" in report and (tmp_path / "tune").is_dir()
+    assert "tlc-tuned" in set(
+        pd.read_csv(tmp_path / "bench" / "nafnet-tiny-deblur" / "bench.csv")["scheme"]
+    )
+    assert s["tune"]["nafnet-tiny-deblur"]["kept"] in ("tuned", "uniform")
 
 
 def test_the_analysis_commands_keep_freed_memory_on_linux():

@@ -19,9 +19,9 @@ DESCRIPTION = (
     "folder's train split) under the probe; each site takes the candidate whose statistic "
     "is closest to the training crops' (W1 / std(train), mean over channels). The plan is "
     "kept only when its PSNR on the tuning images beats the uniform 1.5, else the uniform "
-    "1.5 is written. Writes plan.json (bench --plan runs it as tlc-tuned), scores.csv, "
-    "validation.csv and tune.png/pdf (chosen window per site against depth, W1 before and "
-    "after)."
+    "1.5 is written. Writes plan.json (bench --plan runs it as tlc-tuned), chosen.json (the "
+    "plan before validation), scores.csv, validation.csv and tune.png/pdf (chosen window "
+    "per site against depth, W1 before and after)."
 )
 FLAGS = MODEL_FLAGS
 
@@ -38,10 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Tune, write the plan and the tables, print the choice; returns 0."""
-    from ..jobs.tune import tune_windows
-    from ..store.atomic import atomic_write
-    from ..store.figures import save_figure
-    from ..viz import tune_figure
+    from ..jobs.tune import tune_outputs
 
     existing([args.checkpoint], "--checkpoint", kind="file")
     images = image_source(args)
@@ -49,15 +46,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--images must be >= 1, got {args.images}")
     writable_folder(args.out)
     t0 = time.perf_counter()
-    res = tune_windows(
-        args.checkpoint, images=images, n_images=args.images, progress=True, **identity(args)
-    )
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    res["plan"].save(out / "plan.json")
-    atomic_write(out / "scores.csv", lambda p: res["scores"].to_csv(p, index=False))
-    atomic_write(out / "validation.csv", lambda p: res["validation"].to_csv(p, index=False))
-    save_figure(tune_figure(res["scores"], res["subject"].name), out, "tune")
+    res = tune_outputs(
+        args.checkpoint, out, images=images, n_images=args.images, progress=True, **identity(args)
+    )
     v, chosen = res["plan"].validation, res["chosen"].windows
     n_global = sum(w is None for w in chosen.values())
     print(

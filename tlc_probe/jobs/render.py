@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from ..metrics.decomposition import RELIED_DB, relied_on
+from ..metrics.intervals import paired_difference
 from ..metrics.shift import stat_mask
 
 #: The summary columns REPORT.md shows (at most 8; the rest stays in summary.csv).
@@ -70,7 +71,10 @@ def _interval(value: float, lo: float, hi: float, nd: int = 2) -> str:
 
 
 def verdicts(
-    summ: pd.DataFrame, tables: dict[tuple[str, str], pd.DataFrame], images: str
+    summ: pd.DataFrame,
+    tables: dict[tuple[str, str], pd.DataFrame],
+    images: str,
+    tuned: dict[tuple[str, str], dict[str, float]] | None = None,
 ) -> list[str]:
     """One generated sentence per (model, task), from the numbers: each scheme's PSNR
     difference to whole-image inference with its 95 % interval over the test images (the
@@ -78,7 +82,9 @@ def verdicts(
     training and at how many the interval of that paired W1 difference lies below 0, and
     how many sites the output relies on (``summ``: a
     :func:`~tlc_probe.metrics.shift.summary`, the rows of each model's primary
-    statistic). ``images`` names the test images (e.g. "photos")."""
+    statistic). ``images`` names the test images (e.g. "photos"). ``tuned``: per (model,
+    task) the paired PSNR difference of the tuned windows to the uniform 1.5 on the test
+    images (:func:`~tlc_probe.metrics.intervals.paired_difference`'s dict)."""
     keys = [(str(m), str(t)) for m, t in zip(summ["model"], summ["task"], strict=True)]
     lines = []
     for model, task in dict.fromkeys([*keys, *tables]):
@@ -96,6 +102,11 @@ def verdicts(
             if parts:
                 n = int(test["n_images"].max())
                 parts[0] = parts[0] + f" vs whole on {n} {images}"
+        if tuned and (model, task) in tuned:
+            d = tuned[(model, task)]
+            parts.append(
+                f"tuned windows {_interval(d['diff'], d['lo'], d['hi'])} dB over the uniform 1.5"
+            )
         primary = mine[mine["stat"].astype(str).isin(["mean", "logit_mean"])]
         row = (primary if len(primary) else mine).head(1)
         if len(row):
@@ -206,6 +217,49 @@ def reliance_section(reliance: pd.DataFrame) -> list[str]:
     ]
 
 
+def tune_section(tunes: dict[str, dict[str, Any]], out: Path, img) -> list[str]:
+    """REPORT.md lines: per tuned checkpoint the windows the shift chose (how many sites
+    at each multiple of the training extent), W1 / std(train) with the uniform 1.5 and with
+    the chosen windows, the validation on training images and what was kept; the figures."""
+    rows = []
+    for key, res in tunes.items():
+        sc, v = res["scores"], res["plan"].validation
+        tried = sc[sc["candidate"] != "tuned"]
+        best = tried.loc[tried.groupby("site")["w1_norm"].idxmin(), "candidate"]
+        counts = best.value_counts()
+        choice = ", ".join(f"{c.lstrip('x')} x {n}" for c, n in counts.items())
+        before = sc.loc[sc["candidate"] == "x1.5", "w1_norm"].mean()
+        after = sc.loc[sc["candidate"] == "tuned", "w1_norm"].mean()
+        rows.append(
+            {
+                "checkpoint": key,
+                "sites": int(best.size),
+                "chosen (ratio x sites)": choice,
+                "W1n 1.5 -> chosen": f"{before:.3f} -> {after:.3f}",
+                "validation dPSNR (dB)": _interval(v["dpsnr"], v["dpsnr_lo"], v["dpsnr_hi"], 3),
+                "images": len(v["images"]),
+                "kept": v["kept"],
+            }
+        )
+    lines = [
+        "## Windows chosen per site (`tune`)",
+        "",
+        "Each site's window chosen among 1, 1.25, 1.5, 2, 3, 4 x its training extent and",
+        "global, by the least W1 / std(train) of its statistic against training crops of the",
+        "tuning images (training images, not the test photos); checked by PSNR there against",
+        "the uniform 1.5 and kept only when it wins (`tune/<checkpoint>/plan.json`). Table A1",
+        "runs the chosen windows as `tlc-tuned`, before that check.",
+        "",
+        markdown(pd.DataFrame(rows)),
+        "",
+    ]
+    for key in tunes:
+        png = out / "tune" / key / "tune.png"
+        if png.exists():
+            lines.append(img(png, f"tune {key}"))
+    return [*lines, ""]
+
+
 def _f(v: float, nd: int) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
 
@@ -223,6 +277,7 @@ def report_md(
     benches: dict[str, dict[str, Any]],
     parts: pd.DataFrame | None = None,
     reliance: pd.DataFrame | None = None,
+    tunes: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """``REPORT.md`` of the main job written to ``out``: the verdicts (:func:`verdicts`),
     the summary table, the figures
@@ -257,8 +312,15 @@ def report_md(
         (str(b["table"]["model"].iloc[0]), str(b["subject"].task)): b["table"]
         for b in benches.values()
     }
+    tuned = {}
+    for b in benches.values():
+        each = b.get("per_image")
+        if each is not None and {"tlc", "tlc-tuned"} <= set(each["scheme"]):
+            wide = each.pivot_table(index="image", columns="scheme", values="psnr")
+            key = (str(b["table"]["model"].iloc[0]), str(b["subject"].task))
+            tuned[key] = paired_difference(wide["tlc-tuned"], wide["tlc"])
     photos = result.get("test_set", "photos") == "photos" and not result.get("user_model")
-    said = verdicts(summ, tables, "photos" if photos else "images")
+    said = verdicts(summ, tables, "photos" if photos else "images", tuned)
     if said:
         lines += [
             "## Verdicts",
@@ -301,6 +363,16 @@ def report_md(
         lines += decomposition_section(parts, [p for p in pngs if "-decomposition" in p.stem], img)
     if reliance is not None:
         lines += reliance_section(reliance)
+    if tunes:
+        lines += tune_section(tunes, out, img)
+    elif benches:
+        lines += [
+            "## Windows chosen per site (`tune`)",
+            "",
+            "Not tuned: no training images to tune on apart from the test images (give",
+            "train_data, or a GoPro folder with its train split).",
+            "",
+        ]
     lines += ["## Where the shift builds up: normalised W1 against site depth", ""]
     lines += [img(p, p.stem) for p in pngs if p.stem.endswith("-depth")] + [""]
     lines += ["## Site x comparison heatmaps", ""]

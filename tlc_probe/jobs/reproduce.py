@@ -32,6 +32,7 @@ from .reliance import reliance_checkpoint
 from .render import report_md
 from .shift import shift_results, store_shift_table, write_shift_results
 from .subject import Subject, as_subject, load_subject
+from .tune import tune_outputs
 
 #: Settings of the main job: (default, quick).
 REPRODUCE_SETTINGS: dict[str, dict[str, Any]] = {
@@ -47,6 +48,9 @@ REPRODUCE_SETTINGS: dict[str, dict[str, Any]] = {
         # on one photo it takes ~2 min for the five checkpoints, on all three ~6 min
         "reliance_photos": 1,
         "reliance_reference": 8,
+        # per-site windows are tuned for the benchmarked checkpoints on this many training
+        # images (8 passes each), and the chosen plan is benchmarked as tlc-tuned
+        "tune_images": 2,
     },
     "quick": {
         "crops": 16,
@@ -58,10 +62,20 @@ REPRODUCE_SETTINGS: dict[str, dict[str, Any]] = {
         "sweep": [],
         "reliance_photos": 1,
         "reliance_reference": 8,
+        "tune_images": 1,
     },
 }
 #: What the main job writes under its output folder (``overwrite`` removes these only).
-OUTPUTS = ("stats", "reliance", "shift", "figures", "bench", "REPORT.md", "summary.json")
+OUTPUTS = (
+    "stats",
+    "reliance",
+    "shift",
+    "figures",
+    "tune",
+    "bench",
+    "REPORT.md",
+    "summary.json",
+)
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
@@ -131,6 +145,7 @@ def estimate_seconds(
         passes = n_img * 5 + crops + (n_sites + 2) * scored + reference
         if _benched(s, settings):
             passes += n_img * (10 * settings["bench_repeats"] + 7)
+            passes += 9 * settings["tune_images"] + n_img  # tune, and tlc-tuned in bench
             pixels = x.shape[-2] * x.shape[-1]  # the timing sizes: ~10 passes each, scaled
             passes += sum(
                 10 * settings["bench_repeats"] * h * w / pixels for h, w in settings["bench_sizes"]
@@ -317,8 +332,15 @@ def reproduce(
     chosen = [i for i, sub in enumerate(subjects) if _benched(sub, s)]
     if not chosen and s["bench_models"] is not None:  # quick: the first deblurring model
         chosen = [i for i, sub in enumerate(subjects) if sub.task == "deblur"][:1]
+    tunes = {}
     for i in chosen:
         sub, key = subjects[i], keys[i]
+        t = time.perf_counter()
+        if images.train_set(sub.task, sub.meta.get("train_config")) is not None:
+            tunes[key] = tune_outputs(
+                sub, out / "tune" / key, images=images, n_images=s["tune_images"], progress=progress
+            )
+            timings[f"tune {key}"] = time.perf_counter() - t
         t = time.perf_counter()
         benches[key] = bench_outputs(
             sub,
@@ -330,6 +352,7 @@ def reproduce(
             progress=progress,
             images=images,
             n_photos=s["images"],
+            plan=tunes[key]["chosen"] if key in tunes else None,  # before validation
         )
         timings[f"bench {key}"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
@@ -345,10 +368,12 @@ def reproduce(
         "collect": metas,
         "summary": summ.to_dict(orient="records"),
         "bench": {k: v["table"].to_dict(orient="records") for k, v in benches.items()},
+        "tune": {k: v["plan"].validation for k, v in tunes.items()},
         "seconds": timings,
     }
     write_text(out / "summary.json", json.dumps(result, indent=2, default=str) + "\n")
-    write_text(out / "REPORT.md", report_md(out, result, summ, pooled, figs, benches, parts, rel))
+    report = report_md(out, result, summ, pooled, figs, benches, parts, rel, tunes)
+    write_text(out / "REPORT.md", report)
     return result
 
 

@@ -37,8 +37,11 @@ from ..metrics.image import psnr
 from ..metrics.intervals import paired_difference
 from ..metrics.shift import shift_table, stat_mask
 from ..probe import Probe
+from ..store.atomic import atomic_write
+from ..store.figures import save_figure
 from ..tlc import convert, tlc_windows
 from ..tlc.plan import GLOBAL, Plan, uniform_windows
+from ..viz import tune_figure
 from .collect import train_crops
 from .images import ImageSource, Items
 from .subject import Subject, as_subject
@@ -224,3 +227,23 @@ def _choose(scores: pd.DataFrame) -> dict[str, float | str]:
         c = row["candidate"]
         best[str(site)] = GLOBAL if c == GLOBAL else float(c[1:])
     return best
+
+
+def tune_outputs(
+    checkpoint: Subject | nn.Module | str | Path,
+    out: str | Path,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """:func:`tune_windows` (``kwargs`` as there), then written to ``out``: ``plan.json``
+    (the validated plan), ``chosen.json`` (the plan the statistics chose), ``scores.csv``,
+    ``validation.csv`` and ``tune.{png,pdf}``. Returns tune_windows' dict plus "paths"."""
+    res = tune_windows(checkpoint, **kwargs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [res["plan"].save(out / "plan.json"), res["chosen"].save(out / "chosen.json")]
+    paths.append(atomic_write(out / "scores.csv", lambda p: res["scores"].to_csv(p, index=False)))
+    paths.append(
+        atomic_write(out / "validation.csv", lambda p: res["validation"].to_csv(p, index=False))
+    )
+    paths += save_figure(tune_figure(res["scores"], res["subject"].name), out, "tune")
+    return res | {"paths": paths}
