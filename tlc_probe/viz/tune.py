@@ -35,7 +35,9 @@ def tune_figure(scores: pd.DataFrame, title: str = "") -> Figure:
     ax1.axhline(1.5, color="0.6", lw=0.8, ls="--", label="uniform 1.5")
     ax1.scatter(best["depth"], y, s=16, color="tab:red", zorder=3, label="chosen")
     ticks = [*finite, *([top] if np.inf in ratios else [])]
+    ax1.set_yscale("log", base=2)  # 1, 1.25, 1.5 apart as 2, 3, 4 are
     ax1.set_yticks(ticks, [f"{r:g}" for r in finite] + (["global"] if np.inf in ratios else []))
+    ax1.minorticks_off()
     ax1.set_ylabel("window / training extent")
     ax1.legend(frameon=False, fontsize=7)
     before = scores[scores["candidate"] == "x1.5"].set_index("site")
