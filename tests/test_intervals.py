@@ -14,11 +14,11 @@ from tlc_probe.metrics.shift import shift_table, summary
 
 
 def test_paired_difference_is_scipys_bootstrap_and_wilcoxon():
-    a = np.array([30.0, 31.0, 29.0, 28.4, 32.1, 30.6, 29.9])
-    b = np.array([29.5, 30.5, 29.2, 28.0, 31.0, 30.9, 29.1])
+    a = np.array([30.0, 31.0, 29.0, 28.4, 32.1, 30.6, 29.9, 27.5, 30.2, 31.4, 29.3, 28.8])
+    b = np.array([29.5, 30.5, 29.2, 28.0, 31.0, 30.9, 29.1, 27.1, 30.4, 30.6, 29.0, 28.9])
     got = paired_difference(a, b, n_resamples=999, seed=3)
-    d = a - b  # by hand: 0.5, 0.5, -0.2, 0.4, 1.1, -0.3, 0.8
-    assert got["diff"] == pytest.approx(2.8 / 7) and got["n"] == 7
+    d = a - b
+    assert got["diff"] == pytest.approx(d.sum() / 12) and got["n"] == 12
     ref = sps.bootstrap(
         (d,), np.mean, n_resamples=999, method="percentile", rng=np.random.default_rng(3)
     )
@@ -28,10 +28,20 @@ def test_paired_difference_is_scipys_bootstrap_and_wilcoxon():
     assert paired_difference(a, b, n_resamples=999, seed=3) == got  # seeded
 
 
+def test_few_images_get_students_t_not_a_bootstrap_of_their_range():
+    # by hand: d = 0.1, 0.2, 0.3; mean 0.2, sd 0.1, t(0.975, 2) = 4.3027
+    got = paired_difference([0.1, 0.2, 0.3], [0.0, 0.0, 0.0])
+    half = 4.302652729911275 * 0.1 / np.sqrt(3)
+    assert got["lo"] == pytest.approx(0.2 - half) and got["hi"] == pytest.approx(0.2 + half)
+    assert got["lo"] < 0 < got["hi"]  # the bootstrap of three values gave [0.1, 0.3]
+
+
 def test_paired_difference_small_and_degenerate_samples():
     three = paired_difference([30.0, 31.0, 29.0], [29.5, 30.5, 29.2])
     assert three["diff"] == pytest.approx((0.5 + 0.5 - 0.2) / 3)
     assert three["lo"] <= three["diff"] <= three["hi"] and np.isnan(three["p_wilcoxon"])
+    few = w1_intervals(_clustered(4, 50), ["whole~train"], ["site"]).iloc[0]
+    assert np.isnan(few["w1_lo"]) and np.isnan(few["w1_hi"])  # 4 images: no interval
     one = paired_difference([30.0], [29.0])
     assert one["diff"] == 1.0 and np.isnan(one["lo"]) and np.isnan(one["hi"])
     same = paired_difference([1.0] * 6, [0.5] * 6)
@@ -45,7 +55,13 @@ def test_paired_difference_small_and_degenerate_samples():
 
 def test_image_of_crops_and_tiles():
     ids = ["a/c00003@4,5", "dir/b/t012@0,64", "photo", "x#2", "odd/c1@1"]
-    assert image_of(ids).tolist() == ["a", "dir/b", "photo", "x#2", "odd/c1@1"]
+    assert image_of(ids).tolist() == ["a", "dir/b", "photo", "x", "odd/c1@1"]
+    # degradations of one bundled photo are one image
+    assert image_of(["rocket#0/c00001@0,0", "rocket#3", "rocket#3/t002@0,64"]).tolist() == [
+        "rocket",
+        "rocket",
+        "rocket",
+    ]
 
 
 def _clustered(n_images: int, rows: int, seed: int = 0) -> pd.DataFrame:

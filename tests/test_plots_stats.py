@@ -44,7 +44,10 @@ def test_fig_a3_panels_and_legends(stats, tmp_path):
         assert texts[1].startswith(viz_stats.REGIME_LABELS[regime]) and "W1=" in texts[1]
         row = rows[rows.comparison == f"{regime}~train"].iloc[0]
         assert f"W1={row.w1:.3g}" in texts[1] and f"KL={row.kl:.3g}" in texts[1]
-        assert f"[{row.w1_lo:.3g}, {row.w1_hi:.3g}]" in texts[1]  # the interval over images
+        if np.isfinite(row.w1_lo):  # the interval over images, where there is one
+            assert f"[{row.w1_lo:.3g}, {row.w1_hi:.3g}]" in texts[1]
+        else:
+            assert "[" not in texts[1]
         handles = ax.get_legend().legend_handles
         for handle, name in zip(handles, ("train", regime), strict=True):
             assert to_rgb(handle.get_facecolor()[:3]) == pytest.approx(
@@ -214,6 +217,14 @@ def test_depth_profile_marks_a_site(stats):
     marks = [ln for ln in ax.get_lines() if ln.get_label() == "_highlight"]
     assert len(marks) == 1 and list(marks[0].get_xdata()) == [1, 1]
     assert [t.get_text() for t in ax.texts] == ["dec.1.se"]
+
+
+def test_fig_a3_legend_gives_the_interval_over_images(stats):
+    table = shift_table(stats)
+    rows = table[(table.site == "enc.0.norm") & (table.stat == "mean") & (table.channel == "all")]
+    table.loc[rows.index, ["w1_lo", "w1_hi"]] = [0.01, 0.5]  # as many images would give
+    fig = viz_stats.fig_a3(stats, "enc.0.norm", "mean", shift=table)
+    assert "[0.01, 0.5]" in _legend_texts(fig.axes[0])[1]
 
 
 def test_depth_profile_shades_the_interval_over_images():

@@ -52,8 +52,8 @@ def test_verdicts_are_sentences_made_of_the_numbers():
         "training (24 with the interval below 0); the output relies on 5.",
         "- **hinet-tiny** (deblur): TLC brings 1 of 4 sites closer to training (1 with the "
         "interval below 0).",
-        "- **hinet-tiny** (derain): TLC brings 3 of 4 sites closer to training; the output "
-        "relies on 2.",
+        "- **hinet-tiny** (derain): TLC brings 3 of 4 sites closer to training (no interval: "
+        "too few images); the output relies on 2.",
     ]
 
 

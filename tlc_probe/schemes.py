@@ -94,7 +94,8 @@ def make_scheme(
     if name == "tlc-tuned":
         if plan is None:
             raise ValueError("scheme 'tlc-tuned' needs a window plan (plan.json)")
-        return Scheme(name, convert(model, train_size=train_size, plan=plan), tlc_mode="exact")
+        net = model if plan.all_global else convert(model, train_size=train_size, plan=plan)
+        return Scheme(name, net, tlc_mode="exact")
     if name in TLC_MODES:
         mode = TLC_MODES[name]
         if mode is None:

@@ -104,18 +104,22 @@ def verdicts(
                 parts[0] = parts[0] + f" vs whole on {n} {images}"
         if tuned and (model, task) in tuned:
             d = tuned[(model, task)]
-            parts.append(
-                f"tuned windows {_interval(d['diff'], d['lo'], d['hi'])} dB over the uniform 1.5"
-            )
+            kept = d.get("kept")
+            said = f"tuned windows {_interval(d['diff'], d['lo'], d['hi'])} dB over the uniform 1.5"
+            if kept == "uniform":
+                said += " (validation rejected them: plan.json holds the uniform 1.5)"
+            parts.append(said)
         primary = mine[mine["stat"].astype(str).isin(["mean", "logit_mean"])]
         row = (primary if len(primary) else mine).head(1)
-        if len(row):
+        if len(row) and int(row.iloc[0]["n_sites"]) > 0:
             r = row.iloc[0]
             n_sites, frac = int(r["n_sites"]), float(r["frac_w1_improved"])
             closer = f"TLC brings {round(frac * n_sites)} of {n_sites} sites closer to training"
             sure = r.get("n_w1_improved_sure", pd.NA)
             if not pd.isna(sure):
                 closer += f" ({int(sure)} with the interval below 0)"
+            else:
+                closer += " (no interval: too few images)"
             parts.append(closer)
             relied = r.get("n_relied", pd.NA)
             if relied is not None and not pd.isna(relied):
@@ -319,6 +323,9 @@ def report_md(
             wide = each.pivot_table(index="image", columns="scheme", values="psnr")
             key = (str(b["table"]["model"].iloc[0]), str(b["subject"].task))
             tuned[key] = paired_difference(wide["tlc-tuned"], wide["tlc"])
+            stem = next((k for k, v in benches.items() if v is b), None)
+            if tunes and stem in tunes:
+                tuned[key]["kept"] = tunes[stem]["kept"]
     photos = result.get("test_set", "photos") == "photos" and not result.get("user_model")
     said = verdicts(summ, tables, "photos" if photos else "images", tuned)
     if said:

@@ -24,6 +24,7 @@ from ..store.figures import save_figure
 from ..store.read import SiteIndex
 from ..store.shipped import shipped_checkpoints
 from ..tensors import to_model
+from ..tlc.plan import json_ready
 from .bench import bench_outputs
 from .collect import CollectConfig, collect_checkpoint
 from .figures import qualitative, stats_figures
@@ -371,7 +372,8 @@ def reproduce(
         "tune": {k: v["plan"].validation for k, v in tunes.items()},
         "seconds": timings,
     }
-    write_text(out / "summary.json", json.dumps(result, indent=2, default=str) + "\n")
+    strict = json.dumps(json_ready(result), indent=2, default=str, allow_nan=False)
+    write_text(out / "summary.json", strict + "\n")  # NaN as null: strict JSON readers
     report = report_md(out, result, summ, pooled, figs, benches, parts, rel, tunes)
     write_text(out / "REPORT.md", report)
     return result

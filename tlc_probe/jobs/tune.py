@@ -164,7 +164,7 @@ def tune_windows(
         checkpoint_sha256=subject.meta.get("checkpoint_sha256"),
         candidates=tuple(candidates),
     )
-    measure("tuned", convert(model, train_size=ts, plan=chosen))
+    measure("tuned", model if chosen.all_global else convert(model, train_size=ts, plan=chosen))
     bar.close()
     after = _scores(pd.concat(frames, ignore_index=True), ["tuned"])
     scores = pd.concat([scores, after], ignore_index=True)

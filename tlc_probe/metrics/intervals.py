@@ -21,7 +21,8 @@ linear inside a bin (the histogram's W1 is within a fraction of a bin width of t
 one). Memory is (clusters x bins) per group, whatever the number of rows.
 Intervals are percentile intervals of ``scipy.stats.bootstrap`` (BCa needs more images
 than a test set of three photos has to be stable); seeded, so a rerun gives the same
-numbers. Fewer than two clusters on a side: no interval (NaN).
+numbers. Fewer than :data:`MIN_CLUSTERS` images on a side: no W1 interval (NaN); a
+paired mean on fewer than :data:`MIN_BOOTSTRAP` images gets Student's t interval.
 """
 
 from __future__ import annotations
@@ -40,19 +41,29 @@ BINS = 256
 N_RESAMPLES = 1000
 #: Fewest images for a Wilcoxon signed-rank p-value.
 MIN_WILCOXON = 6
+#: Fewest images for a bootstrap interval of a paired mean; below, Student's t interval
+#: (a bootstrap of 3 values is their range: it excludes 0 a quarter of the time by chance).
+MIN_BOOTSTRAP = 10
+#: Fewest images (clusters) on a side for a cluster-bootstrap interval of W1; below, none
+#: (NaN): resampling 3 images gives 10 distinct resamples, far too few for 95 %.
+MIN_CLUSTERS = 5
 CONFIDENCE = 0.95
 
 _CROP_OR_TILE = re.compile(r"^(.*)/[ct]\d+@\d+,\d+$")
+_DEGRADATION = re.compile(r"^(.*)#\d+$")
 
 
 def image_of(samples: Sequence[str] | pd.Series | np.ndarray) -> np.ndarray:
     """The image (cluster) of each sample id: ``<image>/c<k>@y,x`` (a training crop) and
-    ``<image>/t<k>@y,x`` (a tile) belong to ``<image>``; any other id is its own image.
+    ``<image>/t<k>@y,x`` (a tile) belong to ``<image>``, and ``<photo>#<k>`` (the k-th
+    degradation of a bundled photo) to ``<photo>``; any other id is its own image.
     Returns an object array of strings."""
     out = np.empty(len(samples), dtype=object)
     for i, s in enumerate(np.asarray(samples, dtype=object)):
         m = _CROP_OR_TILE.match(str(s))
-        out[i] = m.group(1) if m else str(s)
+        image = m.group(1) if m else str(s)
+        k = _DEGRADATION.match(image)
+        out[i] = k.group(1) if k else image
     return out
 
 
@@ -64,7 +75,8 @@ def paired_difference(
     n_resamples: int = N_RESAMPLES,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Mean of ``a - b`` over paired units (images) with its bootstrap interval.
+    """Mean of ``a - b`` over paired units (images) with its interval: bootstrap from
+    :data:`MIN_BOOTSTRAP` images on, Student's t below (wide on few images, as it must be).
 
     Args:
         a: one value per image (e.g. PSNR in dB of one scheme); pairs with a
@@ -72,7 +84,7 @@ def paired_difference(
         b: the other scheme's values on the same images, in the same order.
         confidence: of the interval.
         n_resamples: bootstrap resamples (``scipy.stats.bootstrap``, percentile method,
-            images resampled).
+            images resampled; from :data:`MIN_BOOTSTRAP` images on).
         seed: of the resampling.
 
     Returns:
@@ -91,6 +103,9 @@ def paired_difference(
     if n >= 2:
         if np.all(d == d[0]):
             out["lo"] = out["hi"] = float(d[0])
+        elif n < MIN_BOOTSTRAP:
+            ci = sps.ttest_1samp(d, 0.0).confidence_interval(confidence)
+            out["lo"], out["hi"] = float(ci.low), float(ci.high)
         else:
             res = sps.bootstrap(
                 (d,),
@@ -169,7 +184,7 @@ class _Group:
 
 
 def _interval(data: tuple[np.ndarray, ...], statistic, confidence, n_resamples, seed):
-    if any(d.size < 2 for d in data):
+    if any(d.size < MIN_CLUSTERS for d in data):
         return np.nan, np.nan
     res = sps.bootstrap(
         data,

@@ -622,8 +622,10 @@ def _with_intervals(
     """``table`` with its pooled rows' interval columns filled (see :func:`shift_table`)."""
     from .intervals import w1_intervals  # (scipy.stats: imported when intervals are made)
 
-    reference = _tlc_reference(comparisons) or "train"
-    found = w1_intervals(stats, comparisons, list(keys), reference=reference)
+    reference = _tlc_reference(comparisons)
+    found = w1_intervals(stats, comparisons, list(keys), reference=reference or "train")
+    if reference is None:  # no tlc~R and whole~R pair: no paired difference either
+        found = found.assign(dw1_tlc_lo=np.nan, dw1_tlc_hi=np.nan)
     if found.empty:
         return table
     pooled = table["channel"] == "all"

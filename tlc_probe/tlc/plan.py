@@ -63,6 +63,12 @@ class Plan:
             checked[str(site)] = (h, w)
         object.__setattr__(self, "windows", checked)
 
+    @property
+    def all_global(self) -> bool:
+        """True when the plan names sites and leaves every one global (then the network
+        itself is the planned one: ``convert`` would have no site to convert)."""
+        return bool(self.windows) and all(w is None for w in self.windows.values())
+
     def to_dict(self) -> dict[str, Any]:
         """The plan as JSON-ready data (the layout of ``plan.json``)."""
         return {
@@ -78,7 +84,8 @@ class Plan:
         path = Path(path)
         if path.is_dir():
             path = path / "plan.json"
-        path.write_text(json.dumps(self.to_dict(), indent=2, default=_jsonable) + "\n")
+        text = json.dumps(json_ready(self.to_dict()), indent=2, default=_jsonable, allow_nan=False)
+        path.write_text(text + "\n")
         return path
 
     @classmethod
@@ -139,6 +146,17 @@ def uniform_windows(
     th, tw = as_pair(train_size, "train_size")
     bh, bw = int(r * th), int(r * tw)
     return {s: (max(1, h * bh // th), max(1, w * bw // tw)) for s, (h, w) in features.items()}
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with every NaN / inf float replaced by None (strict JSON: null)."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _jsonable(value: Any) -> Any:
