@@ -116,8 +116,9 @@ class FusedMap(GridMap):
     def _rewrap(self, out: torch.Tensor) -> FusedMap:
         return out  # _head_op made it
 
-    def _apply_head(self, t: torch.Tensor) -> torch.Tensor:
-        for func, rest, kwargs in self._ops:
+    def _apply_head(self, t: torch.Tensor, ops: tuple | None = None) -> torch.Tensor:
+        """The recorded head ops (or ``ops``, a tail of them) applied to ``t``."""
+        for func, rest, kwargs in self._ops if ops is None else ops:
             t = head_op(func, (t, *rest), kwargs)
         return t
 
@@ -154,9 +155,7 @@ class FusedMap(GridMap):
         project, ops = _first_projection(self._source, self._ops)
         bands = box_mean_bands(self._source, self._kernel, self._offset, None, project, self._top)
         for v0, means in bands:
-            head = means
-            for func, rest, kwargs in ops:
-                head = head_op(func, (head, *rest), kwargs)
+            head = self._apply_head(means, ops)
             for rows, head_rows in replicate_band_rows(v0, head.shape[-2], h, vh):
                 for cols, head_cols in replicate_bands(w, vw):
                     target = out[..., rows, cols]

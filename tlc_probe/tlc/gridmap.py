@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._pytree import tree_map
 
-from .box import expand_factors, needs_grad, replicate_bands, replicate_to
+from .box import channel_mm, expand_factors, needs_grad, replicate_bands, replicate_to
 
 #: Pointwise functions evaluated on the grid (nn.ReLU, nn.Sigmoid, ... call these).
 _POINTWISE = {
@@ -70,17 +70,11 @@ def _conv_options(args, kwargs) -> dict:
     return dict(zip(names, args[2:], strict=False)) | kwargs
 
 
-def _conv1x1_mm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """A 1x1 convolution (groups 1) of ``x`` (N, C_in, h, w) as a matrix product per
-    image: (C_out, C_in) @ (C_in, h * w). On a CPU, for the few channels of an SE head on a
-    large map, several times faster than oneDNN's convolution (which reorders the map
-    into its blocked layout and back); equal up to the order of the C_in additions."""
-    n, c, h, w = x.shape
-    w2d = weight.reshape(weight.shape[0], c)
-    x = x.contiguous()
-    out = torch.empty(n, w2d.shape[0], h, w, dtype=x.dtype, device=x.device)
-    for i in range(n):  # one product per image: torch.matmul would transpose and copy
-        torch.mm(w2d, x[i].view(c, h * w), out=out[i].view(-1, h * w))
+def _conv1x1_mm(x: torch.Tensor, w2d: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1x1 convolution (groups 1) of ``x`` (N, C_in, h, w) by ``w2d`` (C_out, C_in) as
+    matrix products (:func:`~tlc_probe.tlc.box.channel_mm`); equal to ``F.conv2d`` up to
+    the order of the C_in additions."""
+    out = channel_mm(w2d, x)
     if bias is not None:
         out.add_(bias.reshape(1, -1, 1, 1))
     return out
@@ -101,26 +95,17 @@ def head_op(func, args, kwargs) -> torch.Tensor:
     of any size), with a plain 1x1 convolution (groups 1) run by :func:`_conv1x1_mm`
     unless autograd records it, autocast is on or the dtypes differ (then ``F.conv2d``
     with its own dtype rules). Call with subclass dispatch disabled."""
-    if func is F.conv2d:
-        opts = _conv_options(args, kwargs)
-        # the product writes into a new tensor (out=): not under autograd, and not where
-        # autocast or mixed dtypes make the convolution's own dtype rules apply
-        x, weight, bias = args[0], args[1], opts.get("bias")
-        if (
-            opts.get("groups", 1) == 1
-            and not needs_grad(x, weight, bias)
-            and not _autocast_on(x.device.type)
-            and x.dtype == weight.dtype
-            and (bias is None or bias.dtype == x.dtype)
-        ):
-            return _conv1x1_mm(x.as_subclass(torch.Tensor), weight, bias)
+    conv = conv1x1_weight(func, args, kwargs)
+    if conv is not None:
+        return _conv1x1_mm(args[0].as_subclass(torch.Tensor), *conv)
     return func(*args, **kwargs)
 
 
 def conv1x1_weight(func, args, kwargs) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """(weight (C_out, C_in), bias (C_out,) or None) when ``func(*args, **kwargs)`` is a
-    1x1 convolution of ``args[0]`` (groups 1) that :func:`head_op` would run as a matrix
-    product (no autograd, no autocast, one dtype), else None."""
+    1x1 convolution of ``args[0]`` (groups 1) that can run as a matrix product: it writes
+    into a new tensor (``out=``), so not under autograd, and not where autocast or mixed
+    dtypes make the convolution's own dtype rules apply. Else None."""
     if not _is_1x1_conv(func, args, kwargs):
         return None
     opts = _conv_options(args, kwargs)
@@ -235,7 +220,7 @@ class GridMap(torch.Tensor):
                 shape = g.shape
                 with torch._C.DisableTorchFunctionSubclass():
                     fits = o.dtype == g.dtype and not needs_grad(o, g)
-                    if fits and torch.broadcast_shapes(shape, o.shape) == shape:
+                    if fits and _broadcasts_to(o.shape, shape):
                         return g._times(o)
 
         def unwrap(a):
@@ -294,6 +279,14 @@ class ValidMap(GridMap):
                 repeated = valid[..., v_rows, v_cols].expand(target.shape)  # a border: 1 wide
                 torch.mul(broadcast_part(other, rows, cols), repeated, out=target)
         return out
+
+
+def _broadcasts_to(small: torch.Size, shape: torch.Size) -> bool:
+    """Whether a tensor of shape ``small`` broadcasts to ``shape`` unchanged (what
+    ``torch.broadcast_shapes(shape, small) == shape`` says, without its cost)."""
+    return len(small) <= len(shape) and all(
+        a in (1, b) for a, b in zip(reversed(small), reversed(shape), strict=False)
+    )
 
 
 def broadcast_part(t: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:

@@ -17,10 +17,10 @@ band of rows at a time, every intermediate the size of one band:
 arithmetic differs from the integral image only in the order of float additions.
 
 A squeeze-excitation head usually starts with a 1x1 convolution that narrows the channels
-(C -> C / r). Means are linear, so that convolution can act on the row differences
-instead of on the means (``project``): every later band operation then works on C / r
-channels. The first windows' column sums and the centring offset come from one pass
-(:func:`top_sums_and_mean`).
+(C -> C / r). Means are linear, so that convolution can act on ``x`` before the window sums
+instead of on the means (``project``): one matrix product writes the C / r-channel map,
+and every band operation then works on C / r channels. The first windows' column sums
+and the centring offset come from one pass (:func:`top_sums_and_mean`).
 :func:`window_sum_bands` does the same for a map given by its rows, so that a map of
 products (local channel attention) is made a few rows at a time and never held whole.
 """
@@ -30,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import torch
+
+from .box import channel_mm
 
 #: Bytes of one band of the input, (N, C, b, W): sized for the last-level cache shared by
 #: a few such buffers (measured on a 2-core EPYC, L2 2 MiB, L3 32 MiB: a 24-channel
@@ -66,9 +68,9 @@ def box_mean_bands(
         rows: window rows per band (default :func:`band_rows`).
         project: ``(weight, bias)``, a (K, C) matrix and a (K,) vector or None, of
             ``x``'s dtype: the window means of ``weight @ x + bias`` (per pixel) instead
-            of ``x``'s, each row of the projected map made when the bands need it. A
-            mean is linear, so these are ``weight @ means + bias`` up to float
-            rounding; with K < C every later operation works on fewer channels.
+            of ``x``'s, the projected (N, K, H, W) map made first. A mean is linear, so
+            these are ``weight @ means + bias`` up to float rounding; with K < C every
+            band operation works on fewer channels.
         top: (N, C, 1, W) the sums of ``x``'s first k_h rows, if already made
             (:func:`top_sums_and_mean`); else they are summed here.
 
@@ -87,18 +89,18 @@ def box_mean_bands(
         [(0, (1, 2, 3, 7)), (3, (1, 2, 3, 7)), (6, (1, 2, 1, 7))]
     """
     n, c, h, w = x.shape
-    b = band_rows(x.shape, x.element_size(), rows)
-    weight = None
+    offset_out = offset
     if project is not None:  # centred, the bias cancels: sum(W x + b - (W o + b)) = W sum(x - o)
         weight, bias = project
         k = weight.shape[0]
-        offset_out = (weight @ offset.reshape(n, c, 1)).reshape(n, k, 1, 1)
-        if bias is not None:
-            offset_out = offset_out + bias.reshape(1, k, 1, 1)
-    else:
-        offset_out = offset
+        x = channel_mm(weight, x)
+        offset = (weight @ offset.reshape(n, c, 1)).reshape(n, k, 1, 1)
+        if top is not None:
+            top = (weight @ top.reshape(n, c, w)).reshape(n, k, 1, w)
+        offset_out = offset if bias is None else offset + bias.reshape(1, k, 1, 1)
+    b = band_rows(x.shape, x.element_size(), rows)
     rows_of = lambda a, z: x[:, :, a:z]  # noqa: E731
-    bands = window_sum_bands(rows_of, (n, c, h, w), kernel, offset, b, weight, top)
+    bands = window_sum_bands(rows_of, tuple(x.shape), kernel, offset, b, top=top)
     scale = 1.0 / (kernel[0] * kernel[1])
     for v0, sums in bands:
         yield v0, sums.mul_(scale).add_(offset_out)
@@ -122,7 +124,6 @@ def window_sum_bands(
     kernel: tuple[int, int],
     offset: torch.Tensor,
     rows: int,
-    project: torch.Tensor | None = None,
     top: torch.Tensor | None = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Sums of ``map - offset`` over every k_h x k_w window lying inside a map given by
@@ -139,30 +140,23 @@ def window_sum_bands(
         offset: (N, K, 1, 1) subtracted from each channel before summing (float32 or
             float64; each channel's mean keeps the most precision).
         rows: window rows per band.
-        project: a (P, K) matrix or None: the sums of ``project @ (map - offset)`` (per
-            pixel), applied to the row differences (a sum is linear), so that the
-            cumulative sums run on P channels.
         top: (N, K, 1, W) the sums of the map's first k_h rows (not centred), if known.
 
     Yields:
-        (v0, sums), ``sums`` (N, K or P, b, W - k_w + 1) the centred window sums of the
+        (v0, sums), ``sums`` (N, K, b, W - k_w + 1) the centred window sums of the
         windows with top rows v0 .. v0 + b - 1; a buffer reused for the next band.
     """
     n, c, h, w = shape
     kh, kw = kernel
     vh, vw = h - kh + 1, w - kw + 1
     b_max = max(1, min(rows, vh))
-    p = c if project is None else project.shape[0]
     diff = offset.new_empty(n, c, b_max, w)  # the rows entering minus those leaving
-    summed = diff if project is None else offset.new_empty(n, p, b_max, w)
-    sums = offset.new_empty(n, p, b_max, vw)
+    sums = offset.new_empty(n, c, b_max, vw)
     if top is None:  # windows with top row 0
         top = offset.new_zeros(n, c, 1, w)
         for a in range(0, kh, b_max):
             top.add_(rows_of(a, min(kh, a + b_max)).sum(dim=-2, keepdim=True))
     running = top - offset * kh
-    if project is not None:
-        running = _project(project, running, offset.new_empty(n, p, 1, w))
     for v0 in range(0, vh, b_max):
         b = min(b_max, vh - v0)
         d = diff[:, :, :b]
@@ -173,8 +167,6 @@ def window_sum_bands(
         else:
             entering = rows_of(v0 + kh - 1, v0 + kh - 1 + b)
             torch.sub(entering, rows_of(v0 - 1, v0 - 1 + b), out=d)
-        if project is not None:
-            d = _project(project, d, summed[:, :, :b])
         d[:, :, 0].add_(running[:, :, 0])
         d.cumsum_(dim=-2)  # the running sum down the band
         running.copy_(d[:, :, b - 1 : b])
@@ -183,12 +175,3 @@ def window_sum_bands(
         m[..., :1].copy_(d[..., kw - 1 : kw])
         torch.sub(d[..., kw:], d[..., : w - kw], out=m[..., 1:])
         yield v0, m
-
-
-def _project(weight: torch.Tensor, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``weight`` (P, K) applied to every pixel of ``t`` (N, K, r, W), into ``out``
-    (N, P, r, W), a slice of a buffer whose last two dimensions are whole rows."""
-    n, k, r, w = t.shape
-    for i in range(n):  # (K, r * W) views when t's rows are whole: no copy
-        torch.mm(weight, t[i].reshape(k, r * w), out=out[i].view(-1, r * w))
-    return out
