@@ -265,7 +265,7 @@ def test_tune_figure_marks_each_sites_choice():
 
     scores = pd.DataFrame(
         [
-            ("a", "se", 0, "x1", 0.5),
+            ("a", "se", 0, "x1", 0.2),
             ("a", "se", 0, "x1.5", 0.2),
             ("a", "se", 0, "global", 0.9),
             ("b", "se", 1, "x1", 0.1),
@@ -280,6 +280,10 @@ def test_tune_figure_marks_each_sites_choice():
         ],
         columns=["site", "kind", "depth", "candidate", "w1_norm"],
     )
+    # the choice is read from the table (site a's tie-break chose x1.5 over x1 at 0.2)
+    chosen_rows = {("a", "x1.5"), ("b", "x1"), ("c", "global")}
+    pairs = zip(scores["site"], scores["candidate"], strict=True)
+    scores["chosen"] = [pair in chosen_rows for pair in pairs]
     fig = tune_figure(scores, "m")
     ax1, ax2 = fig.axes
     chosen = ax1.collections[0].get_offsets()
@@ -290,3 +294,5 @@ def test_tune_figure_marks_each_sites_choice():
     np.testing.assert_allclose(before.get_ydata(), [0.2, 0.3, 0.6])
     np.testing.assert_allclose(after.get_ydata(), [0.2, 0.12, 0.25])
     assert "n = 3 sites" in fig._suptitle.get_text()
+    with pytest.raises(ValueError, match="chosen"):
+        tune_figure(scores.drop(columns="chosen"))

@@ -57,6 +57,8 @@ def test_tuning_picks_the_training_extent_for_a_mean_of_the_input(tmp_path):
         progress=False,
     )
     assert res["chosen"].windows == {"pool": (64, 64)}
+    sc = res["scores"]
+    assert sc.loc[sc["chosen"], "candidate"].tolist() == ["x1"]  # the report reads this
     s = res["scores"].set_index("candidate")["w1_norm"]
     assert s["x1"] < s["x1.5"] < s["x3"] < s["global"]  # the further from 64 px, the worse
     assert s["tuned"] == pytest.approx(s["x1"])  # measured again with the plan

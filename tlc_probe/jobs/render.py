@@ -228,8 +228,7 @@ def tune_section(tunes: dict[str, dict[str, Any]], out: Path, img) -> list[str]:
     rows = []
     for key, res in tunes.items():
         sc, v = res["scores"], res["plan"].validation
-        tried = sc[sc["candidate"] != "tuned"]
-        best = tried.loc[tried.groupby("site")["w1_norm"].idxmin(), "candidate"]
+        best = sc.loc[sc["chosen"], "candidate"]
         counts = best.value_counts()
         choice = ", ".join(f"{c.lstrip('x')} x {n}" for c, n in counts.items())
         before = sc.loc[sc["candidate"] == "x1.5", "w1_norm"].mean()

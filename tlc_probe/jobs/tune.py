@@ -97,8 +97,9 @@ def tune_windows(
         :class:`~tlc_probe.tlc.plan.Plan` (validated, or the uniform 1.5
         when validation does not support the choice), "chosen": the plan the statistics
         chose, "scores": one row per site and candidate (site, kind, depth, candidate,
-        w1_norm: mean over channels of W1 / std(train) of the primary statistic), plus
-        rows of candidate ``"tuned"`` measured with the chosen plan,
+        w1_norm: mean over channels of W1 / std(train) of the primary statistic, chosen:
+        whether this candidate is the site's choice), plus rows of candidate
+        ``"tuned"`` measured with the chosen plan (chosen False),
         "validation": per-image PSNR (image, scheme ``uniform`` / ``tuned``, psnr),
         "kept": ``"tuned"`` or ``"uniform"``, "dpsnr": paired_difference of tuned to
         uniform}.
@@ -125,7 +126,6 @@ def tune_windows(
     spread = np.linspace(0, len(pool) - 1, min(n_images, len(pool))).round().astype(int)
     tuning = torch.utils.data.Subset(pool, np.unique(spread).tolist())
     items = Items(tuning)
-    features = {w["name"]: tuple(w["feature_size"]) for w in tlc_windows(convert(model, ts))}
     base = {"model": subject.name, "task": subject.task}
 
     frames = []
@@ -136,6 +136,7 @@ def tune_windows(
         model(crops)
         frames.append(probe.take(ids).assign(regime="train", **base))
     nets = {_label(c): _net(model, ts, c) for c in candidates}
+    features = {w["name"]: tuple(w["feature_size"]) for w in tlc_windows(nets[_label(UNIFORM)])}
     outputs: dict[str, list[float]] = {}
     bar = tqdm(
         total=len(items) * (len(nets) + 1), desc=f"tune {subject.name}", disable=not progress
@@ -154,6 +155,9 @@ def tune_windows(
         measure(label, net)
     scores = _scores(pd.concat(frames, ignore_index=True), list(nets))
     best = _choose(scores)
+    scores["chosen"] = scores["candidate"] == scores["site"].map(
+        {s: _label(c) for s, c in best.items()}
+    )
     chosen = Plan(
         {
             s: (None if c == GLOBAL else uniform_windows({s: features[s]}, ts, c)[s])
@@ -166,7 +170,7 @@ def tune_windows(
     )
     measure("tuned", model if chosen.all_global else convert(model, train_size=ts, plan=chosen))
     bar.close()
-    after = _scores(pd.concat(frames, ignore_index=True), ["tuned"])
+    after = _scores(pd.concat(frames, ignore_index=True), ["tuned"]).assign(chosen=False)
     scores = pd.concat([scores, after], ignore_index=True)
     uniform = outputs[_label(UNIFORM)]
     d = paired_difference(outputs["tuned"], uniform)

@@ -626,30 +626,30 @@ def _with_intervals(
     found = w1_intervals(stats, comparisons, list(keys), reference=reference or "train")
     if reference is None:  # no tlc~R and whole~R pair: no paired difference either
         found = found.assign(dw1_tlc_lo=np.nan, dw1_tlc_hi=np.nan)
-    if found.empty:
-        return table
     pooled = table["channel"] == "all"
-    key_cols = [*keys, "comparison"]
-    left = table.loc[pooled, key_cols].map(_key_str)
-    right = found[key_cols].map(_key_str)
-    index = pd.MultiIndex.from_frame(right)
-    pos = index.get_indexer(pd.MultiIndex.from_frame(left))
-    hit = pos >= 0
-    rows = np.flatnonzero(pooled.to_numpy())[hit]
-    for c in ("w1_lo", "w1_hi", "dw1_tlc_lo", "dw1_tlc_hi"):
-        table.loc[rows, c] = found[c].to_numpy()[pos[hit]]
-    ref = _tlc_reference(comparisons)
-    if ref is not None:  # the point estimate, from the exact W1 of the two comparisons
-        keyed = np.array(
-            ["\x1f".join(map(str, k)) for k in left[list(keys)].itertuples(index=False)],
-            dtype=object,
-        )
-        comp, w1 = left["comparison"].to_numpy(), table.loc[pooled, "w1"].to_numpy()
-        tlc = dict(zip(keyed[comp == f"tlc~{ref}"], w1[comp == f"tlc~{ref}"], strict=True))
-        whole = dict(zip(keyed[comp == f"whole~{ref}"], w1[comp == f"whole~{ref}"], strict=True))
-        diff = [tlc.get(k, np.nan) - whole.get(k, np.nan) for k in keyed]
-        table.loc[pooled, "dw1_tlc"] = np.asarray(diff, dtype=np.float64)
+    rows = np.flatnonzero(pooled.to_numpy())
+    group, comp = _group_keys(table.loc[pooled], keys)
+    if not found.empty:
+        found_group, found_comp = _group_keys(found, keys)
+        pos = pd.Index(found_group + "\x1e" + found_comp).get_indexer(group + "\x1e" + comp)
+        hit = pos >= 0
+        for c in ("w1_lo", "w1_hi", "dw1_tlc_lo", "dw1_tlc_hi"):
+            table.loc[rows[hit], c] = found[c].to_numpy()[pos[hit]]
+    if reference is not None:  # the point estimate, from the exact W1 of the two comparisons
+        w1 = pd.Series(table.loc[pooled, "w1"].to_numpy(), index=group)
+        tlc = w1[comp == f"tlc~{reference}"]
+        whole = w1[comp == f"whole~{reference}"]
+        diff = tlc.reindex(group).to_numpy() - whole.reindex(group).to_numpy()
+        table.loc[pooled, "dw1_tlc"] = diff.astype(np.float64)
     return table
+
+
+def _group_keys(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``frame``: its ``keys`` values joined as one text (the same whichever
+    dtype carried them) and its comparison, as two arrays of str."""
+    text = frame[list(keys)].map(_key_str)
+    group = text.agg("\x1f".join, axis=1).to_numpy(dtype=object) if len(text) else np.array([])
+    return group.astype(str), frame["comparison"].astype(str).to_numpy()
 
 
 def concat_shift_tables(

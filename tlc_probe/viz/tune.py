@@ -17,15 +17,15 @@ def _ratio(candidate: str) -> float:
 
 def tune_figure(scores: pd.DataFrame, title: str = "") -> Figure:
     """Two panels from the ``scores`` table of
-    :func:`~tlc_probe.jobs.tune.tune_windows` (site, kind, depth, candidate, w1_norm;
-    candidates ``x<ratio>``, ``global`` and ``tuned``): the candidate each site chose (the
-    least W1 / std(train)) against depth, ``global`` drawn above the largest ratio; and
-    W1 / std(train) per site with the uniform 1.5 and with the chosen plan. The number
-    of sites is in the title. Returns the Figure."""
-    tried = scores[~scores["candidate"].isin(["tuned"])]
-    if tried.empty:
-        raise ValueError("tune_figure: no candidate scores to draw")
-    best = tried.loc[tried.groupby("site")["w1_norm"].idxmin()].sort_values("depth")
+    :func:`~tlc_probe.jobs.tune.tune_windows` (site, kind, depth, candidate, w1_norm,
+    chosen; candidates ``x<ratio>``, ``global`` and ``tuned``): the candidate each site
+    chose (its row with ``chosen`` true) against depth, ``global`` drawn above the
+    largest ratio; and W1 / std(train) per site with the uniform 1.5 and with the chosen
+    plan. The number of sites is in the title. Returns the Figure."""
+    tried = scores[scores["candidate"] != "tuned"]
+    if tried.empty or "chosen" not in tried or not tried["chosen"].any():
+        raise ValueError("tune_figure: no candidate scores with a chosen candidate to draw")
+    best = tried[tried["chosen"].astype(bool)].sort_values("depth")
     ratios = sorted({_ratio(c) for c in tried["candidate"]})
     finite = [r for r in ratios if np.isfinite(r)]
     top = (max(finite) if finite else 1.0) * 1.5
