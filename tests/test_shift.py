@@ -379,7 +379,8 @@ def _table(rows: list[tuple[str, str, float, float]], stat: str = "mean") -> pd.
     """A hand-made shift table: (site, comparison, w1, kl) rows, channel "all"."""
     return pd.DataFrame(
         [
-            ("m", "deblur", site, "in", int(site[1:]), stat, "all", comp, kl, 0.1, w, w, 10, 10)
+            ("m", "deblur", "photos", site, "in", int(site[1:]), stat, "all", comp, kl, 0.1, w)
+            + (w, 10, 10)
             for site, comp, w, kl in rows
         ],
         columns=list(SHIFT_COLUMNS),

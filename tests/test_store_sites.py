@@ -98,7 +98,7 @@ def test_site_index_reads_only_the_row_groups_of_a_site(stores):
     assert {dict(p.partition)["regime"] for p in pieces} == set(REGIMES)
     assert index[("m2", "t", "x")] and ("m2", "t", "mid") not in index
     frame = read_site(index, ("m1", "t", "mid"), columns=["regime", "value"])
-    assert set(frame.columns) == {"model", "task", "site", "regime", "value", "step"}
+    assert set(frame.columns) == {"model", "task", "test_set", "site", "regime", "value", "step"}
     whole = read_stats(stores[0])
     assert len(frame) == int((whole["site"] == "mid").sum())
     with pytest.raises(KeyError):

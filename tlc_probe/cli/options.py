@@ -43,8 +43,16 @@ def add_model_options(p: argparse.ArgumentParser, *, checkpoint: bool = True) ->
 
 
 def add_data_options(p: argparse.ArgumentParser, *, train: bool = False) -> None:
-    """``--data``, ``--layout`` (and ``--train-data`` when ``train``), ``--seed`` and
-    ``--n-per-photo``."""
+    """``--test-set``, ``--data``, ``--layout`` (and ``--train-data`` when ``train``),
+    ``--seed`` and ``--n-per-photo``."""
+    p.add_argument(
+        "--test-set",
+        metavar="photos|synthetic|DIR",
+        help="test images: photos (the bundled photos, default), synthetic (12 generated "
+        "dead-leaves scenes of 360x640 from the training distribution; its train regime "
+        "draws from the same generator, so content shift is zero by construction) or a "
+        "paired folder (as --data)",
+    )
     p.add_argument("--data", help="test images: a paired folder (default: the bundled photos)")
     p.add_argument(
         "--layout", default="pairs", choices=("gopro", "sots", "pairs"), help=LAYOUT_HELP
@@ -59,7 +67,8 @@ def add_data_options(p: argparse.ArgumentParser, *, train: bool = False) -> None
         "--seed",
         type=int,
         default=0,
-        help="seed of the bundled photos' degradations (and of collect's crops; default: 0)",
+        help="seed of the bundled photos' degradations or of the synthetic scenes (and of "
+        "collect's crops; default: 0)",
     )
     p.add_argument(
         "--n-per-photo",
@@ -88,12 +97,21 @@ def image_source(args: argparse.Namespace):
     from .paths import existing
 
     train_data = getattr(args, "train_data", None)
-    for flag, folder in (("--data", args.data), ("--train-data", train_data)):
+    test_set, data = getattr(args, "test_set", None), args.data
+    if test_set not in (None, "photos", "synthetic"):  # a folder
+        if data and data != test_set:
+            raise ValueError("--test-set DIR and --data DIR name two folders: give one")
+        data, test_set = test_set, None
+    if test_set and data:
+        raise ValueError(f"--test-set {test_set} and --data: give one of them")
+    for flag, folder in (("--data", data), ("--train-data", train_data)):
         if folder:
             existing([folder], flag, kind="dir")
-    if train_data and not args.data:
+    if train_data and not data:
         raise ValueError("--train-data needs --data (the test folder of the same layout)")
-    return ImageSource(args.data, args.layout, train_data, args.seed, args.n_per_photo)
+    fields = {"layout": args.layout, "train_data": train_data}
+    fields |= {"seed": args.seed, "n_per_photo": args.n_per_photo}
+    return ImageSource.of(data or test_set or "photos", **fields)
 
 
 #: What the library's parameter names read as on the command line (``FLAGS`` of every

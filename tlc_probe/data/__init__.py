@@ -9,6 +9,7 @@ from .datasets import (
     manifest,
     random_patches,
     read_image,
+    synthetic_pairs,
     whole_images,
 )
 from .deadleaves import dead_leaves
@@ -24,6 +25,7 @@ __all__ = [
     "manifest",
     "random_patches",
     "read_image",
+    "synthetic_pairs",
     "whole_images",
     "BUNDLED_PHOTOS",
     "SPLITS",

@@ -9,6 +9,7 @@ background would invent content.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..sizes import as_pair
 from .deadleaves import dead_leaves
 from .photos import load_depth, load_photo, photo_names
 from .synth import TASKS, degrade
@@ -214,31 +216,82 @@ class SyntheticPairs(torch.utils.data.Dataset):
 
 
 class DeadLeavesPairs(torch.utils.data.Dataset):
-    """``n`` dead-leaves images (:func:`~tlc_probe.data.deadleaves.dead_leaves`, ``size`` px
-    square) degraded for ``task``; item ``i`` draws its image from seed ``seed * 100003 + i``
-    and its degradation from the same seed + 50021 (haze: a synthetic depth). Ids
-    ``deadleaves#<i>``. Images are made on access."""
+    """``n`` dead-leaves images (:func:`~tlc_probe.data.deadleaves.dead_leaves`, ``size`` px,
+    an int for a square) degraded for ``task``; item ``i`` draws its image from seed
+    ``seed * 100003 + first + i`` and its degradation from that seed + 50021 (haze: a
+    synthetic depth). Ids ``deadleaves#<i>`` (``name`` replaces ``deadleaves``; with a
+    ``name``, ``<name>-<i>``, each its own image). Images are made on access (the clean
+    ones of the last few seeds kept: making one costs ~0.7 s at 360 x 640)."""
 
-    def __init__(self, task: str, n: int, size: int = 384, seed: int = 0) -> None:
+    def __init__(
+        self,
+        task: str,
+        n: int,
+        size: int | tuple[int, int] = 384,
+        seed: int = 0,
+        *,
+        first: int = 0,
+        name: str | None = None,
+    ) -> None:
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; tasks: {TASKS}")
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         self.task, self.n, self.size, self.seed = task, n, size, seed
+        self.first, self.name = first, name
 
     def __len__(self) -> int:
         return self.n
 
+    def seeds(self) -> list[int]:
+        """The dead-leaves seed of each item, in order."""
+        return [self.seed * 100003 + self.first + i for i in range(self.n)]
+
     def __getitem__(self, i: int) -> dict:
         if not 0 <= i < self.n:
             raise IndexError(i)
-        s = self.seed * 100003 + i
-        clean = dead_leaves(self.size, s)
-        return {
-            "input": degrade(self.task, clean, s + 50021),
-            "target": clean,
-            "id": f"deadleaves#{i}",
-        }
+        s = self.seed * 100003 + self.first + i
+        clean = _leaves(as_pair(self.size, "size"), s)
+        name = f"deadleaves#{i}" if self.name is None else f"{self.name}-{i:02d}"
+        return {"input": degrade(self.task, clean, s + 50021), "target": clean, "id": name}
+
+
+@functools.lru_cache(maxsize=32)
+def _leaves(size: tuple[int, int], seed: int) -> torch.Tensor:
+    # the clean image serves every task and every job of a process (read-only)
+    return dead_leaves(size, seed)
+
+
+#: The generated test set (``test_set="synthetic"``): dead-leaves scenes, the synthetic
+#: part of the shipped checkpoints' training distribution, at 360 x 640 (the paper's
+#: image-to-crop ratio, 720 x 1280 against 256-px crops, for our 128-px crops).
+SYNTHETIC_SIZE = (360, 640)
+#: Images of each split of the generated set: ``test`` the evaluation images, ``train``
+#: the train regime's images (the same generator, other seeds: the content link of the
+#: shift then measures sampling noise only).
+SYNTHETIC_IMAGES = {"test": 12, "train": 8}
+#: The generated set's first dead-leaves seed: training draws ``seed * 100003 + i``
+#: (photos' degradations and dead leaves alike; i below a few thousand), far below this
+#: for any seed below 10 million (:func:`synthetic_pairs` refuses larger ones).
+SYNTHETIC_FIRST_SEED = 1 << 40
+#: Offset of the train split's seeds from the test split's.
+SYNTHETIC_TRAIN_OFFSET = 1 << 20
+MAX_SEED = 10_000_000
+
+
+def synthetic_pairs(task: str, split: str = "test", seed: int = 0) -> DeadLeavesPairs:
+    """The generated test set's ``split`` ('test' or 'train', :data:`SYNTHETIC_IMAGES`)
+    for ``task``: (3, 360, 640) dead-leaves pairs degraded by the training pipeline,
+    deterministic for ``seed``, their seeds disjoint from every seed training uses.
+    Ids ``synthetic-<i>`` (test) and ``synthetic-train-<i>``."""
+    if split not in SYNTHETIC_IMAGES:
+        raise ValueError(f"split must be one of {tuple(SYNTHETIC_IMAGES)}, got {split!r}")
+    if not 0 <= int(seed) < MAX_SEED:
+        raise ValueError(f"seed must be in [0, {MAX_SEED}), got {seed}")
+    first = SYNTHETIC_FIRST_SEED + (SYNTHETIC_TRAIN_OFFSET if split == "train" else 0)
+    name = "synthetic" if split == "test" else "synthetic-train"
+    n = SYNTHETIC_IMAGES[split]
+    return DeadLeavesPairs(task, n, SYNTHETIC_SIZE, int(seed), first=first, name=name)
 
 
 def draw_crop(

@@ -1,10 +1,17 @@
-"""Where a run's images come from: the bundled photos, or a user's paired folder.
+"""Where a run's images come from: the bundled photos, the generated dead-leaves test set,
+or a user's paired folder.
 
 An :class:`ImageSource` is the one description every job that runs images takes
 (collect, bench, reliance, evaluate, the figures, reproduce), built by the CLI from the
 same options (``--data``, ``--layout``, ``--train-data``, ``--seed``,
 ``--n-per-photo``). Its test images are read lazily, one at a time: a GoPro test split
 (1111 images of 720 x 1280) is never held in memory at once.
+
+Test sets, by name (:meth:`ImageSource.of`, the CLI's ``--test-set``): ``photos`` (the
+bundled photos), ``synthetic`` (:func:`~tlc_probe.data.synthetic_pairs`: 12 dead-leaves
+scenes of 360 x 640 from the synthetic part of the training distribution, whose train
+regime draws from the same generator, so that content shift is zero by construction) or
+a folder.
 
 Layouts of a folder (:class:`tlc_probe.data.PairedFolder`)::
 
@@ -30,7 +37,7 @@ from typing import Any
 
 import torch
 
-from ..data import DeadLeavesPairs, PairedFolder, SyntheticPairs
+from ..data import DeadLeavesPairs, PairedFolder, SyntheticPairs, synthetic_pairs
 from ..data.datasets import LAYOUTS
 from ..sizes import as_int
 
@@ -83,13 +90,26 @@ class ImageSource:
     task (``n_per_photo`` degradations of each test photo, seed ``seed``).
     ``train_data``: a folder of the same layout for the train regime's crops (default:
     the GoPro ``train`` split of ``data`` when it exists; the bundled training pool
-    without ``data``)."""
+    without ``data``).
+    ``synthetic``: the generated test set instead of the photos
+    (:func:`~tlc_probe.data.synthetic_pairs` of ``seed``; not with ``data``)."""
 
     data: str | Path | None = None
     layout: str = "pairs"
     train_data: str | Path | None = None
     seed: int = 0
     n_per_photo: int = 1
+    synthetic: bool = False
+
+    @classmethod
+    def of(cls, test_set: str | Path, **kwargs: Any) -> ImageSource:
+        """The ImageSource of a test set named ``photos``, ``synthetic`` or a folder's
+        path (``kwargs``: the other fields, e.g. ``layout``, ``train_data``, ``seed``)."""
+        if str(test_set) == "photos":
+            return cls(None, **kwargs)
+        if str(test_set) == "synthetic":
+            return cls(None, **kwargs, synthetic=True)
+        return cls(test_set, **kwargs)
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -98,6 +118,8 @@ class ImageSource:
         as_int(self.n_per_photo, "n_per_photo", minimum=1)
         if self.train_data is not None and self.data is None:
             raise ValueError("train_data= needs data= (the test folder of the same layout)")
+        if self.synthetic and self.data is not None:
+            raise ValueError("synthetic=True is the generated test set: not with data=")
         for what, folder in (("data", self.data), ("train_data", self.train_data)):
             if folder is not None and not Path(folder).is_dir():
                 raise FileNotFoundError(f"{what} {folder}: no such folder")
@@ -109,11 +131,14 @@ class ImageSource:
 
     @property
     def bundled(self) -> bool:
-        """True for the bundled photos."""
+        """True for the bundled photos and the generated set (images made here)."""
         return self.data is None
 
     def test_set(self, task: str) -> torch.utils.data.Dataset:
-        """The test images degraded for ``task`` (bundled) or the folder's test pairs."""
+        """The test images degraded for ``task`` (bundled, generated) or the folder's
+        test pairs."""
+        if self.synthetic:
+            return synthetic_pairs(task, "test", self.seed)
         if self.data is None:
             return SyntheticPairs(task, split="test", n_per_photo=self.n_per_photo, seed=self.seed)
         return PairedFolder(self.data, self.layout, split="test")
@@ -130,7 +155,9 @@ class ImageSource:
         made it (``n_per_photo``, ``seed`` and ``deadleaves`` of the checkpoint's
         ``train_config`` when known, else 4 per photo, seed 0, no dead leaves). A folder:
         ``train_data``, or the GoPro train split of ``data``, else None (no train regime
-        can be collected)."""
+        can be collected). Generated: its train split (the same generator)."""
+        if self.synthetic:
+            return synthetic_pairs(task, "train", self.seed)
         if self.data is None:
             tc = train_config or {}
             seed = int(tc.get("seed", 0))
@@ -150,6 +177,9 @@ class ImageSource:
     def describe(self, task: str, train_config: dict[str, Any] | None = None) -> str:
         """One line for the run metadata and the report: the test images and where the
         train regime's crops come from."""
+        if self.synthetic:
+            n = len(synthetic_pairs(task, "test", self.seed))
+            return f"synthetic: {n} dead-leaves scenes of 360x640, {task} (seed {self.seed})"
         if self.data is None:
             tc = train_config or {}
             leaves = int(tc.get("deadleaves", 0))
@@ -161,6 +191,9 @@ class ImageSource:
 
     def describe_train(self, task: str, train_config: dict[str, Any] | None = None) -> str:
         """Where the train regime's crops come from, in words (for the run metadata)."""
+        if self.synthetic:
+            n = len(synthetic_pairs(task, "train", self.seed))
+            return f"{n} dead-leaves scenes of the same generator (other seeds), {task}"
         if self.data is None:
             tc = train_config or {}
             leaves = int(tc.get("deadleaves", 0))
@@ -175,5 +208,7 @@ class ImageSource:
         return "none (no train regime: give train_data)"
 
     def label(self) -> str:
-        """A short name of the test set: ``photos`` or the folder's name."""
+        """A short name of the test set: ``photos``, ``synthetic`` or the folder's name."""
+        if self.synthetic:
+            return "synthetic"
         return "photos" if self.data is None else Path(self.data).resolve().name

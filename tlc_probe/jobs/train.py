@@ -105,13 +105,20 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _batches(cfg: TrainConfig, start: int):
+def training_pool(cfg: TrainConfig) -> torch.utils.data.Dataset:
+    """The images training crops its patches from: the bundled training photos degraded
+    ``cfg.n_per_photo`` times, and ``cfg.deadleaves`` dead-leaves pairs."""
     data: torch.utils.data.Dataset = SyntheticPairs(
         cfg.task, split="train", n_per_photo=cfg.n_per_photo, seed=cfg.seed
     )
     if cfg.deadleaves:
         leaves = DeadLeavesPairs(cfg.task, cfg.deadleaves, cfg.deadleaves_size, seed=cfg.seed)
         data = torch.utils.data.ConcatDataset([data, leaves])
+    return data
+
+
+def _batches(cfg: TrainConfig, start: int):
+    data = training_pool(cfg)
     stream = random_patches(data, cfg.patch, cfg.iters * cfg.batch, seed=cfg.seed)
     for _ in range(start * cfg.batch):  # a resumed run continues the same patch stream
         next(stream)

@@ -43,7 +43,7 @@ LINKS: dict[str, str] = {
 }
 #: |PSNR change| (dB) from freezing a site's statistic at and above which it is relied on
 RELIED_DB = 0.01
-SITE_KEYS = ("model", "task", "site", "kind", "depth", "stat")
+SITE_KEYS = ("model", "task", "test_set", "site", "kind", "depth", "stat")
 DECOMPOSITION_COLUMNS: tuple[str, ...] = (
     *SITE_KEYS,
     *LINKS,
@@ -110,11 +110,12 @@ def decomposition(
         table: a :func:`~tlc_probe.metrics.shift_table` (its pooled ``channel == "all"``
             rows are used) with some of the comparisons of :data:`LINKS`.
         reliance: optional reliance table with columns model, task, site, delta_psnr
-            (one row per site; the ``site == "all"`` row is ignored).
+            (one row per site; the ``site == "all"`` row is ignored), joined to every
+            test set of the table (with a ``test_set`` column: to its own).
         relied_db: threshold of :data:`RELIED_DB`.
 
     Returns:
-        One row per (model, task[, step], site, kind, depth, stat) with columns
+        One row per (model, task, test_set[, step], site, kind, depth, stat) with columns
         :data:`DECOMPOSITION_COLUMNS` (W1 in the units of the statistic, shares in
         [0, 1]) and, with ``reliance``, ``frozen_delta_psnr`` (dB) and ``relied``
         (nullable boolean): both NA for a site the reliance table lacks (not measured is
@@ -125,8 +126,10 @@ def decomposition(
             matches none of the table's sites (:func:`check_join`).
     """
     stepped = "step" in table.columns
-    keys = [*SITE_KEYS[:2], *(["step"] if stepped else []), *SITE_KEYS[2:]]
+    keys = [*SITE_KEYS[:3], *(["step"] if stepped else []), *SITE_KEYS[3:]]
     pooled = table[table["channel"].astype(str) == "all"]
+    if "test_set" not in pooled.columns:  # (tables made before test sets existed)
+        pooled = pooled.assign(test_set="photos")
     pooled = pooled[pooled["comparison"].isin(list(LINKS.values()))]
     if stepped:
         pooled = pooled.assign(step=pooled["step"].fillna(-1))
@@ -143,18 +146,17 @@ def decomposition(
     if stepped:
         out["step"] = out["step"].astype("Int64").mask(out["step"] == -1)
     if reliance is not None:
+        on = ["model", "task", *(["test_set"] if "test_set" in reliance else []), "site"]
         rel = reliance[reliance["site"].astype(str) != "all"]
-        rel = rel[["model", "task", "site", "delta_psnr"]].rename(
-            columns={"delta_psnr": "frozen_delta_psnr"}
-        )
+        rel = rel[[*on, "delta_psnr"]].rename(columns={"delta_psnr": "frozen_delta_psnr"})
         # names as strings on both sides (a CSV reads a numeric run name as a number)
-        rel = rel.astype({"model": str, "task": str, "site": str})
-        out = out.astype({"model": str, "task": str, "site": str})
-        if (dup := rel.duplicated(["model", "task", "site"], keep=False)).any():
-            twice = sorted(set(map(tuple, rel.loc[dup, ["model", "task", "site"]].to_numpy())))
+        rel = rel.astype(dict.fromkeys(on, str))
+        out = out.astype(dict.fromkeys(on, str))
+        if (dup := rel.duplicated(on, keep=False)).any():
+            twice = sorted(set(map(tuple, rel.loc[dup, on].to_numpy())))
             raise ValueError(f"the reliance table has several rows for {twice[:5]}")
         check_join(out, reliance)
-        out = out.merge(rel, on=["model", "task", "site"], how="left", validate="many_to_one")
+        out = out.merge(rel, on=on, how="left", validate="many_to_one")
         out["relied"] = relied_on(out["frozen_delta_psnr"], relied_db).array
     out["depth"] = out["depth"].astype("int32")
     return out.reset_index(drop=True)

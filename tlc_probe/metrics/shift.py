@@ -66,10 +66,13 @@ COMPARISONS: tuple[str, ...] = (
     "window~tiles",
     "whole~window",
 )
-KEYS: tuple[str, ...] = ("model", "task", "site", "kind", "depth", "stat")
+KEYS: tuple[str, ...] = ("model", "task", "test_set", "site", "kind", "depth", "stat")
+#: The test set of statistics frames without a ``test_set`` column.
+DEFAULT_TEST_SET = "photos"
 SHIFT_COLUMNS: tuple[str, ...] = (
     "model",
     "task",
+    "test_set",
     "site",
     "kind",
     "depth",
@@ -509,12 +512,14 @@ def shift_table(
 ) -> pd.DataFrame:
     """KL, JS and W1 between regimes for every site, statistic and channel.
 
-    ``stats`` is the tidy statistics frame (columns model, task, regime, site, kind, depth,
-    channel, stat, value are used; see DESIGN.md). ``comparisons`` are ``"cmp~ref"`` strings;
+    ``stats`` is the tidy statistics frame (columns model, task, test_set, regime, site,
+    kind, depth, channel, stat, value are used; see DESIGN.md; without ``test_set`` the
+    rows are of ``photos``). ``comparisons`` are ``"cmp~ref"`` strings;
     a comparison whose regimes are absent (e.g. no ``tiles``) yields no rows, as does any
     group where one side has no finite value.
 
-    Returns one row per (model, task, site, kind, depth, stat, channel, comparison) with
+    Returns one row per (model, task, test_set, site, kind, depth, stat, channel,
+    comparison) with
     columns :data:`SHIFT_COLUMNS`: ``channel`` is the channel index as a string, or ``"all"``
     for all channels pooled (the only rows when ``per_channel`` is False); ``kl``/``js`` in
     nats, ``w1`` in the units of the statistic, ``w1_norm`` dimensionless, ``n_ref``/``n_cmp``
@@ -535,6 +540,8 @@ def shift_table(
     comparisons = list(dict.fromkeys(comparisons))
     parsed = [parse_comparison(c) for c in comparisons]
     regimes = sorted({x for pair in parsed for x in pair})
+    if "test_set" not in stats.columns:
+        stats = stats.assign(test_set=DEFAULT_TEST_SET)
     missing = [c for c in (*KEYS, "regime", "channel", "value") if c not in stats.columns]
     if missing:
         raise KeyError(f"statistics frame lacks columns {missing}")
@@ -693,8 +700,10 @@ def _tidy_table(
     for c in INTERVAL_COLUMNS:  # (tables made before intervals existed)
         if c not in table.columns:
             table[c] = np.nan
+    if "test_set" not in table.columns:  # (tables made before test sets existed)
+        table.insert(2, "test_set", DEFAULT_TEST_SET)
     for c in columns:
-        if c in ("model", "task", "site", "kind", "stat", "channel", "comparison"):
+        if c in ("model", "task", "test_set", "site", "kind", "stat", "channel", "comparison"):
             table[c] = table[c].astype(str)
         else:
             table[c] = table[c].astype(_out_dtype(c))
@@ -710,6 +719,7 @@ def _tidy_table(
     ]
     if "step" in columns:
         keys.append(table["step"].fillna(-1).to_numpy(dtype=np.int64))
+    keys.append(table["test_set"].to_numpy())
     order = np.lexsort((*keys, table["task"].to_numpy(), table["model"].to_numpy()))
     return table.iloc[order].reset_index(drop=True)[list(columns)]
 
@@ -754,7 +764,9 @@ def summary(
     stepped = "step" in table.columns
     if stepped:  # rows without a step (collect stores read together) stay: key -1, then NA
         pooled = pooled.assign(step=pooled["step"].fillna(-1))
-    group = ["model", "task", *(["step"] if stepped else []), "stat"]
+    if "test_set" not in pooled.columns:
+        pooled = pooled.assign(test_set=DEFAULT_TEST_SET)
+    group = ["model", "task", "test_set", *(["step"] if stepped else []), "stat"]
     index = [*group, "site", "kind", "depth"]
     wide = pooled.pivot_table(
         index=index, columns="comparison", values=["w1", "kl"], aggfunc="first"

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .atomic import atomic_write, write_text
-from .schema import META_KEY, PART_SCHEMA, RUN_JSON, STEP_PART_SCHEMA
+from .schema import DEFAULT_TEST_SET, META_KEY, PART_SCHEMA, RUN_JSON, STEP_PART_SCHEMA
 
 
 def part_path(root: str | Path, regime: str, chunk: int, writer: str = "0") -> Path:
@@ -49,10 +49,13 @@ def write_part(
     frame: pd.DataFrame, path: str | Path, meta: Mapping[str, Any] | None = None
 ) -> Path:
     """Write ``frame`` (the columns of :data:`~tlc_probe.store.schema.PART_SCHEMA`, plus
-    ``step`` for rows recorded during training; any extra ignored) to ``path``
-    atomically (:func:`~tlc_probe.store.atomic.atomic_write`). ``meta`` goes into the
-    schema metadata as JSON under ``META_KEY``. Rows are written sorted by site (stable),
-    one row group per site. Returns ``path``."""
+    ``step`` for rows recorded during training; any extra ignored; without ``test_set``,
+    that of ``meta``, else ``photos``) to ``path`` atomically
+    (:func:`~tlc_probe.store.atomic.atomic_write`). ``meta`` goes into the schema metadata
+    as JSON under ``META_KEY``. Rows are written sorted by site (stable), one row group
+    per site. Returns ``path``."""
+    if "test_set" not in frame.columns:
+        frame = frame.assign(test_set=str((meta or {}).get("test_set", DEFAULT_TEST_SET)))
     base = STEP_PART_SCHEMA if "step" in frame.columns else PART_SCHEMA
     schema = base.with_metadata({META_KEY: json.dumps(dict(meta or {}), default=str)})
     rows = frame[base.names].sort_values("site", kind="stable")

@@ -17,7 +17,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ..probe.records import coerce
-from .schema import COLUMNS, META_KEY, STATS_SCHEMA
+from .schema import COLUMNS, DEFAULT_TEST_SET, META_KEY, STATS_SCHEMA
 
 #: The columns that name a group of :func:`iter_sites`.
 SITE_GROUP = ("model", "task", "site")
@@ -54,14 +54,14 @@ INCIDENTAL = ("command", "versions", "checkpoint", "world_size")
 
 class RunsApart:
     """Refuses to pool two statistics directories: :meth:`add` raises ``ValueError`` when
-    rows of one (model, task, regime, site) come from a second directory — two copies of
+    rows of one (model, task, test set, regime, site) come from a second directory — two copies of
     a run, or two runs with other settings (exact and fast TLC, another seed), whose rows
-    would silently be read as one sample. Directories holding other sites or regimes of
-    the same model combine freely. Files without run metadata (not written by tlc-probe)
-    are not checked."""
+    would silently be read as one sample. Directories holding other sites, regimes or
+    test sets of the same model combine freely. Files without run metadata (not written
+    by tlc-probe) are not checked."""
 
     def __init__(self) -> None:
-        self._seen: dict[tuple[str, str, str, str], tuple[Path, dict]] = {}
+        self._seen: dict[tuple[str, str, str, str, str], tuple[Path, dict]] = {}
 
     def add(self, path: str, kv: Mapping[bytes, bytes] | None, sites: Iterable[str]) -> None:
         """Record part file ``path`` with its key-value metadata and the sites it holds."""
@@ -70,7 +70,8 @@ class RunsApart:
         run = json.loads(kv[META_KEY])
         store, regime = _regime_folder(path)
         for site in sites:
-            key = (str(run.get("model")), str(run.get("task")), regime, site)
+            test_set = str(run.get("test_set", DEFAULT_TEST_SET))
+            key = (str(run.get("model")), str(run.get("task")), test_set, regime, site)
             first = self._seen.setdefault(key, (store, run))
             if first[0] == store:
                 continue
@@ -79,7 +80,7 @@ class RunsApart:
             )
             what = "copies of one run" if mine == theirs else "two runs with other settings"
             raise ValueError(
-                f"{key[0]} / {key[1]} / regime {regime or '?'} / site {site}: rows in "
+                f"{key[0]} / {key[1]} / {test_set} / regime {regime or '?'} / site {site}: rows in "
                 f"{first[0]} and in {store} ({what}); they would be pooled as one sample — "
                 "read one directory at a time"
             )
@@ -108,6 +109,11 @@ def _dataset(root: Path, apart: RunsApart | None = None) -> ds.Dataset:
 
 
 def _tidy(df: pd.DataFrame, categorical: bool = False) -> pd.DataFrame:
+    if "value" in df.columns and "test_set" not in df.columns:  # written before test sets
+        df.insert(min(2, df.shape[1]), "test_set", DEFAULT_TEST_SET)
+    elif "test_set" in df.columns and df["test_set"].isna().any():  # old and new files
+        filled = df["test_set"].astype(object).fillna(DEFAULT_TEST_SET)
+        df["test_set"] = filled.astype("category") if categorical else filled
     if "value" in df.columns and "step" not in df.columns:  # written before steps existed
         n = len(df)
         df["step"] = pd.arrays.IntegerArray(np.zeros(n, np.int64), np.ones(n, dtype=bool))
@@ -348,6 +354,8 @@ def _read_piece(
             columns_out.append(_constant(str(part[c] if c in part else fixed[c]), n))
         elif c in fixed:
             columns_out.append(pa.array(np.full(n, fixed[c]), type=schema.field(c).type))
+        elif c == "test_set":  # a file written before the column existed
+            columns_out.append(_constant(DEFAULT_TEST_SET, n))
         else:
             columns_out.append(pa.nulls(n, schema.field(c).type))
     return pa.table(columns_out, names=list(columns))

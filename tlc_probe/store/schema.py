@@ -7,8 +7,15 @@ import pyarrow as pa
 
 from ..probe.records import RECORD_SCHEMA
 
-#: Columns the store adds to the probe's records: what the rows are of.
-RUN_FIELDS = [pa.field("model", pa.string()), pa.field("task", pa.string())]
+#: Columns the store adds to the probe's records: what the rows are of (``test_set``:
+#: ``photos``, ``synthetic`` or a folder's name; stores written before it read as photos).
+RUN_FIELDS = [
+    pa.field("model", pa.string()),
+    pa.field("task", pa.string()),
+    pa.field("test_set", pa.string()),
+]
+#: The test set of rows from stores written before the column existed.
+DEFAULT_TEST_SET = "photos"
 #: The training step of rows recorded during training (null otherwise; stores written
 #: before the column existed read back with it null).
 STEP_FIELD = pa.field("step", pa.int64())
