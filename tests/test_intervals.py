@@ -134,3 +134,29 @@ def test_a_shift_within_noise_has_an_interval_across_zero():
     row = table[(table.channel == "all") & (table.comparison == "tlc~train")].iloc[0]
     assert row["dw1_tlc_lo"] < 0 < row["dw1_tlc_hi"]
     assert summary(table)["n_w1_improved_sure"].tolist() == [0]
+
+
+def test_sampling_floor_is_the_w1_of_two_independent_draws_of_images():
+    from scipy.stats import wasserstein_distance
+
+    from tlc_probe.metrics.intervals import sampling_floor
+
+    rng = np.random.default_rng(1)
+
+    def draw(n_images: int, per_image: int) -> tuple[np.ndarray, np.ndarray]:
+        # values cluster by image: an image effect plus within-image noise
+        effect = rng.normal(size=n_images)
+        values = np.concatenate([e + 0.3 * rng.normal(size=per_image) for e in effect])
+        return values, np.repeat([f"i{k}" for k in range(n_images)], per_image)
+
+    floors, truth = [], []
+    for rep in range(150):
+        test, images = draw(12, 30)
+        other, _ = draw(24, 3)
+        floors.append(sampling_floor(test, images, 24, n_splits=8, seed=rep))
+        truth.append(wasserstein_distance(test, other))  # same distribution: W1 is noise
+    assert np.mean(floors) == pytest.approx(np.mean(truth), rel=0.15)
+    # 30 values per image are no 30 samples: a row-level floor would be far smaller
+    rows = [wasserstein_distance(*rng.normal(size=(2, 180))) for _ in range(50)]
+    assert np.mean(floors) > 2 * np.mean(rows)
+    assert np.isnan(sampling_floor(np.arange(9.0), ["a", "b", "c"] * 3, 10))  # 3 images

@@ -64,3 +64,49 @@ def test_table_a1_shows_the_paired_difference_with_its_interval():
     head, rule, whole, tlc = md.split("\n")
     assert head.count("|") - 1 == 8 and "ΔPSNR vs whole [95 %]" in head
     assert "| +0.08 [-0.02, +0.17] |" in tlc and "| - |" in whole
+
+
+def test_test_sets_side_by_side_with_the_content_floor():
+    from tlc_probe.jobs.render import test_sets_section
+
+    def summ(test_set: str, content: float, ratio: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "model": ["hinet-tiny", "hinet-tiny"],
+                "task": ["deblur", "deblur"],
+                "test_set": [test_set] * 2,
+                "stat": ["std", "mean"],  # the mean is the primary statistic, not the first
+                "n_sites": [4, 4],
+                "frac_w1_improved": [0.25, 0.75],
+                "n_w1_improved_sure": pd.array([0, 2], dtype="Int64"),
+                "median_content_share": [0.9, content],
+                "median_context_share": [0.05, 0.3],
+                "median_aggregation_share": [0.05, 0.4],
+                "median_content_to_floor": [9.0, ratio],
+            }
+        )
+
+    photos = {("hinet-tiny", "deblur"): _bench("hinet-tiny", [("tlc", -0.3, -1.3, 0.7, 3)])}
+    synthetic = {
+        ("hinet-tiny", "deblur"): _bench(
+            "hinet-tiny", [("tlc", 0.02, 0.01, 0.03, 12), ("tiles-64", 0.05, 0.0, 0.1, 12)]
+        )
+    }
+    lines = test_sets_section(
+        {
+            "photos": (summ("photos", 0.6, math.nan), photos),
+            "synthetic": (summ("synthetic", 0.3, 0.7), synthetic),
+        },
+        {"photos": "3 photos", "synthetic": "12 scenes"},
+    )
+    text = "\n".join(lines).splitlines()
+    rows = [line for line in text if line.startswith("| hinet-tiny")]
+    assert rows == [
+        "| hinet-tiny | deblur | photos | 0.60 | 0.30 | 0.40 | - | 3 of 4 (2 sure) "
+        "| -0.30 [-1.30, +0.70] | - |",
+        "| hinet-tiny | deblur | synthetic | 0.30 | 0.30 | 0.40 | 0.70 | 3 of 4 (2 sure) "
+        "| +0.02 [+0.01, +0.03] | +0.05 [+0.00, +0.10] |",
+    ]
+    said = [line for line in text if line.startswith("- **")]
+    assert len(said) == 1 and "on 12 synthetic images" in said[0]  # photos' open the report
+    assert "- synthetic: 12 scenes" in lines

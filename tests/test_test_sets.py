@@ -49,7 +49,7 @@ def _seeds_drawn(dataset, monkeypatch) -> set[int]:
 
 def test_the_synthetic_set_is_deterministic_and_of_the_paper_geometry():
     a, b = synthetic_pairs("deblur"), synthetic_pairs("deblur")
-    assert len(a) == 12 and len(synthetic_pairs("deblur", "train")) == 8
+    assert len(a) == 12 and len(synthetic_pairs("deblur", "train")) == 24
     x, y = a[3], b[3]
     assert x["input"].shape == (3, 360, 640) and x["id"] == "synthetic-03"
     assert torch.equal(x["input"], y["input"]) and torch.equal(x["target"], y["target"])
@@ -67,7 +67,7 @@ def test_synthetic_seeds_are_disjoint_from_every_shipped_checkpoints_training(mo
     for task in ("deblur", "derain", "dehaze"):
         for split in ("test", "train"):
             test_seeds |= _seeds_drawn(synthetic_pairs(task, split), monkeypatch)
-    assert len(test_seeds) == 2 * (12 + 8)  # an image seed and a degradation seed each
+    assert len(test_seeds) == 2 * (12 + 24)  # an image seed and a degradation seed each
     checked = 0
     for ck in shipped_checkpoints():
         tc = read_checkpoint(ck)[1]["train_config"]

@@ -256,7 +256,7 @@ class DeadLeavesPairs(torch.utils.data.Dataset):
         return {"input": degrade(self.task, clean, s + 50021), "target": clean, "id": name}
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=40)
 def _leaves(size: tuple[int, int], seed: int) -> torch.Tensor:
     # the clean image serves every task and every job of a process (read-only)
     return dead_leaves(size, seed)
@@ -269,7 +269,7 @@ SYNTHETIC_SIZE = (360, 640)
 #: Images of each split of the generated set: ``test`` the evaluation images, ``train``
 #: the train regime's images (the same generator, other seeds: the content link of the
 #: shift then measures sampling noise only).
-SYNTHETIC_IMAGES = {"test": 12, "train": 8}
+SYNTHETIC_IMAGES = {"test": 12, "train": 24}
 #: The generated set's first dead-leaves seed: training draws ``seed * 100003 + i``
 #: (photos' degradations and dead leaves alike; i below a few thousand), far below this
 #: for any seed below 10 million (:func:`synthetic_pairs` refuses larger ones).

@@ -179,7 +179,7 @@ class ImageSource:
         train regime's crops come from."""
         if self.synthetic:
             n = len(synthetic_pairs(task, "test", self.seed))
-            return f"synthetic: {n} dead-leaves scenes of 360x640, {task} (seed {self.seed})"
+            return f"{n} generated dead-leaves scenes of 360x640, {task} (seed {self.seed})"
         if self.data is None:
             tc = train_config or {}
             leaves = int(tc.get("deadleaves", 0))

@@ -129,6 +129,88 @@ def verdicts(
     return lines
 
 
+def _primary(summ: pd.DataFrame) -> pd.DataFrame:
+    """Each (model, task)'s row of its primary statistic (the mean; else the first)."""
+    rows = []
+    for _, g in summ.groupby(["model", "task"], sort=True):
+        primary = g[g["stat"].astype(str).isin(["mean", "logit_mean"])]
+        rows.append((primary if len(primary) else g).head(1))
+    return pd.concat(rows, ignore_index=True) if rows else summ.head(0)
+
+
+def _scheme_dpsnr(table: pd.DataFrame | None, scheme_prefix: str) -> str:
+    """The paired PSNR difference to whole of the first scheme starting with
+    ``scheme_prefix`` on the test images, with its interval ("-" when absent)."""
+    if table is None:
+        return "-"
+    rows = table[(table["image_size"] == "test") & table["scheme"].str.startswith(scheme_prefix)]
+    if scheme_prefix == "tlc":
+        rows = rows[rows["scheme"] == "tlc"]
+    if rows.empty:
+        return "-"
+    r = rows.iloc[-1] if scheme_prefix == "tiles" else rows.iloc[0]
+    return _interval(r["dpsnr"], r["dpsnr_lo"], r["dpsnr_hi"])
+
+
+def test_sets_section(
+    sets: dict[str, tuple[pd.DataFrame, dict]], described: dict[str, str]
+) -> list[str]:
+    """REPORT.md lines putting test sets side by side: per model (its primary statistic)
+    and test set the median content / context / aggregation shares, how many sites TLC
+    brings closer to training, and TLC's and the tiles' (the largest overlap) paired PSNR
+    difference to whole with 95 % intervals; then the verdicts on every test set after
+    the first (whose verdicts open the report). ``sets``: test set -> (summary, bench
+    tables keyed (model, task)); ``described``: test set -> its description."""
+    rows = []
+    for name, (summ, tables) in sets.items():
+        for r in _primary(summ).itertuples(index=False):
+            key = (str(r.model), str(r.task))
+            sure = getattr(r, "n_w1_improved_sure", pd.NA)
+            closer = f"{round(float(r.frac_w1_improved) * int(r.n_sites))} of {int(r.n_sites)}"
+            if not pd.isna(sure):
+                closer += f" ({int(sure)} sure)"
+            rows.append(
+                {
+                    "model": r.model,
+                    "task": r.task,
+                    "test set": name,
+                    "content": _f(getattr(r, "median_content_share", None), 2),
+                    "context": _f(getattr(r, "median_context_share", None), 2),
+                    "aggregation": _f(getattr(r, "median_aggregation_share", None), 2),
+                    "content / floor": _f(getattr(r, "median_content_to_floor", None), 2),
+                    "TLC closer": closer,
+                    "TLC dPSNR (dB)": _scheme_dpsnr(tables.get(key), "tlc"),
+                    "tiles dPSNR (dB)": _scheme_dpsnr(tables.get(key), "tiles"),
+                }
+            )
+    table = pd.DataFrame(rows).sort_values(["model", "task"], kind="stable")
+    lines = [
+        "## Two test sets side by side: the photos and synthetic scenes",
+        "",
+        "On the photos the test pictures are not the training pictures, so *content* adds to",
+        "every shift. The `synthetic` test set removes it by construction: dead-leaves scenes",
+        "(the synthetic part of the training distribution) at the paper's image-to-crop",
+        "ratio, with the train regime's crops drawn from the same generator; what content",
+        "share is left is the sampling noise of a finite number of images. *content /",
+        "floor*: the content link's W1 over the W1 that sampling the images alone gives",
+        "(split-half estimate; about 1 or below: the content share is noise). Shares and",
+        "ratios: medians over sites of the primary statistic; TLC closer: sites where",
+        "W1(tlc~train) < W1(whole~train) (sure: the paired interval below 0); dPSNR: paired",
+        "difference to whole-image inference with its 95 % interval over the images (tiles:",
+        "the larger overlap). Per site: `shift/` and `synthetic/shift/`.",
+        "",
+        *[f"- {k}: {v}" for k, v in described.items()],
+        "",
+        markdown(table),
+        "",
+    ]
+    for name, (summ, tables) in list(sets.items())[1:]:
+        said = verdicts(summ, tables, f"{name} images")
+        if said:
+            lines += [f"Verdicts on `{name}`:", "", *said, ""]
+    return lines
+
+
 def decomposition_section(parts: pd.DataFrame, pngs: list[Path], img) -> list[str]:
     """REPORT.md lines: what the decomposition means, the median shares per model and
     statistic, the figures, and the sites with the largest shift."""
@@ -281,13 +363,15 @@ def report_md(
     parts: pd.DataFrame | None = None,
     reliance: pd.DataFrame | None = None,
     tunes: dict[str, dict[str, Any]] | None = None,
+    synthetic: dict[str, Any] | None = None,
 ) -> str:
     """``REPORT.md`` of the main job written to ``out``: the verdicts (:func:`verdicts`),
     the summary table, the figures
     (paths relative to ``out``), the decomposition of the shift (``parts``, a
     :func:`~tlc_probe.metrics.decomposition` table) and the reliance table when given,
     the largest shifts of the pooled shift table, Table A1 of each benchmarked checkpoint
-    and the run settings and timings."""
+    and the run settings and timings; with ``synthetic`` (the main job's pass on the
+    generated test set) both test sets side by side (:func:`test_sets_section`)."""
     pngs = [p for p in figs if p.suffix == ".png"]
 
     def img(p: Path, alt: str) -> str:
@@ -340,6 +424,14 @@ def report_md(
             *said,
             "",
         ]
+    if synthetic is not None:
+        syn_tables = {
+            (str(b["table"]["model"].iloc[0]), str(b["subject"].task)): b["table"]
+            for b in synthetic["benches"].values()
+        }
+        sets = {"photos": (summ, tables), "synthetic": (synthetic["summary"], syn_tables)}
+        described = {"photos": str(result.get("data")), "synthetic": synthetic["data"]}
+        lines += test_sets_section(sets, described)
     noop = [k for k, v in result.get("collect", {}).items() if v.get("tlc_noop")]
     if noop:
         lines += [

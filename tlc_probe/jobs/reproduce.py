@@ -17,6 +17,7 @@ from torch import nn
 
 from ..metrics.shift import COMPARISONS
 from ..probe import Probe
+from ..schemes import default_overlaps
 from ..sizes import as_int
 from ..store.atomic import atomic_write, write_text
 from ..store.checkpoint import read_checkpoint
@@ -25,13 +26,13 @@ from ..store.read import SiteIndex
 from ..store.shipped import shipped_checkpoints
 from ..tensors import to_model
 from ..tlc.plan import json_ready
-from .bench import bench_outputs
+from .bench import bench, bench_outputs
 from .collect import CollectConfig, collect_checkpoint
 from .figures import qualitative, stats_figures
 from .images import ImageSource
 from .reliance import reliance_checkpoint
 from .render import report_md
-from .shift import shift_results, store_shift_table, write_shift_results
+from .shift import shift_results, store_shift_table, with_content_floors, write_shift_results
 from .subject import Subject, as_subject, load_subject
 from .tune import tune_outputs
 
@@ -52,6 +53,9 @@ REPRODUCE_SETTINGS: dict[str, dict[str, Any]] = {
         # per-site windows are tuned for the benchmarked checkpoints on this many training
         # images (8 passes each), and the chosen plan is benchmarked as tlc-tuned
         "tune_images": 2,
+        # the embedded default also runs the generated test set (statistics, shift and,
+        # for the benchmarked checkpoints, whole / tlc / tiles PSNR on its 12 scenes)
+        "synthetic": True,
     },
     "quick": {
         "crops": 16,
@@ -64,6 +68,7 @@ REPRODUCE_SETTINGS: dict[str, dict[str, Any]] = {
         "reliance_photos": 1,
         "reliance_reference": 8,
         "tune_images": 1,
+        "synthetic": False,
     },
 }
 #: What the main job writes under its output folder (``overwrite`` removes these only).
@@ -74,6 +79,7 @@ OUTPUTS = (
     "figures",
     "tune",
     "bench",
+    "synthetic",
     "REPORT.md",
     "summary.json",
 )
@@ -356,6 +362,10 @@ def reproduce(
             plan=tunes[key]["chosen"] if key in tunes else None,  # before validation
         )
         timings[f"bench {key}"] = time.perf_counter() - t
+    second = None
+    if s["synthetic"] and images.bundled and not images.synthetic and not s.get("user"):
+        second = _synthetic_pass(subjects, keys, chosen, out / "synthetic", s, rel, images.seed)
+        timings.update(second["seconds"])
     timings["total"] = time.perf_counter() - t0
 
     result = {
@@ -370,13 +380,83 @@ def reproduce(
         "summary": summ.to_dict(orient="records"),
         "bench": {k: v["table"].to_dict(orient="records") for k, v in benches.items()},
         "tune": {k: v["plan"].validation for k, v in tunes.items()},
+        "synthetic": None
+        if second is None
+        else {
+            "data": second["data"],
+            "summary": second["summary"].to_dict(orient="records"),
+            "bench": {
+                k: v["table"].to_dict(orient="records") for k, v in second["benches"].items()
+            },
+        },
         "seconds": timings,
     }
     strict = json.dumps(json_ready(result), indent=2, default=str, allow_nan=False)
     write_text(out / "summary.json", strict + "\n")  # NaN as null: strict JSON readers
-    report = report_md(out, result, summ, pooled, figs, benches, parts, rel, tunes)
+    report = report_md(out, result, summ, pooled, figs, benches, parts, rel, tunes, second)
     write_text(out / "REPORT.md", report)
     return result
+
+
+def _synthetic_pass(
+    subjects: Sequence[Subject],
+    keys: Sequence[str],
+    benched: Sequence[int],
+    out: Path,
+    settings: dict[str, Any],
+    reliance: pd.DataFrame,
+    seed: int,
+) -> dict[str, Any]:
+    """The generated test set (``synthetic``, :func:`~tlc_probe.data.synthetic_pairs`) for
+    every subject: statistics (``out/stats/<key>``), the shift tables with the
+    decomposition (``out/shift``; the reliance measured on the photos joined) and, for
+    the content link's sampling floor of every site (:func:`~tlc_probe.jobs.shift.content_floors`)
+    and, for the ``benched`` subjects, whole / tlc / tiles PSNR per image with paired intervals
+    (``out/bench/<key>/bench.csv``, ``per_image.csv``; no timing sizes). Returns {"data",
+    "summary", "decomposition", "benches": {key: {"subject", "table", "per_image"}},
+    "seconds"}."""
+    syn = ImageSource.of("synthetic", seed=seed)
+    cfg = CollectConfig(n_crops=settings["crops"], positions=settings["positions"], seed=seed)
+    seconds: dict[str, float] = {}
+    for sub, key in zip(subjects, keys, strict=True):
+        t = time.perf_counter()
+        collect_checkpoint(
+            sub, out / "stats" / key, images=syn, config=cfg, mode="overwrite", progress=False
+        )
+        seconds[f"synthetic collect {key}"] = time.perf_counter() - t
+    t = time.perf_counter()
+    index = SiteIndex([out / "stats" / key for key in keys])
+    results = with_content_floors(
+        shift_results(store_shift_table(index, COMPARISONS), reliance), index
+    )
+    write_shift_results(results, out / "shift")
+    seconds["synthetic shift"] = time.perf_counter() - t
+    benches = {}
+    for i in benched:
+        sub, key = subjects[i], keys[i]
+        t = time.perf_counter()
+        tiles = f"tiles-{default_overlaps(sub.train_size)[-1]}"
+        table_i, each = bench(
+            sub,
+            sizes=(),
+            repeats=1,
+            schemes=["whole", "tlc", tiles],
+            images=syn,
+            per_image=True,
+            progress=False,
+        )
+        d = out / "bench" / key
+        atomic_write(d / "bench.csv", lambda p, t_=table_i: t_.to_csv(p, index=False))
+        atomic_write(d / "per_image.csv", lambda p, e_=each: e_.to_csv(p, index=False))
+        benches[key] = {"subject": sub, "table": table_i, "per_image": each}
+        seconds[f"synthetic bench {key}"] = time.perf_counter() - t
+    return {
+        "data": syn.describe(subjects[0].task),
+        "summary": results["summary"],
+        "decomposition": results["decomposition"],
+        "benches": benches,
+        "seconds": seconds,
+    }
 
 
 def _shipped(checkpoint: Path) -> Subject:

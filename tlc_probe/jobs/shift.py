@@ -13,6 +13,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from ..metrics.decomposition import decomposition
+from ..metrics.intervals import image_of, sampling_floor
 from ..metrics.shift import KEYS, comparisons_for, concat_shift_tables, shift_table, summary
 from ..store.atomic import atomic_write
 from ..store.read import SiteIndex, read_site
@@ -67,6 +68,54 @@ def store_shift_table(
     except (KeyError, pa.ArrowInvalid) as e:
         raise ValueError(f"{stats} is not a statistics table: {e}") from None
     return concat_shift_tables(tables, comparisons)
+
+
+#: Columns of :func:`content_floors`.
+FLOOR_COLUMNS = ("model", "task", "test_set", "site", "stat", "content_floor")
+
+
+def content_floors(stats: str | Path | Sequence[str | Path] | SiteIndex) -> pd.DataFrame:
+    """Per site and statistic of the statistics at ``stats``: the W1 of the content link
+    (tiles~train, channels pooled) that sampling the images alone gives
+    (:func:`~tlc_probe.metrics.intervals.sampling_floor` of the ``tiles`` values by test
+    image, against as many images as the ``train`` crops came from). Where the test
+    images are drawn as the training images are (the ``synthetic`` test set), a content
+    W1 near this floor is sampling noise, not a content difference. Columns
+    :data:`FLOOR_COLUMNS`; sites without tiles or train rows are left out."""
+    index = stats if isinstance(stats, SiteIndex) else SiteIndex(stats)
+    rows = []
+    for key in index:
+        frame = read_site(index, key, columns=["test_set", "regime", "sample", "stat", "value"])
+        for (test_set, stat), g in frame.groupby(["test_set", "stat"], sort=True):
+            tiles, train = g[g["regime"] == "tiles"], g[g["regime"] == "train"]
+            if tiles.empty or train.empty:
+                continue
+            n_train = len(set(image_of(train["sample"].astype(str))))
+            images = image_of(tiles["sample"].astype(str))
+            floor = sampling_floor(tiles["value"].to_numpy(), images, n_train)
+            rows.append((*key[:2], test_set, key[2], stat, floor))
+    return pd.DataFrame(rows, columns=list(FLOOR_COLUMNS))
+
+
+def with_content_floors(
+    results: dict[str, pd.DataFrame], stats: str | Path | Sequence[str | Path] | SiteIndex
+) -> dict[str, pd.DataFrame]:
+    """:func:`shift_results` with the content link's sampling floor joined
+    (:func:`content_floors` of ``stats``): the decomposition gains ``content_floor`` and
+    ``content_to_floor`` (content W1 / floor: about 1 or below where content is sampling
+    noise), the summary ``median_content_to_floor`` (median over sites)."""
+    floors = content_floors(stats)
+    on = ["model", "task", "test_set", "site", "stat"]
+    parts = results["decomposition"].merge(floors, on=on, how="left", validate="many_to_one")
+    parts["content_to_floor"] = parts["content_w1"] / parts["content_floor"].where(
+        parts["content_floor"] > 0
+    )
+    group = ["model", "task", "test_set", "stat"]
+    ratio = parts.groupby(group, sort=False)["content_to_floor"].median()
+    summ = results["summary"].merge(
+        ratio.rename("median_content_to_floor").reset_index(), on=group, how="left"
+    )
+    return results | {"decomposition": parts, "summary": summ}
 
 
 def shift_results(

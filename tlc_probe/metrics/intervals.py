@@ -314,3 +314,40 @@ def w1_intervals(
                 lo, hi = _w1_interval(group, cmp, ref, confidence, n_resamples, seed)
                 rows.append((*key, comparison, lo, hi, *dw))
     return pd.DataFrame(rows, columns=columns)
+
+
+def sampling_floor(
+    values: np.ndarray,
+    images: Sequence[str] | np.ndarray,
+    n_other: int,
+    *,
+    n_splits: int = 20,
+    seed: int = 0,
+) -> float:
+    """The W1 that sampling images alone gives: the expected W1 between the values of
+    ``images`` (one per value; n distinct) and those of ``n_other`` other images drawn
+    from the same distribution — e.g. the content link (tiles~train) of a test set whose
+    content equals training's by construction.
+
+    Estimated by splitting the n images into random halves A, B ``n_splits`` times:
+    the mean W1(values of A, values of B) (``scipy.stats.wasserstein_distance``), scaled
+    by sqrt((1/n + 1/n_other) / (1/|A| + 1/|B|)) — W1 between two samples of one
+    distribution shrinks about as that root of the sample sizes, and the images, not
+    the values, are the samples. NaN below 4 images."""
+    images = np.asarray(images, dtype=object)
+    values = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(values)
+    values, images = values[ok], images[ok]
+    names = np.unique(images)
+    n = names.size
+    if n < 4 or n_other < 1:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    half = n // 2
+    w = []
+    for _ in range(n_splits):
+        a = set(rng.permutation(names)[:half].tolist())
+        in_a = np.fromiter((i in a for i in images), bool, images.size)
+        w.append(sps.wasserstein_distance(values[in_a], values[~in_a]))
+    scale = np.sqrt((1 / n + 1 / n_other) / (1 / half + 1 / (n - half)))
+    return float(np.mean(w) * scale)
