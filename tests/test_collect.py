@@ -97,6 +97,33 @@ def test_collect_all_regimes_layout_counts_and_readers(tmp_path):
     assert json.loads((tmp_path / "s" / "_run.json").read_text())["model"] == "nafnet-tiny"
 
 
+def test_whole_and_window_share_a_pass_with_the_rows_of_separate_passes(tmp_path):
+    model, test = _model(), _images(2)
+    frames = {}
+    for regimes in (("whole", "window"), ("whole",), ("window",)):
+        cfg = CollectConfig(positions=3, tile_overlap=8, regimes=regimes)
+        out = tmp_path / "-".join(regimes)
+        collect(
+            model,
+            out,
+            model_name="m",
+            task="deblur",
+            train_size=TS,
+            test_data=test,
+            config=cfg,
+            progress=False,
+        )
+        frames[regimes] = read_stats(out).sort_values(
+            ["regime", "sample", "site", "channel", "stat", "y", "x"]
+        )
+    both = frames[("whole", "window")]
+    for regime in ("whole", "window"):
+        alone = frames[(regime,)].reset_index(drop=True)
+        shared = both[both["regime"] == regime].reset_index(drop=True)
+        assert len(alone) > 0
+        pd.testing.assert_frame_equal(shared, alone)
+
+
 def test_tiles_are_the_tiles_of_tiled_inference():
     x = torch.arange(3 * 50 * 70, dtype=torch.float32).reshape(3, 50, 70)
     boxes, tiles = image_tiles(x, 32, 8)

@@ -262,3 +262,26 @@ def test_attention_sites_show_their_mean_logit(tmp_path, frame):
     (ax,) = ex.shown_profile.axes
     whole = [ln for ln in ax.get_lines() if ln.get_label() == "whole~train"][0]
     assert list(whole.get_xdata()) == [1]
+
+
+def test_a_main_job_folder_with_the_synthetic_set_switches_test_sets(tmp_path, frame):
+    _write_store(tmp_path / "job" / "stats", frame)
+    synthetic = frame[frame["model"] == "hinet-tiny"].assign(value=frame["value"] + 5.0)
+    for (model, regime), part in synthetic.groupby(["model", "regime"]):
+        meta = {"model": model, "test_set": "synthetic"}
+        write_part(
+            part, part_path(tmp_path / "job" / "synthetic" / "stats" / model, regime, 0), meta
+        )
+    ex = explore(tmp_path / "job")
+    assert list(ex.test_set.options) == ["photos", "synthetic"]
+    assert ex.test_set.layout.display != "none"
+    photos_table, photos_png = ex.shown_table.copy(), ex.figure.value
+    ex.test_set.value = "synthetic"
+    assert [v for _, v in ex.model.options] == [("hinet-tiny", "deblur")]  # its models only
+    shifted = ex.shown_table
+    assert len(shifted) == len(photos_table)
+    # every regime moved by +5: each comparison's W1 is unchanged, the rows drawn are new
+    rows = ex.source.rows("hinet-tiny", "deblur", ex.site.value)
+    assert float(rows["value"].min()) > float(frame["value"].min()) + 4
+    assert ex.figure.value != photos_png
+    assert explore(tmp_path / "job" / "stats").test_set.layout.display == "none"  # one set

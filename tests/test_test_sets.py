@@ -86,7 +86,7 @@ def test_image_source_of_each_test_set(tmp_path):
     assert syn.label() == "synthetic" and syn.bundled
     assert [syn.test_set("derain")[i]["id"] for i in (0, 11)] == ["synthetic-00", "synthetic-11"]
     assert syn.train_set("derain")[0]["id"] == "synthetic-train-00"
-    assert "dead-leaves" in syn.describe("derain")
+    assert "dead-leaves" in syn.describe("derain") and "per task" in syn.describe(None)
     assert ImageSource.of("photos").label() == "photos"
     (tmp_path / "mine").mkdir()
     assert ImageSource.of(tmp_path / "mine").label() == "mine"

@@ -4,6 +4,7 @@ rows an explorer shows, computed only for what is drawn."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
@@ -107,6 +108,22 @@ class StatsSource:
             if table.is_file() and table.stat().st_mtime >= _newest_mtime(stats):
                 shift = table
         return cls(stats, shift=shift, comparisons=comparisons)
+
+    @classmethod
+    def open_test_sets(
+        cls, path: str | os.PathLike[str], comparisons: Sequence[str] = COMPARISONS
+    ) -> dict[str, StatsSource]:
+        """One source per test set of ``path``: :meth:`open` of it under its test set's
+        name (a main job's ``summary.json`` names it; else ``photos``), and of its
+        ``synthetic/`` folder (the main job's generated test set) when present."""
+        root = Path(path)
+        name = "photos"
+        if (root / "summary.json").is_file():
+            name = str(json.loads((root / "summary.json").read_text()).get("test_set", name))
+        sources = {name: cls.open(root, comparisons)}
+        if (root / "synthetic" / "stats").is_dir() and name != "synthetic":
+            sources["synthetic"] = cls.open(root / "synthetic", comparisons)
+        return sources
 
     @property
     def groups(self) -> list[tuple[str, str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -45,7 +45,8 @@ def _png(fig: Figure) -> bytes:
 class Explorer:
     """An ipywidgets view of a statistics store.
 
-    Controls: ``model`` (each (model, task) of the store), ``site`` (ordered by depth,
+    Controls: ``test_set`` (shown when ``source`` maps several test sets to their
+    sources), ``model`` (each (model, task) of the store), ``site`` (ordered by depth,
     labelled ``depth · site (kind)``), ``stat``, ``channel`` ("all" pools the channels)
     and one checkbox per regime in :attr:`regimes` (train, whole, tlc, tiles, window;
     those the site lacks are disabled). Views: the Fig. A3 panels of
@@ -69,13 +70,22 @@ class Explorer:
         explore("results")           # the output folder of `tlc-probe reproduce`
     """
 
-    def __init__(self, source: StatsSource, stat: str = "mean") -> None:
+    def __init__(self, source: StatsSource | Mapping[str, StatsSource], stat: str = "mean") -> None:
         w = _widgets()
-        self.source = source
-        groups = source.groups
+        self.sources = dict(source) if isinstance(source, Mapping) else {"": source}
+        if not self.sources:
+            raise ValueError("no statistics source to explore")
+        self.source = next(iter(self.sources.values()))
+        groups = self.source.groups
         if not groups:
             raise ValueError("the statistics store holds no sites")
         wide = {"description_width": "initial"}
+        self.test_set = w.Dropdown(
+            description="test set",
+            options=list(self.sources),
+            style=wide,
+            layout=w.Layout(width="14em", display="" if len(self.sources) > 1 else "none"),
+        )
         self.model = w.Dropdown(
             description="model",
             options=[(f"{m} · {t}", (m, t)) for m, t in groups],
@@ -101,7 +111,7 @@ class Explorer:
         )
         self.widget = w.VBox(
             [
-                w.HBox([self.model, self.site, self.stat, self.channel]),
+                w.HBox([self.test_set, self.model, self.site, self.stat, self.channel]),
                 w.HBox(list(self.regimes.values())),
                 self.message,
                 w.HBox([self.figure, self.table]),
@@ -112,7 +122,16 @@ class Explorer:
         )
         # CSS classes name the parts for a browser (tests/test_lab_browser.py finds them)
         self.widget.add_class("tlc-probe-explorer")
-        for name in ("model", "site", "stat", "channel", "position", "figure", "profile"):
+        for name in (
+            "test_set",
+            "model",
+            "site",
+            "stat",
+            "channel",
+            "position",
+            "figure",
+            "profile",
+        ):
             getattr(self, name).add_class(f"tlc-probe-{name}")
         self.shown_table: pd.DataFrame | None = None
         self.shown_figure: Figure | None = None
@@ -122,6 +141,7 @@ class Explorer:
         # why a view is empty, by view: shown together in ``message``
         self._notes = {"distribution": "", "profile": ""}
 
+        self.test_set.observe(self._on_test_set, "value")
         self.model.observe(self._on_model, "value")
         self.site.observe(self._on_site, "value")
         self.position.observe(self._on_position, "value")
@@ -153,7 +173,25 @@ class Explorer:
 
     # -- events -------------------------------------------------------------------------
 
+    def _on_test_set(self, change: dict) -> None:
+        """Another test set: its source, its models (the same one kept when it has it)."""
+        self.source = self.sources[change["new"]]
+        groups = self.source.groups
+        if not groups:
+            self._notes["distribution"] = f"test set {change['new']} holds no sites"
+            return
+        kept = self.model.value if self.model.value in groups else groups[0]
+        self._updating = True
+        try:
+            self.model.options = [(f"{m} · {t}", (m, t)) for m, t in groups]
+            self.model.value = kept
+        finally:
+            self._updating = False
+        self._on_model()
+
     def _on_model(self, change: dict | None = None) -> None:
+        if change is not None and self._updating:
+            return  # (a test set's models being set: _on_test_set calls this once)
         model, task = self.model.value
         sites = self.source.sites(model, task)
         self._updating = True
@@ -301,6 +339,9 @@ def explore(
     """An :class:`Explorer` of ``stats``: a :class:`StatsSource`, or a path that
     :meth:`StatsSource.open` takes (the output folder of ``tlc-probe reproduce``, a
     statistics directory or a folder of them); ``source_options`` go to
-    :meth:`StatsSource.open`. Display it as a notebook cell's last expression."""
-    source = stats if isinstance(stats, StatsSource) else StatsSource.open(stats, **source_options)
-    return Explorer(source, stat=stat)
+    :meth:`StatsSource.open_test_sets`. A main job's folder with its generated test set
+    gets a "test set" control (photos / synthetic). Display it as a notebook cell's last
+    expression."""
+    if isinstance(stats, StatsSource):
+        return Explorer(stats, stat=stat)
+    return Explorer(StatsSource.open_test_sets(stats, **source_options), stat=stat)

@@ -32,7 +32,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -329,14 +329,28 @@ def collect(
     t0 = time.perf_counter()
     base = {"model": model_name, "task": task}
 
-    def emit(regime: str, chunk: int, ids: Sequence[str], net: nn.Module, batches, p: Probe):
-        with torch.no_grad(), p:
+    def emit(
+        regime: str,
+        chunk: int,
+        ids: Sequence[str],
+        net: nn.Module,
+        batches,
+        p: Probe,
+        also: Sequence[tuple[str, Probe]] = (),
+    ):
+        # ``also``: other (regime, probe) pairs recording the same passes (whole and
+        # window run one network on one input and differ only in what is averaged)
+        pairs = [(regime, p), *also]
+        with torch.no_grad(), ExitStack() as stack:
+            for _, q in pairs:
+                stack.enter_context(q)
             for x in batches:
                 net(to_model(model, x))
-        frame = _finite(p.take(ids).assign(**base), result, cfg.keep_nonfinite)
-        write_part(frame, part_path(out, regime, chunk, writer), run)
-        result.rows[regime] += len(frame)
-        result.written[regime] += 1
+        for r, q in pairs:
+            frame = _finite(q.take(ids).assign(**base), result, cfg.keep_nonfinite)
+            write_part(frame, part_path(out, r, chunk, writer), run)
+            result.rows[r] += len(frame)
+            result.written[r] += 1
 
     def done(regime: str, chunk: int) -> bool:
         # a part file that cannot be read (truncated, foreign) is written again
@@ -374,10 +388,14 @@ def collect(
                     continue
                 item = test_data[j]
                 img = item["input"]
+                shared = "whole" in todo and "window" in todo
                 for regime in todo:
+                    if regime == "window" and shared:
+                        continue  # recorded by whole's pass
                     bar.set_postfix(image=item["id"], regime=regime)
                     if regime == "whole":
-                        emit(regime, j, [item["id"]], model, [img[None]], probe)
+                        also = [("window", window_probe)] if shared else []
+                        emit(regime, j, [item["id"]], model, [img[None]], probe, also)
                     elif regime == "tlc":
                         emit(regime, j, [item["id"]], tlc_model, [img[None]], tlc_probe)
                     elif regime == "window":

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from ..data import DeadLeavesPairs, PairedFolder, SyntheticPairs, synthetic_pairs
-from ..data.datasets import LAYOUTS
+from ..data.datasets import LAYOUTS, SYNTHETIC_IMAGES
 from ..sizes import as_int
 
 
@@ -174,17 +174,18 @@ class ImageSource:
             return PairedFolder(self.data, self.layout, split="train")
         return None
 
-    def describe(self, task: str, train_config: dict[str, Any] | None = None) -> str:
+    def describe(self, task: str | None, train_config: dict[str, Any] | None = None) -> str:
         """One line for the run metadata and the report: the test images and where the
-        train regime's crops come from."""
+        train regime's crops come from (``task`` None: images degraded for each task)."""
+        what = task or "degraded per task"
         if self.synthetic:
-            n = len(synthetic_pairs(task, "test", self.seed))
-            return f"{n} generated dead-leaves scenes of 360x640, {task} (seed {self.seed})"
+            n = SYNTHETIC_IMAGES["test"]
+            return f"{n} generated dead-leaves scenes of 360x640, {what} (seed {self.seed})"
         if self.data is None:
             tc = train_config or {}
             leaves = int(tc.get("deadleaves", 0))
             more = f", training pool + {leaves} dead-leaves images" if leaves else ""
-            return f"bundled photos, {task} (seed {self.seed}, {self.n_per_photo} per photo){more}"
+            return f"bundled photos, {what} (seed {self.seed}, {self.n_per_photo} per photo){more}"
         # resolved: a resume may name the folder otherwise
         where = f"{self.layout} folder {Path(self.data).resolve()}"
         return where + (f", train {Path(self.train_data).resolve()}" if self.train_data else "")

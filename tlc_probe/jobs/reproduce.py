@@ -398,7 +398,7 @@ def reproduce(
     result = {
         "quick": quick,
         "settings": {k: v for k, v in s.items() if k != "user"},
-        "data": images.describe(subjects[0].task),
+        "data": images.describe(_one_task(subjects)),
         "test_set": images.label(),
         "user_model": bool(s.get("user")),
         "checkpoints": [sub.meta.get("checkpoint", f"<module {sub.name}>") for sub in subjects],
@@ -478,12 +478,18 @@ def _synthetic_pass(
         benches[key] = {"subject": sub, "table": table_i, "per_image": each}
         seconds[f"synthetic bench {key}"] = time.perf_counter() - t
     return {
-        "data": syn.describe(subjects[0].task),
+        "data": syn.describe(_one_task(subjects)),
         "summary": results["summary"],
         "decomposition": results["decomposition"],
         "benches": benches,
         "seconds": seconds,
     }
+
+
+def _one_task(subjects: Sequence[Subject]) -> str | None:
+    """The task of ``subjects`` when they share one, else None."""
+    tasks = {sub.task for sub in subjects}
+    return tasks.pop() if len(tasks) == 1 else None
 
 
 def _shipped(checkpoint: Path) -> Subject:
