@@ -110,3 +110,14 @@ def test_test_sets_side_by_side_with_the_content_floor():
     said = [line for line in text if line.startswith("- **")]
     assert len(said) == 1 and "on 12 synthetic images" in said[0]  # photos' open the report
     assert "- synthetic: 12 scenes" in lines
+    notes = [line for line in text if line.startswith("- hinet-tiny")]
+    assert notes == [
+        "- hinet-tiny (deblur) on `synthetic`: content share 0.30 is 0.70 x the W1 that "
+        "sampling the images alone gives: within the sampling noise of the test images."
+    ]  # (photos: no floor, no note)
+    far = summ("synthetic", 0.5, 3.4)
+    lines = test_sets_section({"synthetic": (far, synthetic)}, {})
+    assert any("3.40 x" in line and "differ from these scenes" in line for line in lines)
+    low = summ("synthetic", 0.08, 3.4)  # a share within 0.1 needs no explanation
+    lines = test_sets_section({"synthetic": (low, synthetic)}, {})
+    assert not any("x the W1" in line for line in "\n".join(lines).splitlines())
