@@ -141,22 +141,26 @@ def test_sampling_floor_is_the_w1_of_two_independent_draws_of_images():
 
     from tlc_probe.metrics.intervals import sampling_floor
 
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(3)
 
-    def draw(n_images: int, per_image: int) -> tuple[np.ndarray, np.ndarray]:
-        # values cluster by image: an image effect plus within-image noise
-        effect = rng.normal(size=n_images)
-        values = np.concatenate([e + 0.3 * rng.normal(size=per_image) for e in effect])
+    def draw(n_images: int, per_image: int, between: float, within: float):
+        # values cluster by image: an image effect plus within-image noise; one marginal
+        # N(0, 1.09) for both settings used below, sampled differently
+        effect = between * rng.normal(size=n_images)
+        values = np.concatenate([e + within * rng.normal(size=per_image) for e in effect])
         return values, np.repeat([f"i{k}" for k in range(n_images)], per_image)
 
-    floors, truth = [], []
-    for rep in range(150):
-        test, images = draw(12, 30)
-        other, _ = draw(24, 3)
-        floors.append(sampling_floor(test, images, 24, n_splits=8, seed=rep))
-        truth.append(wasserstein_distance(test, other))  # same distribution: W1 is noise
-    assert np.mean(floors) == pytest.approx(np.mean(truth), rel=0.15)
+    # many values of few images against a few values each of many images, either way
+    for test_kind, train_kind in [((1.0, 0.3), (0.3, 1.0)), ((0.3, 1.0), (1.0, 0.3))]:
+        floors, truth = [], []
+        for rep in range(120):
+            test, images = draw(12, 30, *test_kind)
+            train, train_images = draw(24, 3, *train_kind)
+            floors.append(sampling_floor(test, images, train, train_images, n_splits=8, seed=rep))
+            truth.append(wasserstein_distance(test, train))  # one distribution: W1 is noise
+        assert np.mean(floors) == pytest.approx(np.mean(truth), rel=0.15), test_kind
     # 30 values per image are no 30 samples: a row-level floor would be far smaller
-    rows = [wasserstein_distance(*rng.normal(size=(2, 180))) for _ in range(50)]
+    rows = [wasserstein_distance(*rng.normal(size=(2, 360))) for _ in range(50)]
     assert np.mean(floors) > 2 * np.mean(rows)
-    assert np.isnan(sampling_floor(np.arange(9.0), ["a", "b", "c"] * 3, 10))  # 3 images
+    few = sampling_floor(np.arange(9.0), ["a", "b", "c"] * 3, np.arange(8.0), list("abcdefgh"))
+    assert np.isnan(few)  # 3 images on a side

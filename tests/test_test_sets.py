@@ -2,6 +2,7 @@
 set everywhere a run names one (ImageSource, the CLI, the store, the shift table)."""
 
 import argparse
+import json
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,8 @@ from tlc_probe.metrics.shift import shift_table
 from tlc_probe.store import read_stats, shipped_checkpoints
 from tlc_probe.store.checkpoint import read_checkpoint
 from tlc_probe.store.parts import part_path, write_part
+from tlc_probe.store.read import SiteIndex, read_site
+from tlc_probe.store.schema import META_KEY
 
 
 def _seeds_drawn(dataset, monkeypatch) -> set[int]:
@@ -108,8 +111,8 @@ def test_cli_test_set_option(tmp_path):
     assert image_source(_args("--test-set", str(folder))).data == str(folder)
     with pytest.raises(ValueError, match="give one"):
         image_source(_args("--test-set", "synthetic", "--data", str(folder)))
-    with pytest.raises(FileNotFoundError):
-        image_source(_args("--test-set", str(tmp_path / "nowhere")))
+    with pytest.raises(FileNotFoundError, match="not photos, synthetic or an existing folder"):
+        image_source(_args("--test-set", "synthetc"))  # a typo is named as such
 
 
 def _frame(model: str, regime: str, shift: float, n: int = 40) -> pd.DataFrame:
@@ -149,3 +152,24 @@ def test_test_set_round_trips_through_the_store_and_splits_the_shift(tmp_path):
     assert set(read_stats(tmp_path / "old")["test_set"]) == {"photos"}
     both = read_stats([tmp_path / "old", tmp_path / "synthetic"])  # old and new together
     assert set(both["test_set"]) == {"photos", "synthetic"}
+    # a store written when collect recorded the test set in its run metadata only
+    gopro = tmp_path / "gopro" / "regime=whole"
+    gopro.mkdir(parents=True)
+    table = pa.Table.from_pandas(_frame("m", "whole", 0.0), preserve_index=False)
+    meta = {META_KEY: json.dumps({"model": "m", "test_set": "GoPro"}).encode()}
+    pq.write_table(table.replace_schema_metadata(meta), gopro / "part-0-000000.parquet")
+    assert set(read_stats(tmp_path / "gopro")["test_set"]) == {"GoPro"}
+    index = SiteIndex(tmp_path / "gopro")
+    assert set(read_site(index, ("m", "deblur", "s"))["test_set"]) == {"GoPro"}
+
+
+def test_figures_refuse_to_pool_two_test_sets(tmp_path):
+    from tlc_probe.jobs.figures import stats_figures
+
+    for test_set in ("photos", "synthetic"):
+        root = tmp_path / test_set
+        for regime, s in (("train", 0.0), ("whole", 1.0), ("tlc", 0.5)):
+            write_part(_frame("m", regime, s), part_path(root, regime, 0), {"test_set": test_set})
+    with pytest.raises(ValueError, match="hold test sets \\['photos', 'synthetic'\\]"):
+        stats_figures([tmp_path / "photos", tmp_path / "synthetic"], tmp_path / "figs")
+    assert stats_figures(tmp_path / "synthetic", tmp_path / "figs")  # one test set draws

@@ -4,6 +4,7 @@ so that one checkpoint gets one name everywhere and its outputs join."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 LAYOUT_HELP = (
@@ -104,6 +105,8 @@ def image_source(args: argparse.Namespace):
         data, test_set = test_set, None
     if test_set and data:
         raise ValueError(f"--test-set {test_set} and --data: give one of them")
+    if data and getattr(args, "test_set", None) == data and not Path(data).is_dir():
+        raise FileNotFoundError(f"--test-set {data}: not photos, synthetic or an existing folder")
     for flag, folder in (("--data", data), ("--train-data", train_data)):
         if folder:
             existing([folder], flag, kind="dir")

@@ -219,8 +219,8 @@ class DeadLeavesPairs(torch.utils.data.Dataset):
     """``n`` dead-leaves images (:func:`~tlc_probe.data.deadleaves.dead_leaves`, ``size`` px,
     an int for a square) degraded for ``task``; item ``i`` draws its image from seed
     ``seed * 100003 + first + i`` and its degradation from that seed + 50021 (haze: a
-    synthetic depth). Ids ``deadleaves#<i>`` (``name`` replaces ``deadleaves``; with a
-    ``name``, ``<name>-<i>``, each its own image). Images are made on access (the clean
+    synthetic depth). Ids ``deadleaves#<i>``; with a ``name``, ``<name>-<ii>`` (two
+    digits at least), each its own image. Images are made on access (the clean
     ones of the last few seeds kept: making one costs ~0.7 s at 360 x 640)."""
 
     def __init__(
@@ -251,7 +251,7 @@ class DeadLeavesPairs(torch.utils.data.Dataset):
         if not 0 <= i < self.n:
             raise IndexError(i)
         s = self.seed * 100003 + self.first + i
-        clean = _leaves(as_pair(self.size, "size"), s)
+        clean = _leaves(as_pair(self.size, "size"), s).clone()  # the cache's stays untouched
         name = f"deadleaves#{i}" if self.name is None else f"{self.name}-{i:02d}"
         return {"input": degrade(self.task, clean, s + 50021), "target": clean, "id": name}
 

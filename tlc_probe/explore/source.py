@@ -206,6 +206,12 @@ class StatsSource:
 
 
 def _no_steps(frame: pd.DataFrame) -> pd.DataFrame:
+    if "test_set" in frame.columns and frame["test_set"].nunique() > 1:
+        site, sets = frame["site"].iloc[0], sorted(map(str, frame["test_set"].unique()))
+        raise ValueError(
+            f"site {site} holds statistics of test sets {sets}: the explorer draws one at a "
+            "time (open a main job's folder, or one test set's statistics)"
+        )
     if frame["step"].notna().any():
         site = frame["site"].iloc[0]
         raise ValueError(

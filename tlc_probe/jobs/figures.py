@@ -72,7 +72,8 @@ def stats_figures(
     :func:`~tlc_probe.jobs.shift.store_shift_table`, and the raw rows only of the sites
     drawn), so memory stays bounded for stores of any size.
 
-    Raises ``ValueError`` when a name in ``sites`` belongs to no model in ``stats``."""
+    Raises ``ValueError`` when a name in ``sites`` belongs to no model in ``stats``, and
+    when one model's statistics hold several test sets (they would be pooled)."""
     if isinstance(stats, pd.DataFrame):
         groups = sorted(set(map(tuple, stats[["model", "task", "site"]].drop_duplicates().values)))
 
@@ -97,6 +98,14 @@ def stats_figures(
         table = shift_table(stats, per_channel=False)
     else:
         table = store_shift_table(index, COMPARISONS, per_channel=False)
+    if "test_set" in table.columns and len(table):
+        sets = table.groupby(["model", "task"])["test_set"].unique()
+        if (mixed := sets[sets.map(len) > 1]).any():
+            (model, task), names = mixed.index[0], sorted(map(str, mixed.iloc[0]))
+            raise ValueError(
+                f"statistics of {model} / {task} hold test sets {names}: their figures would "
+                "pool them; draw one test set at a time (give the statistics of one)"
+            )
     paths: list[Path] = []
     for model, task in sorted({(m, t) for m, t, _ in groups}):
         mine = {g[2] for g in groups if g[:2] == (model, task)}

@@ -191,8 +191,9 @@ def test_sets_section(
         for r in _primary(summ).itertuples(index=False):
             key = (str(r.model), str(r.task))
             sure = getattr(r, "n_w1_improved_sure", pd.NA)
-            closer = f"{round(float(r.frac_w1_improved) * int(r.n_sites))} of {int(r.n_sites)}"
-            if not pd.isna(sure):
+            frac, n_sites = float(r.frac_w1_improved), int(r.n_sites)
+            closer = f"{round(frac * n_sites)} of {n_sites}" if n_sites and frac == frac else "-"
+            if closer != "-" and not pd.isna(sure):
                 closer += f" ({int(sure)} sure)"
             rows.append(
                 {
@@ -208,6 +209,8 @@ def test_sets_section(
                     "tiles dPSNR (dB)": _scheme_dpsnr(tables.get(key), "tiles"),
                 }
             )
+    if not rows:
+        return []
     table = pd.DataFrame(rows).sort_values(["model", "task"], kind="stable")
     notes = [
         note

@@ -157,7 +157,12 @@ def estimate_seconds(
         scored = min(n_img, settings["reliance_photos"] or n_img)
         reference = len(images.test_items(s.task, _reference_images(settings, images)))
         passes = n_img * 5 + crops + (n_sites + 2) * scored + reference
-        if settings.get("synthetic") and images.bundled and not images.synthetic:
+        if (
+            settings.get("synthetic")
+            and images.bundled
+            and not images.synthetic
+            and not settings.get("user")
+        ):
             scenes = 12 * SYNTHETIC_SIZE[0] * SYNTHETIC_SIZE[1] / (x.shape[-2] * x.shape[-1])
             passes += scenes * (5 + (4 if _benched(s, settings) else 0))  # collect, bench
         if _benched(s, settings):
@@ -436,9 +441,10 @@ def _synthetic_pass(
 ) -> dict[str, Any]:
     """The generated test set (``synthetic``, :func:`~tlc_probe.data.synthetic_pairs`) for
     every subject: statistics (``out/stats/<key>``), the shift tables with the
-    decomposition (``out/shift``; the reliance measured on the photos joined) and, for
-    the content link's sampling floor of every site (:func:`~tlc_probe.jobs.shift.content_floors`)
-    and, for the ``benched`` subjects, whole / tlc / tiles PSNR per image with paired intervals
+    decomposition (``out/shift``; the reliance measured on the photos joined) and the
+    content link's sampling floor of every site
+    (:func:`~tlc_probe.jobs.shift.with_content_floors`) and, for the ``benched``
+    subjects, whole / tlc / tiles PSNR per image with paired intervals
     (``out/bench/<key>/bench.csv``, ``per_image.csv``; no timing sizes). Returns {"data",
     "summary", "decomposition", "benches": {key: {"subject", "table", "per_image"}},
     "seconds"}."""

@@ -78,7 +78,7 @@ def content_floors(stats: str | Path | Sequence[str | Path] | SiteIndex) -> pd.D
     """Per site and statistic of the statistics at ``stats``: the W1 of the content link
     (tiles~train, channels pooled) that sampling the images alone gives
     (:func:`~tlc_probe.metrics.intervals.sampling_floor` of the ``tiles`` values by test
-    image, against as many images as the ``train`` crops came from). Where the test
+    image and the ``train`` values by training image). Where the test
     images are drawn as the training images are (the ``synthetic`` test set), a content
     W1 near this floor is sampling noise, not a content difference. Columns
     :data:`FLOOR_COLUMNS`; sites without tiles or train rows are left out."""
@@ -90,9 +90,12 @@ def content_floors(stats: str | Path | Sequence[str | Path] | SiteIndex) -> pd.D
             tiles, train = g[g["regime"] == "tiles"], g[g["regime"] == "train"]
             if tiles.empty or train.empty:
                 continue
-            n_train = len(set(image_of(train["sample"].astype(str))))
-            images = image_of(tiles["sample"].astype(str))
-            floor = sampling_floor(tiles["value"].to_numpy(), images, n_train)
+            floor = sampling_floor(
+                tiles["value"].to_numpy(),
+                image_of(tiles["sample"].astype(str)),
+                train["value"].to_numpy(),
+                image_of(train["sample"].astype(str)),
+            )
             rows.append((*key[:2], test_set, key[2], stat, floor))
     return pd.DataFrame(rows, columns=list(FLOOR_COLUMNS))
 

@@ -319,35 +319,47 @@ def w1_intervals(
 def sampling_floor(
     values: np.ndarray,
     images: Sequence[str] | np.ndarray,
-    n_other: int,
+    other: np.ndarray,
+    other_images: Sequence[str] | np.ndarray,
     *,
     n_splits: int = 20,
     seed: int = 0,
 ) -> float:
-    """The W1 that sampling images alone gives: the expected W1 between the values of
-    ``images`` (one per value; n distinct) and those of ``n_other`` other images drawn
-    from the same distribution — e.g. the content link (tiles~train) of a test set whose
-    content equals training's by construction.
+    """The W1 that sampling images alone gives between two sides drawn from one
+    distribution: ``values`` of ``images`` (one image id per value) against ``other`` of
+    ``other_images`` — e.g. the content link (tiles~train) of a test set whose content
+    equals training's by construction.
 
-    Estimated by splitting the n images into random halves A, B ``n_splits`` times:
-    the mean W1(values of A, values of B) (``scipy.stats.wasserstein_distance``), scaled
-    by sqrt((1/n + 1/n_other) / (1/|A| + 1/|B|)) — W1 between two samples of one
-    distribution shrinks about as that root of the sample sizes, and the images, not
-    the values, are the samples. NaN below 4 images."""
+    Each side's part is estimated from the side itself, so that the two may be sampled
+    differently (many tiles of few test images, a few crops of many training images):
+    split its n images into random halves A, B ``n_splits`` times, take the mean
+    W1(values of A, values of B) (``scipy.stats.wasserstein_distance``) and scale it by
+    sqrt((1/n) / (1/|A| + 1/|B|)) — W1 between two samples of one distribution shrinks
+    about as that root of the sample sizes, and the images, not the values, are the
+    samples. The floor is the root of the sum of the two parts' squares. NaN when a side
+    has fewer than 4 images."""
+    rng = np.random.default_rng(seed)
+    parts = [
+        _half_split_w1(values, images, n_splits, rng),
+        _half_split_w1(other, other_images, n_splits, rng),
+    ]
+    return float(np.hypot(*parts))
+
+
+def _half_split_w1(values, images, n_splits: int, rng: np.random.Generator) -> float:
+    """One side's part of :func:`sampling_floor` (NaN below 4 images)."""
     images = np.asarray(images, dtype=object)
     values = np.asarray(values, dtype=np.float64)
     ok = np.isfinite(values)
     values, images = values[ok], images[ok]
     names = np.unique(images)
     n = names.size
-    if n < 4 or n_other < 1:
+    if n < 4:
         return float("nan")
-    rng = np.random.default_rng(seed)
     half = n // 2
     w = []
     for _ in range(n_splits):
         a = set(rng.permutation(names)[:half].tolist())
         in_a = np.fromiter((i in a for i in images), bool, images.size)
         w.append(sps.wasserstein_distance(values[in_a], values[~in_a]))
-    scale = np.sqrt((1 / n + 1 / n_other) / (1 / half + 1 / (n - half)))
-    return float(np.mean(w) * scale)
+    return float(np.mean(w) * np.sqrt((1 / n) / (1 / half + 1 / (n - half))))

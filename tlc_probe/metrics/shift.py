@@ -638,7 +638,7 @@ def _with_intervals(
     group, comp = _group_keys(table.loc[pooled], keys)
     if not found.empty:
         found_group, found_comp = _group_keys(found, keys)
-        pos = pd.Index(found_group + "\x1e" + found_comp).get_indexer(group + "\x1e" + comp)
+        pos = pd.Index(_joined(found_group, found_comp)).get_indexer(_joined(group, comp))
         hit = pos >= 0
         for c in ("w1_lo", "w1_hi", "dw1_tlc_lo", "dw1_tlc_hi"):
             table.loc[rows[hit], c] = found[c].to_numpy()[pos[hit]]
@@ -653,10 +653,17 @@ def _with_intervals(
 
 def _group_keys(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per row of ``frame``: its ``keys`` values joined as one text (the same whichever
-    dtype carried them) and its comparison, as two arrays of str."""
+    dtype carried them) and its comparison, as two object arrays of str."""
     text = frame[list(keys)].map(_key_str)
-    group = text.agg("\x1f".join, axis=1).to_numpy(dtype=object) if len(text) else np.array([])
-    return group.astype(str), frame["comparison"].astype(str).to_numpy()
+    group = ["\x1f".join(row) for row in text.itertuples(index=False)]
+    comp = [str(c) for c in frame["comparison"]]
+    return np.array(group, dtype=object), np.array(comp, dtype=object)
+
+
+def _joined(group: np.ndarray, comp: np.ndarray) -> list[str]:
+    """``group`` and ``comp`` (object arrays of str) joined per row (no string ufuncs:
+    NumPy 1.x has none)."""
+    return [f"{g}\x1e{c}" for g, c in zip(group, comp, strict=True)]
 
 
 def concat_shift_tables(

@@ -86,15 +86,27 @@ class RunsApart:
             )
 
 
-def _dataset(root: Path, apart: RunsApart | None = None) -> ds.Dataset:
-    """One root as a pyarrow dataset: a directory with Hive ``key=value`` folders becoming
-    columns (part files of several versions, with and without ``step``, unified with
-    missing columns null), or one file."""
+def _meta_test_set(kv: Mapping[bytes, bytes] | None) -> str:
+    """The test set a part file's run metadata names (files written before the
+    ``test_set`` column existed: collect recorded it there), else ``photos``."""
+    if kv and META_KEY in kv:
+        return str(json.loads(kv[META_KEY]).get("test_set", DEFAULT_TEST_SET))
+    return DEFAULT_TEST_SET
+
+
+def _read_root(root: Path, apart: RunsApart | None = None) -> pa.Table:
+    """One root as a table: a directory with Hive ``key=value`` folders becoming columns
+    (part files of several versions, with and without ``step``, unified with missing
+    columns null; a file without ``test_set`` gets its run metadata's), or one file."""
     if not root.is_dir():
         if not root.exists():
             raise FileNotFoundError(f"no statistics at {root}")
         _statistics_metadata(str(root))
-        return ds.dataset(str(root), format="parquet")
+        table = ds.dataset(str(root), format="parquet").to_table()
+        if "test_set" not in table.column_names:
+            fill = _meta_test_set(pq.read_schema(root).metadata)
+            table = table.append_column("test_set", pa.array([fill] * table.num_rows, pa.string()))
+        return table
     names = _files(root)
     own = [_statistics_metadata(f).schema.to_arrow_schema() for f in names]  # checked first
     kw = {"format": "parquet", "partitioning": "hive", "partition_base_dir": str(root)}
@@ -105,7 +117,21 @@ def _dataset(root: Path, apart: RunsApart | None = None) -> ds.Dataset:
         if sch.metadata and META_KEY in sch.metadata:  # written by tlc-probe
             apart.add(f, sch.metadata, {key[2] for key in _file_pieces(root, f)})
     schema = pa.unify_schemas(schemas, promote_options="permissive")  # string, large_string
-    return ds.dataset(names, schema=schema, **kw)
+    groups: dict[str | None, list[str]] = {}  # files by the test set they lack, if any
+    for f, sch in zip(names, own, strict=True):
+        fill = None if "test_set" in sch.names else _meta_test_set(sch.metadata)
+        groups.setdefault(fill, []).append(f)
+    tables = []
+    for fill, files in groups.items():
+        table = ds.dataset(files, schema=schema, **kw).to_table()
+        if fill is not None:
+            column = pa.array([fill] * table.num_rows, pa.string())
+            if "test_set" in table.column_names:
+                table = table.set_column(table.column_names.index("test_set"), "test_set", column)
+            else:
+                table = table.append_column("test_set", column)
+        tables.append(table)
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def _tidy(df: pd.DataFrame, categorical: bool = False) -> pd.DataFrame:
@@ -147,11 +173,9 @@ def read_stats(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     frames = []
     apart = RunsApart()
     for root in _roots(paths):
-        if root.is_dir():
-            frames.append(_dataset(root, apart).to_table().to_pandas())
-        else:
+        if not root.is_dir() and root.exists():
             apart.add(str(root), pq.read_schema(root).metadata, _sites_of(root))
-            frames.append(pd.read_parquet(root))
+        frames.append(_read_root(root, apart).to_pandas())
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return _tidy(df)
 
@@ -355,7 +379,7 @@ def _read_piece(
         elif c in fixed:
             columns_out.append(pa.array(np.full(n, fixed[c]), type=schema.field(c).type))
         elif c == "test_set":  # a file written before the column existed
-            columns_out.append(_constant(DEFAULT_TEST_SET, n))
+            columns_out.append(_constant(_meta_test_set(piece.metadata.metadata), n))
         else:
             columns_out.append(pa.nulls(n, schema.field(c).type))
     return pa.table(columns_out, names=list(columns))
@@ -378,6 +402,8 @@ def _read_site(
     # the key's own columns are not read: every row holds the key
     wanted = index.schema.names if columns is None else columns
     cols = [c for c in index.schema.names if c in wanted and c not in SITE_GROUP]
+    if "test_set" not in cols:  # always: rows of two test sets must never look alike
+        cols.append("test_set")  # (files before the column: from their run metadata)
     tables = [_read_piece(p, key, cols, index.schema) for p in pieces]
     table = pa.concat_tables(tables, promote_options="permissive")
     if not categorical:  # partition columns arrive dictionary-encoded
@@ -404,7 +430,7 @@ def read_site(
 ) -> pd.DataFrame:
     """The rows of one ``key`` = (model, task, site) of the statistics at ``paths`` (or of
     a :class:`SiteIndex` of them): what :func:`read_stats` returns for it (only
-    ``columns`` and the key's columns when given; string columns categorical with
+    ``columns``, the key's columns and ``test_set`` when given; string columns categorical with
     ``categorical``). Reads only the row groups holding the site. ``KeyError`` when there
     are none."""
     return _read_site(_index(paths), key, columns, categorical)

@@ -11,7 +11,8 @@ over full-size maps, the head's maps and the product each go through memory. A
 writes that band's rows of the product (border rows and columns repeat the edge
 windows, as replicate padding does), so every intermediate is the size of one band and
 stays in cache. A head that starts with a 1x1 convolution narrowing the channels has it
-applied before the window sums (``project`` of ``box_mean_bands``). The numbers are the
+applied to the pool's input before the window sums (``project`` of ``box_mean_bands``:
+one C / r-channel map of full size). The numbers are the
 exact path's up to float rounding.
 
 Any other use of the map (a 3x3 convolution, an addition, ``.view``) gets the full map,

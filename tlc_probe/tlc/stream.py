@@ -13,8 +13,9 @@ band of rows at a time, every intermediate the size of one band:
 * a cumulative sum along W of those vertical sums and one difference give the window
   sums, scaled and shifted back by the offset.
 
-``x`` is read twice (entering and leaving rows) and nothing of full size is written. The
-arithmetic differs from the integral image only in the order of float additions.
+``x`` is read twice (entering and leaving rows) and nothing of full size is written (but
+the C / r-channel map of a projection, below). The arithmetic differs from the integral
+image only in the order of float additions.
 
 A squeeze-excitation head usually starts with a 1x1 convolution that narrows the channels
 (C -> C / r). Means are linear, so that convolution can act on ``x`` before the window sums
