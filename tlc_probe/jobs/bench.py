@@ -336,13 +336,14 @@ def bench_outputs(
     images: ImageSource | None = None,
     n_photos: int | None = None,
     plan: Plan | str | Path | None = None,
+    seams: bool = True,
     **identity: Any,
 ) -> dict[str, Any]:
     """Run :func:`bench` (and the window sweep) for ``checkpoint`` and write
     ``bench.csv``, ``per_image.csv``, ``bench.md``, ``sweep.csv``, ``sweep.{png,pdf}``
-    and ``seams.{png,pdf}`` to ``out``. ``quick``: one repeat, one test image, sweep over
-    1, 1.5, 2 and global. ``images``, ``n_photos`` (test images used, default all) and
-    ``identity`` (``model``, ``preset``, ``task``, ``train_size``, ``name``) as in
+    and (with ``seams``) ``seams.{png,pdf}`` to ``out``. ``quick``: one repeat, one test
+    image, sweep over 1, 1.5, 2 and global. ``images``, ``n_photos`` (test images used,
+    default all) and ``identity`` (``model``, ``preset``, ``task``, ``train_size``, ``name``) as in
     :func:`bench`; ``schemes`` and ``plan`` as there. Returns {"subject", "table", "per_image",
     "sweep", "markdown", "paths"}."""
     out = Path(out)
@@ -372,8 +373,9 @@ def bench_outputs(
         sw = window_sweep(subject, ratios, n_photos=n_photos, progress=progress, images=images)
         paths.append(atomic_write(out / "sweep.csv", lambda p: sw.to_csv(p, index=False)))
         paths += save_figure(sweep_figure(sw), out, "sweep")
-    seams = seam_outputs(subject, overlaps=overlaps, images=images)
-    paths += save_figure(seam_crops_figure(**seams), out, "seams")
+    if seams:
+        crops = seam_outputs(subject, overlaps=overlaps, images=images)
+        paths += save_figure(seam_crops_figure(**crops), out, "seams")
     return {
         "subject": subject,
         "table": table,

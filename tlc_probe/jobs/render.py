@@ -11,6 +11,7 @@ import pandas as pd
 from ..metrics.decomposition import RELIED_DB, relied_on
 from ..metrics.intervals import paired_difference
 from ..metrics.shift import stat_mask
+from ..sites import PRIMARY_STAT
 
 #: The summary columns REPORT.md shows (at most 8; the rest stays in summary.csv).
 SUMMARY_SHOWN = (
@@ -86,9 +87,12 @@ def verdicts(
     task) the paired PSNR difference of the tuned windows to the uniform 1.5 on the test
     images (:func:`~tlc_probe.metrics.intervals.paired_difference`'s dict)."""
     keys = [(str(m), str(t)) for m, t in zip(summ["model"], summ["task"], strict=True)]
+    primary = _primary(summ)
     lines = []
     for model, task in dict.fromkeys([*keys, *tables]):
-        mine = summ[(summ["model"].astype(str) == model) & (summ["task"].astype(str) == task)]
+        row = primary[
+            (primary["model"].astype(str) == model) & (primary["task"].astype(str) == task)
+        ]
         parts = []
         table = tables.get((model, task))
         if table is not None:
@@ -109,8 +113,6 @@ def verdicts(
             if kept == "uniform":
                 said += " (validation rejected them: plan.json holds the uniform 1.5)"
             parts.append(said)
-        primary = mine[mine["stat"].astype(str).isin(["mean", "logit_mean"])]
-        row = (primary if len(primary) else mine).head(1)
         if len(row) and int(row.iloc[0]["n_sites"]) > 0:
             r = row.iloc[0]
             n_sites, frac = int(r["n_sites"]), float(r["frac_w1_improved"])
@@ -130,25 +132,29 @@ def verdicts(
 
 
 def _primary(summ: pd.DataFrame) -> pd.DataFrame:
-    """Each (model, task)'s row of its primary statistic (the mean; else the first)."""
+    """Each (model, task)'s row of its primary statistic (:data:`~tlc_probe.sites.PRIMARY_STAT`;
+    else its first)."""
     rows = []
     for _, g in summ.groupby(["model", "task"], sort=True):
-        primary = g[g["stat"].astype(str).isin(["mean", "logit_mean"])]
+        primary = g[g["stat"].astype(str).isin(set(PRIMARY_STAT.values()))]
         rows.append((primary if len(primary) else g).head(1))
     return pd.concat(rows, ignore_index=True) if rows else summ.head(0)
 
 
-def _scheme_dpsnr(table: pd.DataFrame | None, scheme_prefix: str) -> str:
-    """The paired PSNR difference to whole of the first scheme starting with
-    ``scheme_prefix`` on the test images, with its interval ("-" when absent)."""
+def _scheme_dpsnr(table: pd.DataFrame | None, scheme: str) -> str:
+    """The paired PSNR difference to whole on the test images, with its interval, of
+    ``scheme``, or with ``"tiles"`` of the tiles with the largest overlap ("-" when
+    absent)."""
     if table is None:
         return "-"
-    rows = table[(table["image_size"] == "test") & table["scheme"].str.startswith(scheme_prefix)]
-    if scheme_prefix == "tlc":
-        rows = rows[rows["scheme"] == "tlc"]
+    test = table[table["image_size"] == "test"]
+    if scheme == "tiles":
+        rows = test[test["scheme"].str.startswith("tiles-")].sort_values("overlap")
+    else:
+        rows = test[test["scheme"] == scheme]
     if rows.empty:
         return "-"
-    r = rows.iloc[-1] if scheme_prefix == "tiles" else rows.iloc[0]
+    r = rows.iloc[-1]
     return _interval(r["dpsnr"], r["dpsnr_lo"], r["dpsnr_hi"])
 
 
@@ -380,6 +386,15 @@ def tune_section(tunes: dict[str, dict[str, Any]], out: Path, img) -> list[str]:
     return [*lines, ""]
 
 
+def _tables_by_model(benches: dict[str, dict[str, Any]]) -> dict[tuple[str, str], pd.DataFrame]:
+    """The bench tables of ``benches`` (bench_outputs' dicts, by checkpoint) keyed by
+    (model name, task)."""
+    return {
+        (str(b["table"]["model"].iloc[0]), str(b["subject"].task)): b["table"]
+        for b in benches.values()
+    }
+
+
 def _f(v: float, nd: int) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
 
@@ -430,10 +445,7 @@ def report_md(
         + (" (**--quick**: one image, reduced settings)." if result["quick"] else "."),
         "",
     ]
-    tables = {
-        (str(b["table"]["model"].iloc[0]), str(b["subject"].task)): b["table"]
-        for b in benches.values()
-    }
+    tables = _tables_by_model(benches)
     tuned = {}
     for b in benches.values():
         each = b.get("per_image")
@@ -460,10 +472,7 @@ def report_md(
             "",
         ]
     if synthetic is not None:
-        syn_tables = {
-            (str(b["table"]["model"].iloc[0]), str(b["subject"].task)): b["table"]
-            for b in synthetic["benches"].values()
-        }
+        syn_tables = _tables_by_model(synthetic["benches"])
         sets = {"photos": (summ, tables), "synthetic": (synthetic["summary"], syn_tables)}
         described = {"photos": str(result.get("data")), "synthetic": synthetic["data"]}
         lines += test_sets_section(sets, described)

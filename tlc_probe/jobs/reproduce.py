@@ -27,7 +27,7 @@ from ..store.read import SiteIndex
 from ..store.shipped import shipped_checkpoints
 from ..tensors import to_model
 from ..tlc.plan import json_ready
-from .bench import bench, bench_outputs
+from .bench import bench_outputs
 from .collect import CollectConfig, collect_checkpoint
 from .figures import qualitative, stats_figures
 from .images import ImageSource
@@ -157,12 +157,7 @@ def estimate_seconds(
         scored = min(n_img, settings["reliance_photos"] or n_img)
         reference = len(images.test_items(s.task, _reference_images(settings, images)))
         passes = n_img * 5 + crops + (n_sites + 2) * scored + reference
-        if (
-            settings.get("synthetic")
-            and images.bundled
-            and not images.synthetic
-            and not settings.get("user")
-        ):
+        if _runs_synthetic(images, settings):
             scenes = 12 * SYNTHETIC_SIZE[0] * SYNTHETIC_SIZE[1] / (x.shape[-2] * x.shape[-1])
             passes += scenes * (5 + (4 if _benched(s, settings) else 0))  # collect, bench
         if _benched(s, settings):
@@ -395,7 +390,7 @@ def reproduce(
         )
         timings[f"bench {key}"] = time.perf_counter() - t
     second = None
-    if s["synthetic"] and images.bundled and not images.synthetic and not s.get("user"):
+    if _runs_synthetic(images, s):
         second = _synthetic_pass(subjects, keys, chosen, out / "synthetic", s, rel, images.seed)
         timings.update(second["seconds"])
     timings["total"] = time.perf_counter() - t0
@@ -445,9 +440,9 @@ def _synthetic_pass(
     content link's sampling floor of every site
     (:func:`~tlc_probe.jobs.shift.with_content_floors`) and, for the ``benched``
     subjects, whole / tlc / tiles PSNR per image with paired intervals
-    (``out/bench/<key>/bench.csv``, ``per_image.csv``; no timing sizes). Returns {"data",
-    "summary", "decomposition", "benches": {key: {"subject", "table", "per_image"}},
-    "seconds"}."""
+    (:func:`~tlc_probe.jobs.bench.bench_outputs` into ``out/bench/<key>``: no timing
+    sizes, sweep or seams). Returns {"data", "summary", "decomposition", "benches": {key:
+    bench_outputs' dict}, "seconds"}."""
     syn = ImageSource.of("synthetic", seed=seed)
     cfg = CollectConfig(n_crops=settings["crops"], positions=settings["positions"], seed=seed)
     seconds: dict[str, float] = {}
@@ -469,19 +464,17 @@ def _synthetic_pass(
         sub, key = subjects[i], keys[i]
         t = time.perf_counter()
         tiles = f"tiles-{default_overlaps(sub.train_size)[-1]}"
-        table_i, each = bench(
+        benches[key] = bench_outputs(
             sub,
+            out / "bench" / key,
             sizes=(),
             repeats=1,
+            sweep=False,
+            seams=False,
+            progress=False,
             schemes=["whole", "tlc", tiles],
             images=syn,
-            per_image=True,
-            progress=False,
         )
-        d = out / "bench" / key
-        atomic_write(d / "bench.csv", lambda p, t_=table_i: t_.to_csv(p, index=False))
-        atomic_write(d / "per_image.csv", lambda p, e_=each: e_.to_csv(p, index=False))
-        benches[key] = {"subject": sub, "table": table_i, "per_image": each}
         seconds[f"synthetic bench {key}"] = time.perf_counter() - t
     return {
         "data": syn.describe(_one_task(subjects)),
@@ -490,6 +483,17 @@ def _synthetic_pass(
         "benches": benches,
         "seconds": seconds,
     }
+
+
+def _runs_synthetic(images: ImageSource, settings: dict[str, Any]) -> bool:
+    """Whether the main job also runs the generated test set: on the embedded default
+    (bundled photos, shipped checkpoints) when ``settings["synthetic"]``."""
+    return bool(
+        settings.get("synthetic")
+        and images.bundled
+        and not images.synthetic
+        and not settings.get("user")
+    )
 
 
 def _one_task(subjects: Sequence[Subject]) -> str | None:
