@@ -175,3 +175,55 @@ def test_a_plan_adds_the_tuned_scheme_and_is_checked_against_the_checkpoint(ckpt
         bench(ckpt, sizes=[], repeats=1, n_photos=1, progress=False, plan=other)
     with pytest.raises(ValueError, match="needs a window plan"):
         bench(ckpt, sizes=[], repeats=1, n_photos=1, progress=False, schemes=["tlc-tuned"])
+
+
+def test_scored_schemes_are_taken_as_given_and_not_run_again(ckpt):
+    # whole and tlc "scored" elsewhere (the main job: collect's own passes): hand-made
+    # numbers go into the table and the paired difference; the network never sees the
+    # test photos for those schemes
+    from tlc_probe.jobs.images import ImageSource
+    from tlc_probe.jobs.subject import load_subject
+    from tlc_probe.metrics.image import psnr
+
+    subject = load_subject(ckpt)
+    source = ImageSource(seed=0).test_items(subject.task, None)
+    items = [source[i] for i in range(len(source))]
+    fake = {(it["id"], "whole"): (10.0 + i, 0.5, 1.0) for i, it in enumerate(items)}
+    fake |= {(it["id"], "tlc"): (11.0 + 2 * i, 0.6, 1.1) for i, it in enumerate(items)}
+    shapes = []
+    hook = subject.model.register_forward_pre_hook(lambda _m, a: shapes.append(a[0].shape[-2:]))
+    try:
+        df, each = bench(
+            subject,
+            sizes=[],
+            repeats=1,
+            progress=False,
+            schemes=["tlc", "tiles-0"],
+            per_image=True,
+            scored=fake,
+        )
+    finally:
+        hook.remove()
+    photo_sizes = {tuple(it["input"].shape[-2:]) for it in items}
+    assert not photo_sizes & {tuple(s) for s in shapes}  # only tiles and the warm-up ran
+    rows = {r.scheme: r for r in df.itertuples()}
+    assert rows["whole"].psnr == pytest.approx(11.0) and rows["tlc"].psnr == pytest.approx(13.0)
+    assert rows["tlc"].dpsnr == pytest.approx(2.0)  # (1 + 2 + 3) / 3 over the pairs
+    assert math.isnan(rows["whole"].time_s) and math.isnan(rows["tiles-0"].time_ratio)
+    tiles = each[each.scheme == "tiles-0"].set_index("image")["psnr"]
+    net = subject.model
+    with torch.no_grad():  # the tiles were run and scored: PSNR of tiled inference by hand
+        for it in items:
+            out = tiled_inference(net, it["input"][None], tile=subject.train_size, overlap=0)
+            assert tiles[it["id"]] == pytest.approx(psnr(out[0].clamp(0, 1), it["target"]))
+    want = float(np.mean([tiles[it["id"]] - 10.0 - i for i, it in enumerate(items)]))
+    assert rows["tiles-0"].dpsnr == pytest.approx(want)
+    with pytest.raises(ValueError, match="scored has no tlc output"):
+        bench(
+            subject,
+            sizes=[],
+            repeats=1,
+            progress=False,
+            schemes=["tlc"],
+            scored={k: v for k, v in fake.items() if k != (items[1]["id"], "tlc")},
+        )

@@ -124,6 +124,37 @@ def test_whole_and_window_share_a_pass_with_the_rows_of_separate_passes(tmp_path
         pd.testing.assert_frame_equal(shared, alone)
 
 
+def test_on_output_gets_each_whole_image_output_of_whole_and_tlc(tmp_path):
+    from tlc_probe import convert
+
+    model, test = _model(), _images(2)
+    seen = []
+    cfg = CollectConfig(positions=3, tile_overlap=8, regimes=("whole", "tlc", "tiles", "window"))
+    collect(
+        model,
+        tmp_path / "s",
+        model_name="m",
+        task="deblur",
+        train_size=TS,
+        test_data=test,
+        config=cfg,
+        progress=False,
+        on_output=lambda regime, item, out: seen.append((regime, item["id"], out)),
+    )
+    assert sorted((r, i) for r, i, _ in seen) == [
+        ("tlc", "im0"),
+        ("tlc", "im1"),
+        ("whole", "im0"),
+        ("whole", "im1"),
+    ]  # one call per image and whole-image regime; tiles and window add none
+    tlc = convert(model, train_size=TS)
+    with torch.no_grad():
+        for regime, image, out in seen:
+            x = test[int(image[2:])]["input"][None]
+            want = (model if regime == "whole" else tlc)(x)
+            torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)
+
+
 def test_tiles_are_the_tiles_of_tiled_inference():
     x = torch.arange(3 * 50 * 70, dtype=torch.float32).reshape(3, 50, 70)
     boxes, tiles = image_tiles(x, 32, 8)

@@ -4,6 +4,9 @@ numbers, checked against brute force, scipy and the plain exact path."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,6 +16,7 @@ from toy_models import CALayer, ToyNet
 from tlc_probe import LocalAvgPool2d, convert
 from tlc_probe.models import build
 from tlc_probe.schemes import make_scheme
+from tlc_probe.tlc.box import channel_mm
 from tlc_probe.tlc.convert import backend
 from tlc_probe.tlc.fused import FusedMap
 from tlc_probe.tlc.gridmap import ValidMap
@@ -117,6 +121,7 @@ def _head(c_in, c_out):
         ((3, 2, 13, 12), (13, 11), "full"),  # one row of two windows: every row repeats it
         ((2, 3, 50, 21), (9, 21), "channel1"),  # other broadcast over channels
         ((2, 3, 17, 19), (4, 4), "batch1"),
+        ((2, 3, 23, 17), (6, 5), "channels_last"),  # maps of a channels-last model
     ],
 )
 def test_pool_head_and_multiply_equal_brute_force(shape, kernel, other):
@@ -124,8 +129,14 @@ def test_pool_head_and_multiply_equal_brute_force(shape, kernel, other):
     x = torch.randn(shape)
     c = shape[1]
     w1, b1, w2, b2 = _head(c, 4)  # the head changes the channel count: 3 -> 2 -> 4
-    others = {"full": (shape[0], 4, *shape[2:]), "channel1": (shape[0], 1, *shape[2:])}
+    others = {
+        "full": (shape[0], 4, *shape[2:]),
+        "channel1": (shape[0], 1, *shape[2:]),
+        "channels_last": (shape[0], 4, *shape[2:]),
+    }
     y = torch.randn(others.get(other, (1, 4, *shape[2:])))
+    if other == "channels_last":
+        x, y = (t.contiguous(memory_format=torch.channels_last) for t in (x, y))
     pool = LocalAvgPool2d(kernel, fused_head=True)
     with torch.no_grad():
         m = pool(x)
@@ -137,6 +148,8 @@ def test_pool_head_and_multiply_equal_brute_force(shape, kernel, other):
         assert isinstance(h, FusedMap) and h.shape == (shape[0], 4, *shape[2:])
         got = y * h
     assert type(got) is torch.Tensor and got.shape == (shape[0], 4, *shape[2:])
+    if other == "channels_last":  # the product keeps the layout the next convolution wants
+        assert got.is_contiguous(memory_format=torch.channels_last)
     ref = F.relu(F.conv2d(brute_local_mean(x, kernel), w1.double(), b1.double()))
     ref = torch.sigmoid(F.conv2d(ref, w2.double(), b2.double()))
     torch.testing.assert_close(got.double(), y.double() * ref, rtol=1e-5, atol=1e-6)
@@ -186,6 +199,35 @@ def test_the_default_exact_mode_equals_the_plain_exact_path(name):
     (ga,) = torch.autograd.grad(exact(x).square().sum(), x)
     (gb,) = torch.autograd.grad(fused(x).square().sum(), x)
     torch.testing.assert_close(gb, ga, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:sites never called")  # spdnet at 32 px
+@pytest.mark.parametrize("name", ["hinet", "mprnet", "ffanet", "nafnet", "restormer", "spdnet"])
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_a_channels_last_model_converts_to_the_same_numbers(name, mode):
+    # load_subject lays CPU models out channels last (tensors.channels_last_on_cpu): every
+    # local path must give the default layout's numbers on its maps
+    torch.manual_seed(0)
+    model = build(name, "tiny").eval()
+    with backend("plain") if mode == "exact" else contextlib.nullcontext():
+        ref = convert(model, train_size=32, mode=mode)
+    last = convert(copy.deepcopy(model).to(memory_format=torch.channels_last), 32, mode=mode)
+    for shape in [(2, 3, 75, 61), (1, 3, 33, 97)]:
+        x = torch.rand(shape)
+        with torch.no_grad():
+            a, b = ref(x), last(x)
+        a, b = (t[0] if isinstance(t, tuple | list) else t for t in (a, b))
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=2e-6)
+
+
+def test_channel_mm_in_either_layout_is_the_1x1_convolution():
+    torch.manual_seed(4)
+    x, w = torch.randn(2, 5, 9, 7), torch.randn(3, 5)
+    want = F.conv2d(x.double(), w.double()[:, :, None, None])
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        got = channel_mm(w, x.contiguous(memory_format=fmt))
+        assert got.is_contiguous(memory_format=fmt)
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
 
 
 def test_under_autograd_the_plain_path_with_the_same_gradients():

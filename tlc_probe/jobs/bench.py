@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,25 @@ def timing_image(size: tuple[int, int], photo: torch.Tensor) -> torch.Tensor:
     return F.interpolate(photo[None], size=size, mode="bilinear", align_corners=False).clamp(0, 1)
 
 
+def score_output(
+    out: torch.Tensor, target: torch.Tensor, train_size: int, overlap: int
+) -> tuple[float, float, float]:
+    """(PSNR dB, SSIM, seam index) of a network's output (1, 3, H, W) or (3, H, W),
+    clamped to [0, 1], against ``target`` (3, H, W); the seam index on the lines of
+    ``train_size`` tiles with ``overlap`` px (:func:`~tlc_probe.metrics.image.seam_index`).
+    What :func:`bench` records for each scheme and test image."""
+    o = (out[0] if out.dim() == 4 else out).clamp(0, 1).float().cpu()
+    return psnr(o, target), ssim(o, target), seam_index(o, target, train_size, overlap)
+
+
+def seam_overlap(train_size: int, overlaps: Sequence[int] | None = None) -> int:
+    """The tile overlap whose lines the seam index of untiled outputs (whole, TLC) is
+    taken on: the smallest of ``overlaps`` (default
+    :func:`~tlc_probe.schemes.default_overlaps`), so every row of a table compares."""
+    overlaps = list(overlaps) if overlaps is not None else default_overlaps(train_size)
+    return min(overlaps) if overlaps else max(1, train_size // 16)
+
+
 def bench(
     checkpoint: Subject | nn.Module | str | Path,
     *,
@@ -90,6 +109,7 @@ def bench(
     images: ImageSource | None = None,
     per_image: bool = False,
     plan: Plan | str | Path | None = None,
+    scored: Mapping[tuple[str, str], tuple[float, float, float]] | None = None,
     **identity: Any,
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Table A1 for ``checkpoint``: one row per scheme and image size.
@@ -101,6 +121,12 @@ def bench(
 
     ``plan``: a window plan (:class:`~tlc_probe.tlc.plan.Plan` or its ``plan.json``, for
     this checkpoint: checked by sha256) adds the scheme ``tlc-tuned``.
+
+    ``scored``: {(image id, scheme): (psnr, ssim, seam index)} of outputs already scored
+    on these test images (by :func:`score_output` with :func:`seam_overlap`, e.g. from
+    the passes of :func:`~tlc_probe.jobs.collect.collect`'s ``on_output``): the schemes
+    it names are not run on the test images again (``ValueError`` when an image lacks
+    one), and their test-image time is NaN.
 
     ``checkpoint``: a checkpoint, a :class:`~tlc_probe.jobs.subject.Subject` or an own
     module; ``identity`` (``model``, ``preset``, ``task``, ``train_size``, ``name``) as
@@ -159,12 +185,14 @@ def bench(
     quality: dict[tuple[int, str], tuple[float, float, float]] = {}
     memory: dict[tuple[str, str], float] = {}
     shapes: dict[int, tuple[int, int]] = {}
-    seam_tile_overlap = min(overlaps) if overlaps else max(1, ts // 16)
-    tlc_runs = [s for s in schemes if s.tlc_mode is not None]
+    seam_tile_overlap = seam_overlap(ts, overlaps)
+    given = {name for _, name in scored} if scored else set()
+    running = [s for s in schemes if s.name not in given or sizes]  # run on some image
+    tlc_runs = [s for s in running if s.tlc_mode is not None]
     with torch.no_grad(), ExitStack() as stack:
         coverage = [stack.enter_context(watch_coverage(s.run)) for s in tlc_runs]
         warm = timing_image((ts * 2, ts * 3), first).to(device)
-        for s in schemes:
+        for s in running:
             s.run(warm)
         for cov in coverage:  # the warm-up is not a measurement (the hooks keep the sets)
             for seen in cov.seen.values():
@@ -181,6 +209,13 @@ def bench(
                 k = rep % len(schemes)  # rotated order: no scheme always runs first
                 for s in schemes[k:] + schemes[:k]:
                     bar.set_postfix(size=size, scheme=s.name)
+                    if case[0] == "test" and s.name in given:
+                        image = image_ids[case[1]]
+                        if (image, s.name) not in scored:
+                            raise ValueError(f"scored has no {s.name} output of image {image}")
+                        quality[(ci, s.name)] = tuple(scored[(image, s.name)])
+                        bar.update(1)
+                        continue
                     got: dict[str, object] = {}
 
                     def call(s=s, x=x, got=got):
@@ -193,9 +228,8 @@ def bench(
                     out, dt = got["out"], got["dt"]
                     times.setdefault((ci, s.name), []).append(dt)
                     if rep == 0 and y is not None:
-                        o = out[0].clamp(0, 1).cpu()
                         ov = s.overlap if s.overlap is not None else seam_tile_overlap
-                        quality[(ci, s.name)] = (psnr(o, y), ssim(o, y), seam_index(o, y, ts, ov))
+                        quality[(ci, s.name)] = score_output(out, y, ts, ov)
                     bar.update(1)
                 # what TLC did on the test images, apart from the (larger) timing sizes
                 for cov, mine in zip(coverage, on_test, strict=True):
@@ -205,7 +239,7 @@ def bench(
                         seen.clear()
         bar.close()
     for s, cov in zip(tlc_runs, on_test, strict=True):
-        if cov.noop:
+        if cov.noop and s.name not in given:  # (given: not run on the test images)
             warnings.warn(
                 cov.message(f"on the test images in scheme {s.name} of {name}"),
                 RuntimeWarning,
@@ -216,7 +250,8 @@ def bench(
     for size in sizes_seen:
         idx = [i for i, c in enumerate(cases) if c[0] == size]
         med = {
-            s.name: float(np.mean([np.median(times[(i, s.name)]) for i in idx])) for s in schemes
+            s.name: float(np.mean([np.median(times.get((i, s.name), math.nan)) for i in idx]))
+            for s in schemes
         }
         for s in schemes:
             q = [quality[(i, s.name)] for i in idx if (i, s.name) in quality]
@@ -337,15 +372,16 @@ def bench_outputs(
     n_photos: int | None = None,
     plan: Plan | str | Path | None = None,
     seams: bool = True,
+    scored: Mapping[tuple[str, str], tuple[float, float, float]] | None = None,
     **identity: Any,
 ) -> dict[str, Any]:
     """Run :func:`bench` (and the window sweep) for ``checkpoint`` and write
     ``bench.csv``, ``per_image.csv``, ``bench.md``, ``sweep.csv``, ``sweep.{png,pdf}``
     and (with ``seams``) ``seams.{png,pdf}`` to ``out``. ``quick``: one repeat, one test
     image, sweep over 1, 1.5, 2 and global. ``images``, ``n_photos`` (test images used,
-    default all) and ``identity`` (``model``, ``preset``, ``task``, ``train_size``, ``name``) as in
-    :func:`bench`; ``schemes`` and ``plan`` as there. Returns {"subject", "table", "per_image",
-    "sweep", "markdown", "paths"}."""
+    default all) and ``identity`` (``model``, ``preset``, ``task``, ``train_size``,
+    ``name``) as in :func:`bench`; ``schemes``, ``plan`` and ``scored`` as there.
+    Returns {"subject", "table", "per_image", "sweep", "markdown", "paths"}."""
     out = Path(out)
     subject = as_subject(checkpoint, **identity)
     n_photos = 1 if quick else n_photos
@@ -360,6 +396,7 @@ def bench_outputs(
         images=images,
         per_image=True,
         plan=plan,
+        scored=scored,
     )
     md = table_a1(table)
     paths = [

@@ -31,7 +31,7 @@ import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -182,6 +182,7 @@ def collect(
     meta: dict[str, Any] | None = None,
     progress: bool = True,
     shard: Shard | None = None,
+    on_output: Callable[[str, dict, torch.Tensor], None] | None = None,
 ) -> CollectResult:
     """Run the regimes of ``config`` and write their statistics under ``out``.
 
@@ -205,6 +206,11 @@ def collect(
             overwritten run and writes ``_run.json`` (``world_size`` recorded), and every
             rank waits for the others after the checks, after ``_run.json`` and at the
             end. Resuming with another world size is refused. Default: one process.
+        on_output: called as ``on_output(regime, item, output)`` with the network's
+            output (1, C, H, W) of each whole-image pass of the ``whole`` and ``tlc``
+            regimes (the test item as the dataset gave it), so that a caller can score
+            the outputs without running the network again (chunks a resumed run skips
+            are not run, so not reported).
 
     Returns:
         A :class:`CollectResult` (of this rank's chunks). Non-finite statistics are
@@ -337,15 +343,19 @@ def collect(
         batches,
         p: Probe,
         also: Sequence[tuple[str, Probe]] = (),
+        item: dict | None = None,
     ):
         # ``also``: other (regime, probe) pairs recording the same passes (whole and
-        # window run one network on one input and differ only in what is averaged)
+        # window run one network on one input and differ only in what is averaged);
+        # ``item``: the test item of a whole-image pass, its output given to on_output
         pairs = [(regime, p), *also]
         with torch.no_grad(), ExitStack() as stack:
             for _, q in pairs:
                 stack.enter_context(q)
             for x in batches:
-                net(to_model(model, x))
+                y = net(to_model(model, x))
+        if on_output is not None and item is not None:
+            on_output(regime, item, y[0] if isinstance(y, tuple | list) else y)
         for r, q in pairs:
             frame = _finite(q.take(ids).assign(**base), result, cfg.keep_nonfinite)
             write_part(frame, part_path(out, r, chunk, writer), run)
@@ -395,9 +405,9 @@ def collect(
                     bar.set_postfix(image=item["id"], regime=regime)
                     if regime == "whole":
                         also = [("window", window_probe)] if shared else []
-                        emit(regime, j, [item["id"]], model, [img[None]], probe, also)
+                        emit(regime, j, [item["id"]], model, [img[None]], probe, also, item)
                     elif regime == "tlc":
-                        emit(regime, j, [item["id"]], tlc_model, [img[None]], tlc_probe)
+                        emit(regime, j, [item["id"]], tlc_model, [img[None]], tlc_probe, (), item)
                     elif regime == "window":
                         emit(regime, j, [item["id"]], model, [img[None]], window_probe)
                     else:
@@ -525,6 +535,7 @@ def collect_checkpoint(
     progress: bool = True,
     shard: Shard | None = None,
     device: str | torch.device | None = None,
+    on_output: Callable[[str, dict, torch.Tensor], None] | None = None,
 ) -> CollectResult:
     """:func:`collect` for a checkpoint file (or a :class:`~tlc_probe.jobs.subject.Subject`,
     or an own ``nn.Module`` with ``name``, ``task`` and ``train_size``), run on ``device``
@@ -537,6 +548,7 @@ def collect_checkpoint(
     file's stem otherwise). The images: ``images``, or the
     :class:`~tlc_probe.jobs.images.ImageSource` of ``data``, ``layout``, ``train_data``,
     ``n_per_photo`` and the config's seed; ``n_images`` keeps only the first test images.
+    ``on_output`` as in :func:`collect`.
     """
     cfg = config or CollectConfig()
     subject = as_subject(
@@ -581,4 +593,5 @@ def collect_checkpoint(
         meta=run_meta,
         progress=progress,
         shard=shard,
+        on_output=on_output,
     )

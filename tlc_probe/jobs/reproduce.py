@@ -27,7 +27,7 @@ from ..store.read import SiteIndex
 from ..store.shipped import shipped_checkpoints
 from ..tensors import to_model
 from ..tlc.plan import json_ready
-from .bench import bench_outputs
+from .bench import bench_outputs, score_output, seam_overlap
 from .collect import CollectConfig, collect_checkpoint
 from .figures import qualitative, stats_figures
 from .images import ImageSource
@@ -441,15 +441,31 @@ def _synthetic_pass(
     (:func:`~tlc_probe.jobs.shift.with_content_floors`) and, for the ``benched``
     subjects, whole / tlc / tiles PSNR per image with paired intervals
     (:func:`~tlc_probe.jobs.bench.bench_outputs` into ``out/bench/<key>``: no timing
-    sizes, sweep or seams). Returns {"data", "summary", "decomposition", "benches": {key:
+    sizes, sweep or seams; whole and tlc scored from the outputs of collect's passes,
+    only the tiles run again). Returns {"data", "summary", "decomposition", "benches": {key:
     bench_outputs' dict}, "seconds"}."""
     syn = ImageSource.of("synthetic", seed=seed)
     cfg = CollectConfig(n_crops=settings["crops"], positions=settings["positions"], seed=seed)
     seconds: dict[str, float] = {}
-    for sub, key in zip(subjects, keys, strict=True):
+    scored: dict[int, dict[tuple[str, str], tuple[float, float, float]]] = {}
+    for i, (sub, key) in enumerate(zip(subjects, keys, strict=True)):
         t = time.perf_counter()
+        score = None
+        if i in benched:  # whole and tlc are scored from collect's own passes
+            overlap = seam_overlap(sub.train_size)
+            mine = scored.setdefault(i, {})
+
+            def score(regime, item, out, mine=mine, ts=sub.train_size, overlap=overlap):
+                mine[(str(item["id"]), regime)] = score_output(out, item["target"], ts, overlap)
+
         collect_checkpoint(
-            sub, out / "stats" / key, images=syn, config=cfg, mode="overwrite", progress=False
+            sub,
+            out / "stats" / key,
+            images=syn,
+            config=cfg,
+            mode="overwrite",
+            progress=False,
+            on_output=score,
         )
         seconds[f"synthetic collect {key}"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -474,6 +490,7 @@ def _synthetic_pass(
             progress=False,
             schemes=["whole", "tlc", tiles],
             images=syn,
+            scored=scored[i],
         )
         seconds[f"synthetic bench {key}"] = time.perf_counter() - t
     return {

@@ -41,6 +41,7 @@ from ..data.synth import TASKS
 from ..models import build
 from ..sizes import as_int
 from ..store.checkpoint import build_from_checkpoint, load_checkpoint, model_label, read_checkpoint
+from ..tensors import channels_last_on_cpu
 from ..tlc.convert import check_train_size
 from .images import ImageSource, Items
 
@@ -173,7 +174,7 @@ def load_subject(
     info.pop("task", None)
     info.pop("train_size", None)
     return Subject(
-        net,
+        channels_last_on_cpu(net),
         name if name is not None else default_name(checkpoint, own),
         str(task),
         train_size,  # type: ignore[arg-type]

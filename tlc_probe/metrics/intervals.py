@@ -352,14 +352,14 @@ def _half_split_w1(values, images, n_splits: int, rng: np.random.Generator) -> f
     values = np.asarray(values, dtype=np.float64)
     ok = np.isfinite(values)
     values, images = values[ok], images[ok]
-    names = np.unique(images)
+    names, codes = np.unique(images, return_inverse=True)
     n = names.size
     if n < 4:
         return float("nan")
     half = n // 2
     w = []
     for _ in range(n_splits):
-        a = set(rng.permutation(names)[:half].tolist())
-        in_a = np.fromiter((i in a for i in images), bool, images.size)
+        # (the draw of rng.permutation(names)[:half], as image indices)
+        in_a = np.isin(codes, rng.permutation(n)[:half])
         w.append(sps.wasserstein_distance(values[in_a], values[~in_a]))
     return float(np.mean(w) * np.sqrt((1 / n) / (1 / half + 1 / (n - half))))

@@ -63,7 +63,9 @@ PAD_MULTIPLE: int = 8
 class _ChannelNorm(nn.Module):
     """Layer norm over the last axis with ``weight`` (and ``bias`` unless bias-free);
     eps 1e-5 inside the square root, as the official ``WithBias_LayerNorm`` /
-    ``BiasFree_LayerNorm`` (bias-free: no centring)."""
+    ``BiasFree_LayerNorm`` (bias-free: divided by the standard deviation, not centred).
+    With bias it is ``F.layer_norm`` (~10x faster on a CPU than a variance over a short
+    last axis)."""
 
     def __init__(self, dim: int, with_bias: bool) -> None:
         super().__init__()
@@ -71,10 +73,10 @@ class _ChannelNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim)) if with_bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        var = x.var(-1, keepdim=True, unbiased=False)
-        if self.bias is None:
-            return x / torch.sqrt(var + 1e-5) * self.weight
-        return (x - x.mean(-1, keepdim=True)) / torch.sqrt(var + 1e-5) * self.weight + self.bias
+        if self.bias is not None:
+            return F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, 1e-5)
+        var = (x - x.mean(-1, keepdim=True)).square().mean(-1, keepdim=True)
+        return x / torch.sqrt(var + 1e-5) * self.weight
 
 
 class LayerNorm(nn.Module):

@@ -159,12 +159,37 @@ def _top_left(a: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     return a[..., : a.shape[-2] - kernel[0] + 1, : a.shape[-1] - kernel[1] + 1]
 
 
+def channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` (N, C, H, W) is laid out channels last (and not also plain
+    contiguous, as a map with one channel or one pixel is)."""
+    return (
+        x.dim() == 4
+        and not x.is_contiguous()
+        and x.is_contiguous(memory_format=torch.channels_last)
+    )
+
+
+def map_format(x: torch.Tensor) -> torch.memory_format:
+    """The memory format new maps made from ``x`` get: channels last when ``x`` is (a
+    model converted with ``.to(memory_format=torch.channels_last)`` keeps its maps so,
+    and a map of the other layout costs every later op a reorder), else contiguous."""
+    return torch.channels_last if channels_last(x) else torch.contiguous_format
+
+
 def channel_mm(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``weight`` (P, K) applied to every pixel of ``x`` (N, K, H, W): a new contiguous
-    (N, P, H, W) map, one matrix product per image (a bias-free 1x1 convolution; on a
-    CPU, for the few channels of an SE head on a large map, several times faster than
-    oneDNN's convolution, which reorders the map into its blocked layout and back)."""
+    """``weight`` (P, K) applied to every pixel of ``x`` (N, K, H, W): a new (N, P, H, W)
+    map in ``x``'s layout (:func:`map_format`), one matrix product per image (a
+    bias-free 1x1 convolution; on a CPU, for the few channels of an SE head on a large
+    map, several times faster than oneDNN's convolution, which reorders the map into
+    its blocked layout and back)."""
     n, k, h, w = x.shape
+    if channels_last(x):  # (N, H, W, K) in memory: one (HW, K) @ (K, P) product per image
+        size, fmt = (n, weight.shape[0], h, w), torch.channels_last
+        out = torch.empty(size, dtype=x.dtype, device=x.device, memory_format=fmt)
+        rows, cols = x.permute(0, 2, 3, 1), out.permute(0, 2, 3, 1)
+        for i in range(n):
+            torch.mm(rows[i].view(h * w, k), weight.t(), out=cols[i].view(h * w, -1))
+        return out
     x = x.contiguous()
     out = torch.empty(n, weight.shape[0], h, w, dtype=x.dtype, device=x.device)
     for i in range(n):  # one product per image: torch.matmul would transpose and copy

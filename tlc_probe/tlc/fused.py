@@ -28,6 +28,7 @@ import torch
 
 from .box import (
     box_mean_valid,
+    map_format,
     needs_grad,
     replicate_band_rows,
     replicate_bands,
@@ -150,7 +151,10 @@ class FusedMap(GridMap):
         tensor; border rows and columns repeat the edge windows."""
         (n, c_out), (h, w) = self.as_subclass(torch.Tensor).shape[:2], self._full_hw()
         dtype = self._source.dtype if other is None else other.dtype
-        out = torch.empty(n, c_out, h, w, dtype=dtype, device=self._source.device)
+        fmt = map_format(self._source if other is None else other)
+        out = torch.empty(
+            n, c_out, h, w, dtype=dtype, device=self._source.device, memory_format=fmt
+        )
         kh, kw = self._kernel
         vh, vw = h - kh + 1, w - kw + 1
         project, ops = _first_projection(self._source, self._ops)
