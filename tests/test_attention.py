@@ -309,3 +309,27 @@ def test_one_bad_pixel_moves_no_other_windows_zero_floor():
     ref_h = brute_local_channel_attention(qh, k, v, t, 1, kernel)
     got = local_channel_attention(qh.half(), k.half(), v.half(), t, 1, kernel)
     assert (got[far].double() - ref_h[far]).abs().max() < 5e-3  # fp16's own rounding
+
+
+def test_window_stats_keep_a_bad_value_in_the_windows_and_channels_that_hold_it():
+    # the blocks between window edges: a NaN / inf reaches only windows covering its pixel,
+    # and only the statistics of its channel; every other window equals its crop's
+    g = torch.Generator().manual_seed(11)
+    q, k = (torch.randn(1, 4, 14, 15, generator=g) for _ in range(2))
+    t = torch.tensor([1.5, 0.7]).view(2, 1, 1)
+    iy, ix = torch.tensor([0, 3, 8]), torch.tensor([0, 6, 9])
+    for bad in (float("nan"), float("inf")):
+        qb = q.clone()
+        qb[0, 1, 2, 4] = bad  # channel 1 (head 0), covered by windows starting at rows 0
+        at = attention_stats_at(qb, k, t, 2, (6, 6), iy, ix)
+        for p, (y0, x0) in enumerate([(y, x) for y in iy.tolist() for x in ix.tolist()]):
+            covers = y0 <= 2 < y0 + 6 and x0 <= 4 < x0 + 6
+            crop = attention_stats(
+                q[..., y0 : y0 + 6, x0 : x0 + 6], k[..., y0 : y0 + 6, x0 : x0 + 6], t, 2
+            )
+            for stat, v in at.items():
+                got = v[0, :, p]
+                hit = [1] if covers and stat != "k_rms" else []  # q_1's own rms and logits
+                assert torch.isnan(got[hit]).all(), (stat, p)
+                rest = [i for i in range(4) if i not in hit]
+                torch.testing.assert_close(got[rest], crop[stat][0, rest], atol=1e-5, rtol=1e-5)

@@ -64,16 +64,18 @@ def dead_leaves(size: int | tuple[int, int], seed: int, shading: float = 0.15) -
             x0, x1 = max(0, int(cx - r)), min(sw, int(np.ceil(cx + r)) + 1)
             if y0 >= y1 or x0 >= x1:
                 continue
+            hole = free[y0:y1, x0:x1]
+            if not hole.any():  # hidden behind earlier discs (most late ones): skip early
+                continue
             yy = np.arange(y0, y1, dtype=np.float32)[:, None] - cy
             xx = np.arange(x0, x1, dtype=np.float32)[None, :] - cx
-            inside = (yy**2 + xx**2 <= r * r) & free[y0:y1, x0:x1]
+            inside = (yy**2 + xx**2 <= r * r) & hole
             if not inside.any():
                 continue
             ramp = (np.cos(a) * yy + np.sin(a) * xx) / (2 * r) * shading
             region = canvas[:, y0:y1, x0:x1]
-            for c in range(3):
-                region[c][inside] = np.clip(col[c] + ramp, 0.0, 1.0)[inside]
-            free[y0:y1, x0:x1] &= ~inside
+            region[:, inside] = np.clip(col[:, None] + ramp[inside], 0.0, 1.0)
+            hole &= ~inside
             left -= int(inside.sum())
             drawn += 1
             if left == 0:

@@ -522,6 +522,31 @@ def attention_stats(
     }
 
 
+def _strips(starts: list[int], k: int, n: int) -> tuple[list[int], list[list[int]]]:
+    """Cut 0 .. n at every window start and end of windows ``starts`` of length ``k``:
+    (the strip edges, for each window the indices of the strips it covers)."""
+    edges = sorted({0, n, *starts, *(s + k for s in starts)})
+    at = {e: i for i, e in enumerate(edges)}
+    return edges, [list(range(at[s], at[s + k])) for s in starts]
+
+
+def _window_totals(blocks: torch.Tensor, rows: list[list[int]], cols: list[list[int]]):
+    """Sums of ``blocks`` (..., R, S) over each window's strips: (..., P), P = len(rows) *
+    len(cols) row-major. A block holding NaN / inf makes exactly the windows that cover
+    it NaN (the others never add it)."""
+    bad = ~torch.isfinite(blocks)
+    clean = blocks.masked_fill(bad, 0.0).double()
+    my = clean.new_zeros(len(rows), blocks.shape[-2])
+    mx = clean.new_zeros(len(cols), blocks.shape[-1])
+    for i, r in enumerate(rows):
+        my[i, r] = 1.0
+    for j, c in enumerate(cols):
+        mx[j, c] = 1.0
+    total = my @ clean @ mx.T  # (..., ny, nx)
+    hit = (my @ bad.double() @ mx.T) > 0
+    return total.masked_fill(hit, float("nan")).flatten(-2)
+
+
 def attention_stats_at(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -530,26 +555,31 @@ def attention_stats_at(
     kernel: tuple[int, int],
     iy: torch.Tensor,
     ix: torch.Tensor,
-    max_elements: int = 1 << 25,
 ) -> dict[str, torch.Tensor]:
     """:data:`ATTN_STATS` over the k_h x k_w windows whose top-left corners are the
     pairs of rows ``iy`` x columns ``ix`` (valid starts): {stat: (N, C, P)}, P =
-    len(iy) * len(ix) row-major. Exact (integral images, a block of query channels of
-    at most ``max_elements`` products at a time)."""
+    len(iy) * len(ix) row-major. Exact: the map is cut into the blocks between window
+    edges, each block's Gram matrix of the stacked query and key channels is one matrix
+    product, and each window adds the Gram matrices of its blocks (in float64). A
+    window holding NaN / inf has NaN statistics; the others are untouched by it."""
     dt = torch.float64 if q.dtype == torch.float64 else torch.float32
     n, c_all, h, w = q.shape
     kh, kw = clamp_window(kernel, (h, w))
     c = c_all // heads
     qd, kd = q.detach().to(dt), k.detach().to(dt)
-
-    def at(t: torch.Tensor) -> torch.Tensor:
-        return t.index_select(-2, iy).index_select(-1, ix).flatten(-2)
-
-    sq = at(_window_sums(qd.square(), (kh, kw))).reshape(n, heads, c, -1)
-    sk = at(_window_sums(kd.square(), (kh, kw))).reshape(n, heads, c, -1)
-    g = torch.empty(n, heads, c, c, len(iy) * len(ix), dtype=sq.dtype, device=q.device)
-    for hd, i0, blk in _window_grams(_heads(qd, heads), _heads(kd, heads), (kh, kw), max_elements):
-        g[:, hd, i0 : i0 + blk.shape[1]] = at(blk)
+    both = torch.cat([_heads(qd, heads), _heads(kd, heads)], dim=2)  # (N, h, 2c, H, W)
+    ey, rows = _strips(iy.tolist(), kh, h)
+    ex, cols = _strips(ix.tolist(), kw, w)
+    grams = both.new_empty(n, heads, 2 * c, 2 * c, len(ey) - 1, len(ex) - 1)
+    for r in range(len(ey) - 1):
+        band = both[..., ey[r] : ey[r + 1], :]
+        for j in range(len(ex) - 1):
+            b = band[..., ex[j] : ex[j + 1]].reshape(n, heads, 2 * c, -1)
+            grams[..., r, j] = b @ b.transpose(-2, -1)
+    sums = _window_totals(grams, rows, cols)  # (N, h, 2c, 2c, P) float64
+    diag = sums.diagonal(dim1=2, dim2=3).movedim(-1, 2)  # (N, h, 2c, P)
+    sq, sk = diag[:, :, :c].to(dt), diag[:, :, c:].to(dt)
+    g = sums[:, :, :c, c:].to(dt)
     temp = _temperature(temperature.detach(), heads)
     area = kh * kw
     peaks = tuple(finite_peak(t.square(), (-2, -1)).reshape(n, heads, c, 1) for t in (qd, kd))
