@@ -13,7 +13,7 @@ from tlc_probe.jobs.render import table_a1
 from tlc_probe.metrics import seam_index
 from tlc_probe.models import build
 from tlc_probe.schemes import default_overlaps, make_scheme
-from tlc_probe.store import save_checkpoint
+from tlc_probe.store import load_checkpoint, save_checkpoint
 from tlc_probe.tiling import tile_edges
 from tlc_probe.tlc.convert import backend
 from tlc_probe.viz import seam_crops_figure
@@ -227,3 +227,23 @@ def test_scored_schemes_are_taken_as_given_and_not_run_again(ckpt):
             schemes=["tlc"],
             scored={k: v for k, v in fake.items() if k != (items[1]["id"], "tlc")},
         )
+
+
+def test_first_outputs_feed_the_seam_crops_without_a_second_run(ckpt):
+    from tlc_probe.jobs.images import ImageSource
+
+    first = {}
+    bench(
+        ckpt, sizes=[], repeats=1, n_photos=1, progress=False, schemes=["tlc"], first_outputs=first
+    )
+    assert set(first) == {"whole", "tlc"}
+    item = ImageSource(seed=0).test_items("deblur", 1)[0]
+    model = build("nafnet", "tiny")
+    load_checkpoint(model, ckpt)
+    with torch.no_grad():  # the kept output is the first test image's, as run by hand
+        want = model.eval()(item["input"][None])[0].clamp(0, 1)
+    torch.testing.assert_close(first["whole"], want, rtol=1e-5, atol=1e-5)
+    marker = torch.full_like(want, 0.25)  # a known output is drawn as given, not re-run
+    crops = seam_outputs(ckpt, overlaps=[8], known={"whole": marker})
+    assert torch.equal(crops["outputs"]["whole"][0], marker)
+    assert not torch.equal(crops["outputs"]["tlc"][0], marker)

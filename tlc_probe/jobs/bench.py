@@ -110,6 +110,7 @@ def bench(
     per_image: bool = False,
     plan: Plan | str | Path | None = None,
     scored: Mapping[tuple[str, str], tuple[float, float, float]] | None = None,
+    first_outputs: dict[str, torch.Tensor] | None = None,
     **identity: Any,
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Table A1 for ``checkpoint``: one row per scheme and image size.
@@ -127,6 +128,10 @@ def bench(
     the passes of :func:`~tlc_probe.jobs.collect.collect`'s ``on_output``): the schemes
     it names are not run on the test images again (``ValueError`` when an image lacks
     one), and their test-image time is NaN.
+
+    ``first_outputs``: a dict that receives each scheme's output (3, H, W) on the first
+    test image, clamped to [0, 1] (for :func:`seam_outputs`, which then need not run
+    them again).
 
     ``checkpoint``: a checkpoint, a :class:`~tlc_probe.jobs.subject.Subject` or an own
     module; ``identity`` (``model``, ``preset``, ``task``, ``train_size``, ``name``) as
@@ -230,6 +235,8 @@ def bench(
                     if rep == 0 and y is not None:
                         ov = s.overlap if s.overlap is not None else seam_tile_overlap
                         quality[(ci, s.name)] = score_output(out, y, ts, ov)
+                        if first_outputs is not None and ci == 0:
+                            first_outputs[s.name] = out[0].clamp(0, 1).cpu()
                     bar.update(1)
                 # what TLC did on the test images, apart from the (larger) timing sizes
                 for cov, mine in zip(coverage, on_test, strict=True):
@@ -337,11 +344,14 @@ def seam_outputs(
     seed: int = 0,
     *,
     images: ImageSource | None = None,
+    known: Mapping[str, torch.Tensor] | None = None,
     **identity: Any,
 ) -> dict[str, Any]:
     """What :func:`tlc_probe.viz.seam_crops_figure` draws for test photo ``photo``: the
     outputs of whole, tlc and each tiles scheme with the overlap whose tile edges to
     score (the smallest for untiled schemes), the target, the tile size and a title.
+    ``known``: outputs (3, H, W) in [0, 1] of these schemes on that photo already made
+    (:func:`bench`'s ``first_outputs``), not run again.
     Returns {"outputs": {name: ((3, H, W), overlap)}, "target", "tile", "title"}."""
     subject, items = load_for_test(checkpoint, photo + 1, seed, images=images, **identity)
     ts, item, model = subject.train_size, items[photo], subject.model
@@ -349,9 +359,12 @@ def seam_outputs(
     names = [n for n in default_names(model, ts, overlaps) if n not in ("tlc-fast", "tlc-grid")]
     o0 = min(overlaps) if overlaps else 0
     outputs = {}
+    known = known or {}
     with torch.no_grad():
         for s in make_schemes(model, ts, names):
-            out = s.run(item["input"][None])[0].clamp(0, 1)
+            out = known.get(s.name)
+            if out is None:
+                out = s.run(item["input"][None])[0].clamp(0, 1)
             outputs[s.name] = (out, s.overlap if s.overlap is not None else o0)
     title = f"{subject.name}: {item['id']}, tile {ts}"
     return {"outputs": outputs, "target": item["target"], "tile": ts, "title": title}
@@ -385,6 +398,7 @@ def bench_outputs(
     out = Path(out)
     subject = as_subject(checkpoint, **identity)
     n_photos = 1 if quick else n_photos
+    first: dict[str, torch.Tensor] = {}
     table, each = bench(
         subject,
         sizes=sizes,
@@ -397,6 +411,7 @@ def bench_outputs(
         per_image=True,
         plan=plan,
         scored=scored,
+        first_outputs=first,
     )
     md = table_a1(table)
     paths = [
@@ -411,7 +426,7 @@ def bench_outputs(
         paths.append(atomic_write(out / "sweep.csv", lambda p: sw.to_csv(p, index=False)))
         paths += save_figure(sweep_figure(sw), out, "sweep")
     if seams:
-        crops = seam_outputs(subject, overlaps=overlaps, images=images)
+        crops = seam_outputs(subject, overlaps=overlaps, images=images, known=first)
         paths += save_figure(seam_crops_figure(**crops), out, "seams")
     return {
         "subject": subject,

@@ -294,7 +294,8 @@ def _softmax_rows(logits: torch.Tensor) -> torch.Tensor:
     """Softmax over dim 2 of (N, c, c, ...) logits T q.k / (|q| |k|), in place. These are
     bounded by |T| (Cauchy-Schwarz), so below 60 exp cannot overflow and the usual
     subtraction of the row maximum is skipped (the same result up to rounding)."""
-    if bool(logits.abs().amax() > 60.0):
+    lo, hi = torch.aminmax(logits)
+    if bool(hi > 60.0) or bool(lo < -60.0):
         return logits.softmax(dim=2)
     e = logits.exp_()
     return e.div_(e.sum(dim=2, keepdim=True))

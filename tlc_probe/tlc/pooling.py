@@ -14,6 +14,7 @@ from .box import (
     box_mean_fast,
     box_mean_fast_valid,
     box_mean_valid,
+    channels_last,
     clamp_window,
     fast_factors,
     fast_window,
@@ -103,7 +104,12 @@ class LocalAvgPool2d(LocalWindow, nn.Module):
             return box_mean_fast(x, self.kernel_size, self.strides(size))
         if self.fused_head and not needs_grad(x) and x.dtype in (torch.float32, torch.float64):
             kernel = clamp_window(self.kernel_size, size)
-            top, offset = top_sums_and_mean(x, kernel[0])
+            if channels_last(x):  # a sum down H is slow in this layout, the pool is not;
+                # the bands then sum the first windows' rows themselves (a few channels
+                # when the head's projection comes first)
+                top, offset = None, F.adaptive_avg_pool2d(x, 1)
+            else:
+                top, offset = top_sums_and_mean(x, kernel[0])
             if all_finite(offset):  # else the plain path keeps NaN / inf local
                 return FusedMap.wrap_fused(x, kernel, offset, top)
         if (self.valid_head or self.fused_head) and not needs_grad(x):  # (fused: NaN, half)
