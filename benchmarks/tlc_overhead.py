@@ -1,7 +1,7 @@
 """TLC's time overhead per shipped model at 720x1280, and where it comes from.
 
 Run: ``python benchmarks/tlc_overhead.py [--size 720 1280] [--repeats 5] [--official]
-[--only mprnet ffanet]``.
+[--only mprnet ffanet] [--layout default|channels_last]``.
 For each shipped checkpoint, interleaved within each repeat after a warm-up: each
 scheme's time divided by whole-image inference's in the same repeat, the median of those
 paired ratios reported (a machine that slows down for a while slows both):
@@ -31,6 +31,10 @@ exact attention in row bands and ``fast`` the cell-grid blend
 convolutions, ``floor`` for models with pools or instance norms (for attention alone it
 is whole-image inference): "-" in the table.
 
+``--layout channels_last`` lays the weights out as the package runs a loaded checkpoint
+on a CPU (:func:`tlc_probe.tensors.channels_last_on_cpu`); ``default`` (the default)
+keeps PyTorch's layout. Both ratios are to whole-image inference in the same layout.
+
 ``--official`` adds MPRNet at its official width (n_feat 96, untrained: the cost does not
 depend on the weights) at 360x640, to show the overhead is no tiny-width artefact.
 """
@@ -47,6 +51,7 @@ from torch import nn
 from tlc_probe import convert, list_sites
 from tlc_probe.models import build
 from tlc_probe.store import build_from_checkpoint, checkpoint_dir
+from tlc_probe.tensors import channels_last_on_cpu
 from tlc_probe.tlc.attention import LocalChannelAttention
 from tlc_probe.tlc.convert import backend, grid_head_pools
 from tlc_probe.tlc.norm import LocalInstanceNorm2d
@@ -127,9 +132,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--official", action="store_true", help="add MPRNet at official width")
     ap.add_argument("--only", nargs="*", default=[], help="checkpoints whose name contains any")
+    ap.add_argument("--layout", choices=["default", "channels_last"], default="default")
     args = ap.parse_args()
     x = torch.rand(1, 3, *args.size, generator=torch.Generator().manual_seed(0))
-    print(f"{args.size[0]}x{args.size[1]}, median of {args.repeats} paired ratios to whole")
+    print(
+        f"{args.size[0]}x{args.size[1]}, {args.layout} layout, "
+        f"median of {args.repeats} paired ratios to whole"
+    )
     print(
         "| model | whole (s) | TLC | TLC, valid head | TLC, fused head | fast TLC "
         "| fast TLC, grid head | floor (free pool) |"
@@ -141,6 +150,8 @@ def main() -> None:
     if args.official:
         rows.append(("mprnet-official (360x640)", build("mprnet", "official").eval(), {}))
     for label, model, meta in rows:
+        if args.layout == "channels_last":
+            model = channels_last_on_cpu(model)
         xi = x if meta else torch.nn.functional.interpolate(x, size=(360, 640))
         r = ratios(model, int(meta.get("train_size", 64)), xi, args.repeats)
         print(

@@ -32,3 +32,12 @@ def test_only_cpu_models_with_convolutions_change_layout():
     assert channels_last_on_cpu(nn.Identity()) is not None  # no parameters: unchanged
     net = nn.Sequential(nn.Conv2d(3, 4, 3))
     assert channels_last_on_cpu(net)[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_moving_off_the_cpu_restores_the_default_layout():
+    from tlc_probe.tensors import to_device
+
+    net = channels_last_on_cpu(nn.Sequential(nn.Conv2d(3, 4, 3)))
+    assert to_device(net, "cpu")[0].weight.is_contiguous(memory_format=torch.channels_last)
+    moved = to_device(net, "meta")  # any other device: PyTorch's layout back
+    assert moved[0].weight.device.type == "meta" and moved[0].weight.is_contiguous()

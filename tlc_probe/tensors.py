@@ -64,3 +64,14 @@ def channels_last_on_cpu(model: nn.Module) -> nn.Module:
     if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
         return model
     return model.to(memory_format=torch.channels_last)
+
+
+def to_device(model: nn.Module, device: str | torch.device) -> nn.Module:
+    """``model`` moved to ``device`` (in place; returned). Off the CPU its 4-D weights get
+    PyTorch's default layout back (:func:`channels_last_on_cpu` is a CPU choice; other
+    backends pick their own)."""
+    device = torch.device(device)
+    model = model.to(device)
+    if device.type != "cpu":
+        model = model.to(memory_format=torch.contiguous_format)
+    return model

@@ -35,6 +35,7 @@ from ..metrics.intervals import paired_difference
 from ..schemes import default_names, default_overlaps, make_scheme, make_schemes
 from ..store.atomic import atomic_write, write_text
 from ..store.figures import save_figure
+from ..tensors import to_device
 from ..tiling import tile_pixel_ratio
 from ..tlc.coverage import Coverage, watch_coverage
 from ..tlc.plan import Plan
@@ -158,7 +159,7 @@ def bench(
     device = torch.device(device)
     subject, items = load_for_test(checkpoint, n_photos, seed, images=images, **identity)
     ts, name = subject.train_size, subject.name
-    model = subject.model.to(device)
+    model = to_device(subject.model, device)
     overlaps = list(overlaps) if overlaps is not None else default_overlaps(ts)
     if plan is not None:
         plan = plan if isinstance(plan, Plan) else Plan.load(plan)

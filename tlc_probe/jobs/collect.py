@@ -60,7 +60,7 @@ from ..store.parts import (
     write_run_json,
 )
 from ..store.read import INCIDENTAL
-from ..tensors import to_model
+from ..tensors import to_device, to_model
 from ..tiling import check_tiling, image_tiles
 from ..tlc import convert
 from ..tlc.coverage import watch_coverage
@@ -556,7 +556,7 @@ def collect_checkpoint(
     )
     if images is None:
         images = ImageSource(data, layout, train_data, cfg.seed, n_per_photo)
-    model = subject.model if device is None else subject.model.to(device)
+    model = subject.model if device is None else to_device(subject.model, device)
     train_config = subject.meta.get("train_config")
     train_set = images.train_set(subject.task, train_config)
     test_set = images.test_set(subject.task)
