@@ -442,6 +442,8 @@ def _fast_grid(x: torch.Tensor, kernel: tuple[int, int], strides: tuple[int, int
     pixels it covers); grid point (g, f) is the window starting at (g r_h, f r_w).
     """
     (h, w), (kh, kw), (rh, rw) = x.shape[-2:], kernel, strides
+    if channels_last(x):  # block sums reduce along H and W: fast on the default layout
+        x = x.contiguous()
     sums = _block_sums(_block_sums(x.to(_compute_dtype(x)), rh, -2), rw, -1).double()
     nbh, nbw = sums.shape[-2:]
     cnt_h = torch.full((nbh,), float(rh), dtype=torch.float64, device=x.device)

@@ -21,7 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils._pytree import tree_map
 
-from .box import channel_mm, expand_factors, needs_grad, replicate_bands, replicate_to
+from .box import (
+    channel_mm,
+    channels_last,
+    expand_factors,
+    needs_grad,
+    replicate_bands,
+    replicate_to,
+)
 
 #: Pointwise functions evaluated on the grid (nn.ReLU, nn.Sigmoid, ... call these).
 _POINTWISE = {
@@ -174,8 +181,12 @@ class GridMap(torch.Tensor):
 
     def _times(self, other: torch.Tensor) -> torch.Tensor:
         # (called with subclass dispatch disabled) other * the full map, ``other`` of the
-        # full map's shape or broadcast to it, as a fresh tensor
-        return self._expand().mul_(other)
+        # full map's shape or broadcast to it, as a fresh tensor (in ``other``'s layout
+        # when that is channels last: the next convolution then needs no reorder)
+        full = self._expand()
+        if channels_last(other) and other.shape == full.shape and other.dtype == full.dtype:
+            return torch.mul(full, other, out=torch.empty_like(other))
+        return full.mul_(other)
 
     def _rewrap(self, out: torch.Tensor) -> GridMap:
         return GridMap.wrap(out, self._m_h, self._m_w)
