@@ -130,16 +130,14 @@ def test_on_output_gets_each_whole_image_output_of_whole_and_tlc(tmp_path):
     model, test = _model(), _images(2)
     seen = []
     cfg = CollectConfig(positions=3, tile_overlap=8, regimes=("whole", "tlc", "tiles", "window"))
+    kw = {"model_name": "m", "task": "deblur", "train_size": TS, "progress": False}
     collect(
         model,
         tmp_path / "s",
-        model_name="m",
-        task="deblur",
-        train_size=TS,
         test_data=test,
         config=cfg,
-        progress=False,
         on_output=lambda regime, item, out: seen.append((regime, item["id"], out)),
+        **kw,
     )
     assert sorted((r, i) for r, i, _ in seen) == [
         ("tlc", "im0"),

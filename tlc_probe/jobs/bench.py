@@ -235,9 +235,10 @@ def bench(
                     times.setdefault((ci, s.name), []).append(dt)
                     if rep == 0 and y is not None:
                         ov = s.overlap if s.overlap is not None else seam_tile_overlap
-                        quality[(ci, s.name)] = score_output(out, y, ts, ov)
+                        o = out[0].clamp(0, 1).cpu()
+                        quality[(ci, s.name)] = score_output(o, y, ts, ov)
                         if first_outputs is not None and ci == 0:
-                            first_outputs[s.name] = out[0].clamp(0, 1).cpu()
+                            first_outputs[s.name] = o
                     bar.update(1)
                 # what TLC did on the test images, apart from the (larger) timing sizes
                 for cov, mine in zip(coverage, on_test, strict=True):
