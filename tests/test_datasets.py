@@ -133,3 +133,53 @@ def test_random_patches_load_each_item_once():
 
     list(random_patches(Counting(), 8, 50, seed=0))
     assert sorted(calls) == [0, 1]
+
+
+def test_generated_items_are_made_once_and_handed_out_as_copies(monkeypatch):
+    from tlc_probe.data import datasets
+    from tlc_probe.data.datasets import DeadLeavesPairs
+
+    calls = []
+    real = datasets.degrade
+
+    def counting(task, img, seed, depth=None):
+        calls.append(seed)
+        return real(task, img, seed, depth=depth)
+
+    monkeypatch.setattr(datasets, "degrade", counting)
+    datasets.GENERATED.clear()
+    try:
+        photos, leaves = SyntheticPairs("deblur", split="test"), DeadLeavesPairs("derain", 2, 48)
+        a, b = photos[1], photos[1]
+        c, d = leaves[0], DeadLeavesPairs("derain", 2, 48)[0]  # another object, same item
+        assert len(calls) == 2  # one degradation per distinct item
+        assert torch.equal(a["input"], b["input"]) and torch.equal(c["target"], d["target"])
+        a["input"].zero_()  # a caller's change reaches no other caller
+        assert torch.equal(photos[1]["input"], b["input"]) and b["input"].abs().sum() > 0
+        # the kept item is the one a fresh generation makes (seed of item 1: 1)
+        assert torch.equal(b["input"], real("deblur", b["target"], 1))
+        assert not torch.equal(leaves[1]["input"], c["input"]) and len(calls) == 3
+    finally:
+        datasets.GENERATED.clear()
+
+
+def test_generated_items_drop_the_least_recently_used_past_their_bytes():
+    from tlc_probe.data.datasets import GeneratedItems
+
+    made = []
+
+    def maker(k):
+        def make():
+            made.append(k)
+            return {"input": torch.full((10,), float(k)), "id": str(k)}  # 40 bytes
+
+        return make
+
+    store = GeneratedItems(100)  # two items fit
+    for k in (1, 2, 1, 3):  # 3 evicts 2 (1 was used after 2)
+        assert store.get(k, maker(k))["input"][0] == k
+    assert made == [1, 2, 3] and len(store) == 2
+    store.get(1, maker(1))
+    store.get(2, maker(2))
+    assert made == [1, 2, 3, 2]
+    GeneratedItems(10).get(9, maker(9))  # larger than the store: made, not kept

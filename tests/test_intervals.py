@@ -164,3 +164,33 @@ def test_sampling_floor_is_the_w1_of_two_independent_draws_of_images():
     assert np.mean(floors) > 2 * np.mean(rows)
     few = sampling_floor(np.arange(9.0), ["a", "b", "c"] * 3, np.arange(8.0), list("abcdefgh"))
     assert np.isnan(few)  # 3 images on a side
+
+
+def test_sampling_floor_takes_scipys_w1_of_each_random_half():
+    from scipy.stats import wasserstein_distance
+
+    from tlc_probe.metrics.intervals import sampling_floor
+
+    rng = np.random.default_rng(5)
+    # ties within and across images, image names out of order, a non-finite value
+    values = rng.integers(0, 7, 90).astype(float)
+    values[4] = np.nan
+    images = np.array([f"im{k}" for k in rng.integers(0, 9, 90)], dtype=object)
+    other = rng.normal(size=40)
+    other_images = np.repeat(["z", "b", "q", "a", "m"], 8)
+
+    def part(v, im, draws):  # the definition: W1 of the values of two random halves
+        ok = np.isfinite(v)
+        v, im = v[ok], np.asarray(im)[ok]
+        names = np.unique(im)
+        half = names.size // 2
+        w = []
+        for _ in range(5):
+            a = np.isin(im, draws.permutation(names)[:half])
+            w.append(wasserstein_distance(v[a], v[~a]))
+        return np.mean(w) * np.sqrt((1 / names.size) / (1 / half + 1 / (names.size - half)))
+
+    draws = np.random.default_rng(11)
+    expected = np.hypot(part(values, images, draws), part(other, other_images, draws))
+    got = sampling_floor(values, images, other, other_images, n_splits=5, seed=11)
+    assert got == pytest.approx(expected, rel=1e-12)

@@ -42,11 +42,13 @@ def _seeds_drawn(dataset, monkeypatch) -> set[int]:
     monkeypatch.setattr(datasets, "load_photo", lambda name: torch.zeros(3, 8, 8))
     monkeypatch.setattr(datasets, "load_depth", lambda name: None)
     datasets._leaves.cache_clear()
+    datasets.GENERATED.clear()
     try:
         for i in range(len(dataset)):
             dataset[i]
     finally:
         datasets._leaves.cache_clear()
+        datasets.GENERATED.clear()
     return drawn
 
 

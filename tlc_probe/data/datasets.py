@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -183,12 +185,63 @@ class PairedFolder(torch.utils.data.Dataset):
         return {"input": x, "target": y, "id": name}
 
 
+class GeneratedItems:
+    """Generated items (degraded bundled photos, dead-leaves pairs) kept in this process,
+    so that the jobs of one run (collect, reliance, tuning, the bench, each checkpoint of a
+    task) make each item once: making one costs 0.05-0.4 s, keeping it a few MB. Items are
+    deterministic functions of their key; the least recently used go past ``max_bytes``.
+    :meth:`get` returns a new dict of copies, so a caller may change what it gets."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self._items: OrderedDict[Hashable, dict] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _size(item: dict) -> int:
+        return sum(v.nbytes for v in item.values() if isinstance(v, torch.Tensor))
+
+    def get(self, key: Hashable, make: Callable[[], dict]) -> dict:
+        """The item of ``key``, made by ``make()`` the first time (copies of its tensors)."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+        if item is None:
+            item = make()
+            size = self._size(item)
+            with self._lock:
+                if key not in self._items and size <= self.max_bytes:
+                    self._items[key] = item
+                    self._bytes += size
+                    while self._bytes > self.max_bytes:
+                        _, old = self._items.popitem(last=False)
+                        self._bytes -= self._size(old)
+        return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in item.items()}
+
+    def clear(self) -> None:
+        """Forget every kept item."""
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+#: The process's :class:`GeneratedItems` (1 GiB: the bundled training pools and the
+#: generated test set of the three tasks).
+GENERATED = GeneratedItems(1 << 30)
+
+
 class SyntheticPairs(torch.utils.data.Dataset):
     """Bundled photos degraded for ``task`` ('deblur' | 'derain' | 'dehaze').
 
     ``photos``: names (default: those of ``split``); ``n_per_photo`` differently seeded
     degradations of each; item ``i`` uses seed ``seed * 100003 + i`` and the photo's
-    measured depth when it has one. Ids ``<photo>#<k>``. Images are made on access.
+    measured depth when it has one. Ids ``<photo>#<k>``. Images are made on first
+    access and kept (:data:`GENERATED`).
     """
 
     def __init__(
@@ -210,9 +263,14 @@ class SyntheticPairs(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         name, k = self.items[i]
-        clean = load_photo(name)
-        x = degrade(self.task, clean, self.seed * 100003 + i, depth=load_depth(name))
-        return {"input": x, "target": clean, "id": f"{name}#{k}"}
+        s = self.seed * 100003 + i
+
+        def make() -> dict:
+            clean = load_photo(name)
+            x = degrade(self.task, clean, s, depth=load_depth(name))
+            return {"input": x, "target": clean, "id": f"{name}#{k}"}
+
+        return GENERATED.get(("photo", self.task, name, k, s), make)
 
 
 class DeadLeavesPairs(torch.utils.data.Dataset):
@@ -220,8 +278,8 @@ class DeadLeavesPairs(torch.utils.data.Dataset):
     an int for a square) degraded for ``task``; item ``i`` draws its image from seed
     ``seed * 100003 + first + i`` and its degradation from that seed + 50021 (haze: a
     synthetic depth). Ids ``deadleaves#<i>``; with a ``name``, ``<name>-<ii>`` (two
-    digits at least), each its own image. Images are made on access (the clean
-    ones of the last few seeds kept: making one costs ~0.7 s at 360 x 640)."""
+    digits at least), each its own image. Images are made on first access and kept
+    (:data:`GENERATED`; the clean image of a seed serves every task)."""
 
     def __init__(
         self,
@@ -251,9 +309,14 @@ class DeadLeavesPairs(torch.utils.data.Dataset):
         if not 0 <= i < self.n:
             raise IndexError(i)
         s = self.seed * 100003 + self.first + i
-        clean = _leaves(as_pair(self.size, "size"), s).clone()  # the cache's stays untouched
+        size = as_pair(self.size, "size")
         name = f"deadleaves#{i}" if self.name is None else f"{self.name}-{i:02d}"
-        return {"input": degrade(self.task, clean, s + 50021), "target": clean, "id": name}
+
+        def make() -> dict:
+            clean = _leaves(size, s)
+            return {"input": degrade(self.task, clean, s + 50021), "target": clean, "id": name}
+
+        return GENERATED.get(("leaves", self.task, size, s, name), make)
 
 
 @functools.lru_cache(maxsize=40)

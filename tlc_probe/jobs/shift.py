@@ -86,8 +86,10 @@ def content_floors(stats: str | Path | Sequence[str | Path] | SiteIndex) -> pd.D
     index = stats if isinstance(stats, SiteIndex) else SiteIndex(stats)
     rows = []
     for key in index:
-        frame = read_site(index, key, columns=["test_set", "regime", "sample", "stat", "value"])
-        for (test_set, stat), g in frame.groupby(["test_set", "stat"], sort=True):
+        columns = ["test_set", "regime", "sample", "stat", "value"]
+        frame = read_site(index, key, columns=columns, categorical=True)
+        groups = frame.groupby(["test_set", "stat"], sort=False, observed=True)
+        for (test_set, stat), g in sorted(groups, key=lambda kv: tuple(map(str, kv[0]))):
             tiles, train = g[g["regime"] == "tiles"], g[g["regime"] == "train"]
             if tiles.empty or train.empty:
                 continue
@@ -104,8 +106,8 @@ def content_floors(stats: str | Path | Sequence[str | Path] | SiteIndex) -> pd.D
 def _images(samples: pd.Series) -> np.ndarray:
     """:func:`~tlc_probe.metrics.intervals.image_of` of each sample id, each distinct id
     parsed once (a site holds thousands of rows of a few hundred samples)."""
-    codes, uniques = pd.factorize(samples.astype(str))
-    return image_of(uniques)[codes]
+    codes, uniques = pd.factorize(samples)
+    return image_of(np.asarray(uniques, dtype=object))[codes]
 
 
 def with_content_floors(

@@ -159,20 +159,35 @@ def _w1_of_cdfs(fa: np.ndarray, fb: np.ndarray, widths: np.ndarray) -> np.ndarra
 
 
 class _Group:
-    """One group's values summarised per (regime, image): histograms on shared bins."""
+    """One group's values summarised per (regime, image): histograms on shared bins.
 
-    def __init__(self, values: np.ndarray, regimes: np.ndarray, images: np.ndarray, bins: int):
+    ``regimes``: each value's regime as an index into ``names``; ``images``: each value's
+    image as its rank among the images' sorted names (so that clusters are in name
+    order); ``n_images``: the number of ranks."""
+
+    def __init__(
+        self,
+        values: np.ndarray,
+        regimes: np.ndarray,
+        names: Sequence[str],
+        images: np.ndarray,
+        n_images: int,
+        bins: int,
+    ):
         edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
         self.flat = edges.size < 2  # every value the same: every W1 is 0
         self.widths = np.diff(edges)
         b = max(self.widths.size, 1)
         where = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, b - 1)
         self.hist: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for regime in np.unique(regimes):
-            mine = regimes == regime
-            ids, local = np.unique(images[mine], return_inverse=True)
+        for code in np.flatnonzero(np.bincount(regimes, minlength=len(names))):
+            mine = regimes == code
+            img = images[mine]
+            present = np.bincount(img, minlength=n_images) > 0
+            ids = np.flatnonzero(present)  # image ranks, ascending: name order
+            local = (np.cumsum(present) - 1)[img]
             counts = np.bincount(local * b + where[mine], minlength=ids.size * b)
-            self.hist[str(regime)] = (ids, counts.reshape(ids.size, b).astype(np.float64))
+            self.hist[str(names[code])] = (ids, counts.reshape(ids.size, b).astype(np.float64))
 
     def aligned(self, *regimes: str) -> list[np.ndarray] | None:
         """The histograms of ``regimes`` when they come from the same images (rows in the
@@ -297,15 +312,17 @@ def w1_intervals(
         return pd.DataFrame(columns=columns)
     frame = stats.loc[keep, [*keys, "regime", "sample"]]
     codes, uniques = pd.factorize(frame["sample"].astype(str))
-    images = image_of(uniques)[codes]
-    regimes = frame["regime"].astype(str).to_numpy()
+    # each image as its rank in name order, each regime as a code (integer work per group)
+    _, ranks = np.unique(image_of(uniques).astype(str), return_inverse=True)
+    images, n_images = ranks.reshape(-1)[codes], int(ranks.max(initial=-1)) + 1
+    regimes, names = pd.factorize(frame["regime"].astype(str))
     values = values[keep]
     pairs = [(c, *c.split("~", 1)) for c in dict.fromkeys(comparisons)]
     rows = []
     by = frame.groupby(list(keys), sort=False, observed=True, dropna=False)
     for key, idx in by.indices.items():
         key = key if isinstance(key, tuple) else (key,)
-        group = _Group(values[idx], regimes[idx], images[idx], bins)
+        group = _Group(values[idx], regimes[idx], names, images[idx], n_images, bins)
         dw = (np.nan, np.nan)
         if {"tlc", "whole", reference} <= set(group.hist):
             dw = _dw1_interval(group, reference, confidence, n_resamples, seed)
@@ -348,18 +365,28 @@ def sampling_floor(
 
 def _half_split_w1(values, images, n_splits: int, rng: np.random.Generator) -> float:
     """One side's part of :func:`sampling_floor` (NaN below 4 images)."""
-    images = np.asarray(images, dtype=object)
     values = np.asarray(values, dtype=np.float64)
     ok = np.isfinite(values)
-    values, images = values[ok], images[ok]
-    names, codes = np.unique(images, return_inverse=True)
-    n = names.size
+    codes, uniques = pd.factorize(np.asarray(images, dtype=object)[ok])
+    # images numbered in name order, as rng.permutation(sorted names) would take them
+    _, ranks = np.unique(np.asarray(uniques, dtype=str), return_inverse=True)
+    n = len(uniques)
     if n < 4:
         return float("nan")
+    order = np.argsort(values[ok], kind="stable")
+    sorted_values, image = values[ok][order], ranks.reshape(-1)[codes[order]]
+    steps = np.diff(sorted_values)
     half = n // 2
     w = []
     for _ in range(n_splits):
-        # (the draw of rng.permutation(names)[:half], as image indices)
-        in_a = np.isin(codes, rng.permutation(n)[:half])
-        w.append(sps.wasserstein_distance(values[in_a], values[~in_a]))
+        chosen = np.zeros(n, dtype=bool)
+        chosen[rng.permutation(n)[:half]] = True
+        in_a = chosen[image]
+        # W1 of the two halves (scipy.stats.wasserstein_distance): both are subsequences
+        # of the sorted values, so their CDFs at each breakpoint are running counts
+        below_a = np.cumsum(in_a)[:-1]
+        below_b = np.arange(1, in_a.size) - below_a
+        n_a = int(in_a.sum())
+        gap = np.abs(below_a / n_a - below_b / (in_a.size - n_a))
+        w.append(float(np.sum(gap * steps)))
     return float(np.mean(w) * np.sqrt((1 / n) / (1 / half + 1 / (n - half))))
