@@ -45,7 +45,7 @@ def ckpt(tmp_path_factory):
 
 def test_collect_all_regimes_layout_counts_and_readers(tmp_path):
     model, test, train = _model(), _images(2), _images(2, 64, 64, seed=1)
-    cfg = CollectConfig(n_crops=5, crop_batch=2, positions=3, tile_overlap=8, tile_batch=4)
+    cfg = CollectConfig(n_crops=5, crop_batch=2, positions=3, tile_overlap=8)
     r = collect(
         model,
         tmp_path / "s",
@@ -174,6 +174,13 @@ def test_refuse_overwrite_and_resume_setting_check(tmp_path):
         collect(
             _model(), tmp_path, config=CollectConfig(("whole",), positions=5), mode="resume", **kw
         )
+    # a store of an older version that recorded its tiles' batch size (a speed setting
+    # it no longer has) resumes
+    run = json.loads((tmp_path / "_run.json").read_text())
+    (tmp_path / "_run.json").write_text(
+        json.dumps({**run, "config": {**run["config"], "tile_batch": 16}})
+    )
+    assert collect(_model(), tmp_path, config=cfg, mode="resume", **kw).skipped["whole"] == 1
     r = collect(_model(), tmp_path, config=cfg, mode="overwrite", **kw)
     assert r.written["whole"] == 1 and len(parts(tmp_path)) == 1
     bad = CollectConfig(("whole",), names=("nope*",))

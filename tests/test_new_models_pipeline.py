@@ -27,7 +27,7 @@ def _images(n, h=48, w=80, seed=0):
 def test_collect_shift_and_figures(name, task, tmp_path):
     torch.manual_seed(0)
     model = build(name, "tiny").eval()
-    cfg = CollectConfig(n_crops=4, crop_batch=2, positions=3, tile_overlap=8, tile_batch=4)
+    cfg = CollectConfig(n_crops=4, crop_batch=2, positions=3, tile_overlap=8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SPDNet: its never-called instance norms stay
         collect(

@@ -85,3 +85,34 @@ def test_bad_input():
         tiled_inference(lambda t: (t, t), x, tile=8, overlap=2)
     with pytest.raises(ValueError, match="spatial size"):
         tiled_inference(lambda t: t[..., ::2, ::2], x, tile=8, overlap=2)
+
+
+def test_tiles_share_forward_passes_up_to_the_pixel_budget(monkeypatch):
+    from tlc_probe import tiling
+    from tlc_probe.tensors import pixel_batches
+
+    seen = []
+
+    class Recording(TileMean):
+        def forward(self, x):
+            seen.append(tuple(x.shape))
+            return super().forward(x)
+
+    x = torch.randn(2, 3, 20, 30)
+    one_by_one = torch.zeros_like(x, dtype=torch.float64)
+    cnt = torch.zeros(20, 30, dtype=torch.float64)
+    for y in tile_starts(20, 8, 2):
+        for x0 in tile_starts(30, 8, 2):
+            t = x[..., y : y + 8, x0 : x0 + 8]
+            one_by_one[..., y : y + 8, x0 : x0 + 8] += TileMean()(t).double()
+            cnt[y : y + 8, x0 : x0 + 8] += 1
+    monkeypatch.setattr(tiling, "BATCH_PIXELS", 3 * 2 * 64)  # three tiles of both images
+    got = tiled_inference(Recording(), x, tile=8, overlap=2)
+    n_tiles = len(tile_starts(20, 8, 2)) * len(tile_starts(30, 8, 2))  # 3 x 5
+    assert seen == [(6, 3, 8, 8)] * (n_tiles // 3)
+    assert torch.allclose(got.double(), one_by_one / cnt, atol=1e-6)
+    # the split of a batch of crops: at most the budget, at least one sample
+    crops = torch.rand(10, 3, 16, 16)
+    assert [len(b) for b in pixel_batches(crops, 1024)] == [4, 4, 2]
+    assert [len(b) for b in pixel_batches(crops, 10)] == [1] * 10
+    assert torch.equal(torch.cat(pixel_batches(crops, 1024)), crops)

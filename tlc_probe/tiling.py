@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 
 from .sizes import as_int, as_pair
-from .tensors import check_map
+from .tensors import BATCH_PIXELS, check_map
 
 
 def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
@@ -96,7 +96,10 @@ def tiled_inference(
     """Run ``model`` on overlapping tiles of ``x`` and average the overlaps.
 
     Args:
-        model: maps an (N, C, h, w) tile to an (N, C', h, w) output (same spatial size).
+        model: maps a batch of tiles (B, C, h, w) to (B, C', h, w) outputs, each
+            sample's output its own (on a CPU several tiles of ``x`` share a forward
+            pass, :data:`~tlc_probe.tensors.BATCH_PIXELS` pixels at most; elsewhere one
+            tile of the N images at a time).
         x: (N, C, H, W) input, any H, W >= 1.
         tile: tile size (pixels), int or (h, w); an axis shorter than the tile is run
             whole along that axis.
@@ -122,17 +125,29 @@ def tiled_inference(
     acc = None
     count = torch.zeros(1, 1, h, w, dtype=torch.float64, device=x.device)
     boxes = [(y, x0) for y in ys for x0 in xs]
+    n = x.shape[0]
+    # several tiles per forward pass on a CPU (pixel_batches' budget), one elsewhere
+    per = 1 if x.device.type != "cpu" else max(1, BATCH_PIXELS // max(1, n * th * tw))
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        boxes = tqdm(boxes, desc="tiles", leave=False)
-    for y, x0 in boxes:
-        out = _check_out(model(x[..., y : y + th, x0 : x0 + tw]), x[..., y : y + th, x0 : x0 + tw])
+        bar = tqdm(total=len(boxes), desc="tiles", leave=False)
+    for g in range(0, len(boxes), per):
+        group = boxes[g : g + per]
+        tiles = [x[..., y : y + th, x0 : x0 + tw] for y, x0 in group]
+        batch = tiles[0] if len(tiles) == 1 else torch.cat(tiles)
+        out = _check_out(model(batch), batch)
         if acc is None:
-            acc = torch.zeros(*out.shape[:2], h, w, dtype=torch.float64, device=out.device)
+            acc = torch.zeros(n, out.shape[1], h, w, dtype=torch.float64, device=out.device)
             out_dtype = out.dtype
-        acc[..., y : y + th, x0 : x0 + tw] += out
-        count[..., y : y + th, x0 : x0 + tw] += 1
+        for k, (y, x0) in enumerate(group):
+            acc[..., y : y + th, x0 : x0 + tw] += out[k * n : (k + 1) * n]
+            count[..., y : y + th, x0 : x0 + tw] += 1
+        if bar is not None:
+            bar.update(len(group))
+    if bar is not None:
+        bar.close()
     return (acc / count).to(out_dtype)
 
 

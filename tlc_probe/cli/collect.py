@@ -28,7 +28,6 @@ FLAGS = {
     "another out": "another --out",
     "n_crops": "--crops",
     "crop_batch": "--batch",
-    "tile_batch": "--batch",
     "positions": "--positions",
     "tile_overlap": "--overlap",
     "kinds": "--kinds",
@@ -78,7 +77,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--crops", type=int, default=64, help="training crops (default: 64)")
     p.add_argument(
-        "--batch", type=int, default=16, help="crops or tiles per forward pass (default: 16)"
+        "--batch",
+        type=int,
+        default=16,
+        help="training crops per chunk, one part file each (default: 16)",
     )
     p.add_argument(
         "--overlap",
@@ -115,7 +117,6 @@ def run(args: argparse.Namespace) -> int:
         n_crops=args.crops,
         crop_batch=args.batch,
         tile_overlap=args.overlap,
-        tile_batch=args.batch,
         base_size=args.base_size,
         fast_imp=args.fast,
         seed=args.seed,

@@ -60,7 +60,7 @@ from ..store.parts import (
     write_run_json,
 )
 from ..store.read import INCIDENTAL
-from ..tensors import to_device, to_model
+from ..tensors import pixel_batches, to_device, to_model
 from ..tiling import check_tiling, image_tiles
 from ..tlc import convert
 from ..tlc.coverage import watch_coverage
@@ -75,8 +75,9 @@ MODES = ("refuse", "resume", "overwrite")
 @dataclass
 class CollectConfig:
     """How to collect. ``positions``: grid positions per axis for TLC local means;
-    ``n_crops`` training crops in chunks of ``crop_batch``; tiles of train_size with
-    ``tile_overlap`` pixels, ``tile_batch`` per forward pass; ``base_size`` as in
+    ``n_crops`` training crops in chunks (part files) of ``crop_batch``; tiles of
+    train_size with ``tile_overlap`` pixels (crops and tiles run in batches of
+    :func:`~tlc_probe.tensors.pixel_batches`); ``base_size`` as in
     :func:`tlc_probe.convert`, ``fast_imp`` for its ``mode="fast"``
     as in :func:`tlc_probe.convert`; ``keep_nonfinite`` writes NaN/Inf rows instead of
     dropping (and counting) them; ``writer`` names this process's part files."""
@@ -89,7 +90,6 @@ class CollectConfig:
     n_crops: int = 64
     crop_batch: int = 16
     tile_overlap: int = 16
-    tile_batch: int = 16
     base_size: int | None = None
     fast_imp: bool = False
     seed: int = 0
@@ -102,7 +102,7 @@ class CollectConfig:
             raise ValueError(f"unknown regime(s) {bad}; regimes: {REGIMES}")
         if not self.regimes:
             raise ValueError("no regime to collect")
-        for name in ("positions", "n_crops", "crop_batch", "tile_batch"):
+        for name in ("positions", "n_crops", "crop_batch"):
             setattr(self, name, as_int(getattr(self, name), name, minimum=1))
         self.tile_overlap = as_int(self.tile_overlap, "tile_overlap", minimum=0)
         self.seed = as_int(self.seed, "seed", minimum=0)
@@ -294,6 +294,8 @@ def collect(
         theirs = _comparable(old)
         present = {s.kind for s in probe.all_sites}  # a kind the model lacks changes nothing
         for cfg_ in (mine.get("config", {}), theirs.get("config", {})):
+            for key in _RETIRED_CONFIG:  # speed settings of older versions
+                cfg_.pop(key, None)
             if "kinds" in cfg_:
                 cfg_["kinds"] = sorted(set(cfg_["kinds"]) & present)
         if "samples" not in theirs:  # written before runs recorded their samples
@@ -384,7 +386,7 @@ def collect(
             size = min(cfg.crop_batch, cfg.n_crops - j * cfg.crop_batch)
             first = j * cfg.crop_batch
             ids, x = train_crops(train_data, train_size, j, size, cfg.seed, cache, first)
-            emit("train", j, ids, model, [x], probe)
+            emit("train", j, ids, model, pixel_batches(x), probe)
         cache.clear()
 
     watch = watch_coverage(tlc_model) if tlc_model is not None else nullcontext()
@@ -413,8 +415,7 @@ def collect(
                     else:
                         boxes, tiles = image_tiles(img, train_size, cfg.tile_overlap)
                         ids = [f"{item['id']}/t{k:03d}@{y},{x}" for k, (y, x) in enumerate(boxes)]
-                        batches = tiles.split(cfg.tile_batch)
-                        emit(regime, j, ids, model, batches, probe)
+                        emit(regime, j, ids, model, pixel_batches(tiles), probe)
     result.seconds = time.perf_counter() - t0
     if cov is not None and cov.noop:
         result.tlc_noop = True
@@ -434,6 +435,10 @@ def collect(
 
 # world_size is checked on its own, the samples themselves instead of their hash
 _VOLATILE = (*INCIDENTAL, "samples_sha256")
+
+
+#: Settings older versions recorded that change only speed (now chosen automatically).
+_RETIRED_CONFIG = ("tile_batch",)
 
 
 #: Run metadata a store written before tlc-probe recorded it lacks (not a difference).
