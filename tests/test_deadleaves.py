@@ -58,3 +58,20 @@ def test_pairs_are_degraded_dead_leaves_and_join_the_training_pool():
     )
     ids = [train[i]["id"] for i in range(len(train))]
     assert ids == ["astronaut#0", "coffee#0", "chelsea#0", "deadleaves#0", "deadleaves#1"]
+
+
+def test_discs_left_out_early_have_no_free_pixel_in_their_box():
+    from tlc_probe.data.deadleaves import _free_table, _may_show
+
+    rng = np.random.default_rng(0)
+    free = rng.random((40, 60)) < 0.02  # a nearly covered canvas: scattered free pixels
+    centres = rng.random((3000, 2)) * (40, 60) + rng.normal(0, 3, (3000, 2))  # some outside
+    radii = rng.uniform(0.2, 6.0, 3000)
+    shows = _may_show(_free_table(free), centres, radii)
+    for (cy, cx), r, s in zip(centres, radii, shows, strict=True):
+        # the drawing loop's box, brute force
+        y0, y1 = max(0, int(cy - r)), min(40, int(np.ceil(cy + r)) + 1)
+        x0, x1 = max(0, int(cx - r)), min(60, int(np.ceil(cx + r)) + 1)
+        box_free = y0 < y1 and x0 < x1 and free[y0:y1, x0:x1].any()
+        assert s == box_free
+    assert 0 < shows.sum() < len(shows)  # both cases occur

@@ -35,6 +35,31 @@ def _radii(rng: np.random.Generator, n: int, r_min: float, r_max: float) -> np.n
     return (r_min**e + u * (r_max**e - r_min**e)) ** (1.0 / e)
 
 
+#: Batches of discs between two summed-area tables of the free pixels.
+_TABLE_BATCHES = 4
+
+
+def _free_table(free: np.ndarray) -> np.ndarray:
+    """The summed-area table (H + 1, W + 1) of a boolean (H, W) map."""
+    table = np.zeros((free.shape[0] + 1, free.shape[1] + 1), dtype=np.int32)
+    np.cumsum(free, axis=0, dtype=np.int32, out=table[1:, 1:])
+    np.cumsum(table[1:, 1:], axis=1, out=table[1:, 1:])
+    return table
+
+
+def _may_show(table: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """False for discs (cy, cx) of radius r whose box, clipped as the drawing loop clips
+    it, holds no free pixel by the summed-area ``table``; True otherwise."""
+    sh, sw = table.shape[0] - 1, table.shape[1] - 1
+    cy, cx = centres[:, 0], centres[:, 1]
+    y0 = np.clip(np.trunc(cy - radii), 0, sh).astype(np.int64)
+    y1 = np.clip(np.ceil(cy + radii) + 1, 0, sh).astype(np.int64)
+    x0 = np.clip(np.trunc(cx - radii), 0, sw).astype(np.int64)
+    x1 = np.clip(np.ceil(cx + radii) + 1, 0, sw).astype(np.int64)
+    count = table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
+    return (y0 < y1) & (x0 < x1) & (count > 0)
+
+
 def dead_leaves(size: int | tuple[int, int], seed: int, shading: float = 0.15) -> torch.Tensor:
     """A dead-leaves image: (3, H, W) float32 in [0, 1], deterministic for ``seed``.
 
@@ -53,13 +78,23 @@ def dead_leaves(size: int | tuple[int, int], seed: int, shading: float = 0.15) -
     free = np.ones((sh, sw), dtype=bool)
     left = sh * sw
     drawn = 0
+    table, age = None, 0
     while left > 0 and drawn < MAX_DISCS:
         batch = 512
         radii = _radii(rng, batch, r_min, r_max)
         centres = rng.random((batch, 2)) * (sh, sw)
         colours = rng.random((batch, 3)).astype(np.float32)
         angles = rng.uniform(0, 2 * np.pi, batch)
-        for r, (cy, cx), col, a in zip(radii, centres, colours, angles, strict=True):
+        # most discs fall where earlier ones cover every pixel of their box: counted
+        # with a summed-area table of the free pixels, they are left out at once (the
+        # table is a few batches old at most; free pixels only get fewer, so a disc it
+        # finds no free pixel for cannot show)
+        if table is None or age == _TABLE_BATCHES:
+            table, age = _free_table(free), 0
+        age += 1
+        shows = _may_show(table, centres, radii)
+        discs = zip(radii[shows], centres[shows], colours[shows], angles[shows], strict=True)
+        for r, (cy, cx), col, a in discs:
             y0, y1 = max(0, int(cy - r)), min(sh, int(np.ceil(cy + r)) + 1)
             x0, x1 = max(0, int(cx - r)), min(sw, int(np.ceil(cx + r)) + 1)
             if y0 >= y1 or x0 >= x1:
