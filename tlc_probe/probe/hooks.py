@@ -286,7 +286,7 @@ class Probe:
             self.clear()
             raise ValueError(f"{n} samples went through the model, {len(samples)} ids given")
         starts = np.concatenate([[0], np.cumsum(batches)])
-        frames = []
+        blocks: list[_Block] = []
         try:
             self._to_host()
             for log in self._logs:
@@ -297,14 +297,14 @@ class Probe:
                         by_stat.setdefault(r.stat, []).append(r)
                     ids = samples[starts[f] : starts[f] + b]
                     for stat, rs in by_stat.items():
-                        frames.extend(_rows(log.site, stat, rs, _call_ids(log.site, rs, ids)))
+                        blocks.extend(_rows(log.site, stat, rs, _call_ids(log.site, rs, ids)))
                     if not by_stat:
                         raise ValueError(f"site {log.site.name} did not run in forward pass {f}")
         finally:
             self.clear()
-        if not frames:
+        if not blocks:
             return empty_frame()
-        return pd.concat(frames, ignore_index=True)
+        return _frame(blocks)
 
     def _to_host(self) -> None:
         """Move every recorded tensor (values and positions) to the host: one transfer per
@@ -343,8 +343,26 @@ def _call_ids(site: Site, recs: list[_Record], ids: np.ndarray) -> np.ndarray:
     return np.array([f"{s}/part{j}" for j in range(k) for s in ids], dtype=object)
 
 
-def _rows(site: Site, stat: str, recs: list[_Record], ids: np.ndarray):
-    """Tidy frames for one site and stat in one forward pass; ``ids`` names every row
+@dataclass
+class _Block:
+    """The rows of one record: ``n`` rows of one site and stat, their samples, channels,
+    positions (None for a global statistic) and values."""
+
+    site: Site
+    stat: str
+    sample: np.ndarray
+    channel: np.ndarray
+    y: np.ndarray | None
+    x: np.ndarray | None
+    value: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.value.size)
+
+
+def _rows(site: Site, stat: str, recs: list[_Record], ids: np.ndarray) -> Iterable[_Block]:
+    """The row blocks of one site and stat in one forward pass; ``ids`` names every row
     block of the concatenated records. Global records, (n, C) each, are concatenated on
     the device and moved to the host once."""
     if all(r.ys is None for r in recs) and len(recs) > 1:
@@ -356,22 +374,46 @@ def _rows(site: Site, stat: str, recs: list[_Record], ids: np.ndarray):
         p = v.shape[2] if v.ndim == 3 else 1
         block = ids[start : start + nb]
         start += nb
-        if r.ys is None:
-            y = x = pd.array(np.full(nb * c * p, pd.NA), dtype="Int32")
-        else:
-            y = pd.array(np.tile(r.ys.cpu().numpy(), nb * c).astype(np.int32), dtype="Int32")
-            x = pd.array(np.tile(r.xs.cpu().numpy(), nb * c).astype(np.int32), dtype="Int32")
-        yield pd.DataFrame(
-            {
-                "site": site.name,
-                "kind": site.kind,
-                "depth": np.int32(site.depth),
-                "sample": np.repeat(block, c * p),
-                "channel": np.tile(np.repeat(np.arange(c, dtype=np.int32), p), nb),
-                "y": y,
-                "x": x,
-                "stat": stat,
-                "value": v.reshape(-1).astype(np.float32),
-            },
-            columns=list(RECORD_COLUMNS),
+        y = x = None
+        if r.ys is not None:
+            y = np.tile(r.ys.cpu().numpy(), nb * c).astype(np.int32)
+            x = np.tile(r.xs.cpu().numpy(), nb * c).astype(np.int32)
+        yield _Block(
+            site,
+            stat,
+            np.repeat(block, c * p),
+            np.tile(np.repeat(np.arange(c, dtype=np.int32), p), nb),
+            y,
+            x,
+            v.reshape(-1).astype(np.float32),
         )
+
+
+def _frame(blocks: list[_Block]) -> pd.DataFrame:
+    """One tidy frame (:data:`RECORD_COLUMNS`) of row blocks, in order, built column by
+    column (one DataFrame, not one per block)."""
+    sizes = [b.n for b in blocks]
+
+    def each(get) -> np.ndarray:
+        return np.concatenate([get(b) for b in blocks])
+
+    def constant(get, dtype) -> np.ndarray:
+        return np.repeat(np.array([get(b) for b in blocks], dtype=dtype), sizes)
+
+    def position(get) -> pd.arrays.IntegerArray:
+        parts = [get(b) if get(b) is not None else np.zeros(b.n, np.int32) for b in blocks]
+        null = np.repeat(np.array([get(b) is None for b in blocks]), sizes)
+        return pd.arrays.IntegerArray(np.concatenate(parts).astype(np.int32), null)
+
+    columns = {
+        "site": constant(lambda b: b.site.name, object),
+        "kind": constant(lambda b: b.site.kind, object),
+        "depth": constant(lambda b: b.site.depth, np.int32),
+        "sample": each(lambda b: b.sample),
+        "channel": each(lambda b: b.channel),
+        "y": position(lambda b: b.y),
+        "x": position(lambda b: b.x),
+        "stat": constant(lambda b: b.stat, object),
+        "value": each(lambda b: b.value),
+    }
+    return pd.DataFrame(columns, columns=list(RECORD_COLUMNS))
