@@ -188,3 +188,20 @@ def test_columns_constant_by_the_footers_are_not_read_but_are_right(tmp_path):
         want = expected[expected["site"] == site].reset_index(drop=True)
         pd.testing.assert_frame_equal(got.reset_index(drop=True), want)
     assert read_site(tmp_path, ("m", "t", "c"))["value"].isna().sum() == 3
+
+
+def test_a_part_file_holds_the_rows_sorted_by_site_whatever_order_its_runs_come_in(tmp_path):
+    rng = np.random.default_rng(1)
+    runs = [_frame(rng, "m", [site], "whole", 3) for site in ("mid", "enc.0", "dec.0")]
+    runs = [r.sort_values(["sample", "channel"], kind="stable") for r in runs]  # row order kept
+    contiguous = pd.concat(runs, ignore_index=True)  # each site one run, names out of order
+    interleaved = contiguous.sample(frac=1.0, random_state=3)
+    for frame in (contiguous, interleaved):
+        path = write_part(frame.assign(regime="whole"), tmp_path / "p.parquet")
+        meta = pq.ParquetFile(path).metadata
+        assert meta.num_row_groups == 3
+        got = pq.read_table(path).to_pandas()
+        want = frame.sort_values("site", kind="stable").reset_index(drop=True)
+        assert got["site"].tolist() == want["site"].tolist()
+        assert np.array_equal(got["value"].to_numpy(), want["value"].to_numpy(), equal_nan=True)
+        assert got["sample"].tolist() == want["sample"].tolist()

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 from torch import nn
 
@@ -400,20 +401,28 @@ def _frame(blocks: list[_Block]) -> pd.DataFrame:
     def constant(get, dtype) -> np.ndarray:
         return np.repeat(np.array([get(b) for b in blocks], dtype=dtype), sizes)
 
+    def text(get) -> pd.Series:
+        # a string per block: its rows index a dictionary of the distinct strings (no
+        # Python string per row)
+        codes, names = pd.factorize(np.array([get(b) for b in blocks], dtype=object))
+        index = pa.array(np.repeat(codes.astype(np.int32), sizes))
+        strings = pa.DictionaryArray.from_arrays(index, pa.array(list(names), pa.string()))
+        return strings.cast(pa.string()).to_pandas()
+
     def position(get) -> pd.arrays.IntegerArray:
         parts = [get(b) if get(b) is not None else np.zeros(b.n, np.int32) for b in blocks]
         null = np.repeat(np.array([get(b) is None for b in blocks]), sizes)
         return pd.arrays.IntegerArray(np.concatenate(parts).astype(np.int32), null)
 
     columns = {
-        "site": constant(lambda b: b.site.name, object),
-        "kind": constant(lambda b: b.site.kind, object),
+        "site": text(lambda b: b.site.name),
+        "kind": text(lambda b: b.site.kind),
         "depth": constant(lambda b: b.site.depth, np.int32),
         "sample": each(lambda b: b.sample),
         "channel": each(lambda b: b.channel),
         "y": position(lambda b: b.y),
         "x": position(lambda b: b.x),
-        "stat": constant(lambda b: b.stat, object),
+        "stat": text(lambda b: b.stat),
         "value": each(lambda b: b.value),
     }
     return pd.DataFrame(columns, columns=list(RECORD_COLUMNS))

@@ -58,16 +58,26 @@ def write_part(
         frame = frame.assign(test_set=str((meta or {}).get("test_set", DEFAULT_TEST_SET)))
     base = STEP_PART_SCHEMA if "step" in frame.columns else PART_SCHEMA
     schema = base.with_metadata({META_KEY: json.dumps(dict(meta or {}), default=str)})
-    rows = frame[base.names].sort_values("site", kind="stable")
+    rows = frame[base.names]
+    codes, names = pd.factorize(rows["site"])
+    starts = [0, *(np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist(), len(rows)]
+    runs = codes[starts[:-1]] if len(rows) else codes
+    if len(set(runs.tolist())) < len(runs):  # a site in several runs: sort the rows
+        rows = rows.sort_values("site", kind="stable")
+        codes, names = pd.factorize(rows["site"])
+        starts = [0, *(np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist(), len(rows)]
+        runs = codes[starts[:-1]] if len(rows) else codes
     table = pa.Table.from_pandas(rows, schema=schema, preserve_index=False)
-    site = rows["site"].to_numpy()
-    starts = [0, *(np.flatnonzero(site[1:] != site[:-1]) + 1).tolist(), len(rows)]
+    # each site's rows are one run (as the probe gives them): its row group is that
+    # slice, written in the order of the site names (the rows sorted by site, stably)
+    order = sorted(range(len(runs)), key=lambda i: str(names[runs[i]]))
+    slices = [(starts[i], starts[i + 1] - starts[i]) for i in order] or [(0, 0)]
 
     def write(p: Path) -> None:
         # one row group per site: a reader filtering on a site skips the others' groups
         with pq.ParquetWriter(p, schema, compression="zstd") as w:
-            for a, b in zip(starts[:-1], starts[1:], strict=True):
-                w.write_table(table.slice(a, b - a))
+            for a, n in slices:
+                w.write_table(table.slice(a, n))
 
     return atomic_write(path, write)
 
