@@ -226,7 +226,10 @@ class Probe:
                         torch.cat([q, k], dim=1), "attn", window, self._input_size, (temp, heads)
                     )
                 elif log.site.local and not site.covers(size):
-                    stats, ys, xs = site.window_stats(q, k, self.positions)
+                    # (rows of a channel contiguous: a channels-last map interleaves them)
+                    stats, ys, xs = site.window_stats(
+                        q.contiguous(), k.contiguous(), self.positions
+                    )
                 else:
                     stats, ys, xs = attention_stats(q, k, temp, heads), None, None
                 for stat, v in stats.items():

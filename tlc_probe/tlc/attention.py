@@ -242,6 +242,9 @@ def local_channel_attention_bands(
     """
     n, c_all, h, w = q.shape
     kh, kw = clamp_window(kernel, (h, w))
+    # rows of each channel contiguous: the channels of a channels-last qkv map (and its
+    # chunks) are interleaved, and every band operation below would stride over them
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     qh, kh_, vh = _heads(q, heads), _heads(k, heads), _heads(v, heads)
     c = qh.shape[2]
     n_prod = c * c + 2 * c  # q_i k_j, then q_i^2, then k_j^2
@@ -460,7 +463,9 @@ class LocalChannelAttention(LocalWindow, nn.Module):
         if self.empty_batch(x):
             return self.project_out(x)
         check_map(x)
-        q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
+        # one copy to the default layout (from a channels-last model's maps): the local
+        # attention works on rows of one channel at a time
+        q, k, v = self.qkv_dwconv(self.qkv(x)).contiguous().chunk(3, dim=1)
         return self.project_out(self.attend(q, k, v))
 
     def window_stats(
