@@ -194,3 +194,9 @@ def test_sampling_floor_takes_scipys_w1_of_each_random_half():
     expected = np.hypot(part(values, images, draws), part(other, other_images, draws))
     got = sampling_floor(values, images, other, other_images, n_splits=5, seed=11)
     assert got == pytest.approx(expected, rel=1e-12)
+    # integer image labels keep their numeric order (2 before 10), as np.unique gives it
+    numbers = rng.integers(0, 12, 90)
+    draws = np.random.default_rng(4)
+    expected = np.hypot(part(values, numbers, draws), part(other, other_images, draws))
+    got = sampling_floor(values, numbers, other, other_images, n_splits=5, seed=4)
+    assert got == pytest.approx(expected, rel=1e-12)

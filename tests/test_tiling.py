@@ -88,8 +88,8 @@ def test_bad_input():
 
 
 def test_tiles_share_forward_passes_up_to_the_pixel_budget(monkeypatch):
-    from tlc_probe import tiling
-    from tlc_probe.tensors import pixel_batches
+    from tlc_probe import tensors
+    from tlc_probe.tensors import DEVICE_BATCH_PIXELS, batch_pixels, pixel_batches
 
     seen = []
 
@@ -106,13 +106,17 @@ def test_tiles_share_forward_passes_up_to_the_pixel_budget(monkeypatch):
             t = x[..., y : y + 8, x0 : x0 + 8]
             one_by_one[..., y : y + 8, x0 : x0 + 8] += TileMean()(t).double()
             cnt[y : y + 8, x0 : x0 + 8] += 1
-    monkeypatch.setattr(tiling, "BATCH_PIXELS", 3 * 2 * 64)  # three tiles of both images
+    monkeypatch.setattr(tensors, "BATCH_PIXELS", 3 * 2 * 64)  # three tiles of both images
     got = tiled_inference(Recording(), x, tile=8, overlap=2)
     n_tiles = len(tile_starts(20, 8, 2)) * len(tile_starts(30, 8, 2))  # 3 x 5
     assert seen == [(6, 3, 8, 8)] * (n_tiles // 3)
     assert torch.allclose(got.double(), one_by_one / cnt, atol=1e-6)
     # the split of a batch of crops: at most the budget, at least one sample
     crops = torch.rand(10, 3, 16, 16)
-    assert [len(b) for b in pixel_batches(crops, 1024)] == [4, 4, 2]
-    assert [len(b) for b in pixel_batches(crops, 10)] == [1] * 10
-    assert torch.equal(torch.cat(pixel_batches(crops, 1024)), crops)
+    assert [len(b) for b in pixel_batches(crops, pixels=1024)] == [4, 4, 2]
+    assert [len(b) for b in pixel_batches(crops, pixels=10)] == [1] * 10
+    assert torch.equal(torch.cat(pixel_batches(crops, pixels=1024)), crops)
+    # the budget is the device's where the passes run (a model on a GPU: larger batches)
+    assert [len(b) for b in pixel_batches(crops)] == [1] * 10  # the patched CPU budget, 384 px
+    assert batch_pixels("meta") == DEVICE_BATCH_PIXELS > batch_pixels("cpu")
+    assert [len(b) for b in pixel_batches(crops, "meta")] == [10]

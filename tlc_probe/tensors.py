@@ -82,14 +82,23 @@ def to_device(model: nn.Module, device: str | torch.device) -> nn.Module:
 #: machine the shipped models ran 16 tiles of 128 x 128 1.3-3.2x slower per tile than 4,
 #: and 4 within 1.3x of the best batch of each.
 BATCH_PIXELS = 1 << 16
+#: The same off the CPU, where larger batches pay (16 tiles of 256 x 256).
+DEVICE_BATCH_PIXELS = 1 << 20
 
 
-def pixel_batches(x: torch.Tensor, pixels: int = BATCH_PIXELS) -> tuple[torch.Tensor, ...]:
-    """``x`` (N, C, H, W) as consecutive batches for forward passes: on a CPU, views of
-    at most ``pixels`` pixels each (at least one sample); elsewhere (a GPU wants large
-    batches) ``(x,)``. A speed choice only: each sample's output does not depend on the
-    batch it runs in (up to float rounding)."""
-    if x.device.type != "cpu":
-        return (x,)
-    per = max(1, pixels // max(1, x.shape[-2] * x.shape[-1]))
+def batch_pixels(device: torch.device | str) -> int:
+    """Pixels of one forward pass of crops or tiles for a model on ``device``:
+    :data:`BATCH_PIXELS` on a CPU, :data:`DEVICE_BATCH_PIXELS` elsewhere."""
+    return BATCH_PIXELS if torch.device(device).type == "cpu" else DEVICE_BATCH_PIXELS
+
+
+def pixel_batches(
+    x: torch.Tensor, device: torch.device | str | None = None, pixels: int | None = None
+) -> tuple[torch.Tensor, ...]:
+    """``x`` (N, C, H, W) as consecutive batches (views along N) for the forward passes
+    of a model on ``device`` (default ``x``'s): at most ``pixels`` pixels each (default
+    :func:`batch_pixels` of the device), at least one sample. A speed choice only: each
+    sample's output does not depend on the batch it runs in (up to float rounding)."""
+    budget = pixels if pixels is not None else batch_pixels(device or x.device)
+    per = max(1, budget // max(1, x.shape[-2] * x.shape[-1]))
     return x.split(per)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 
 from .sizes import as_int, as_pair
-from .tensors import BATCH_PIXELS, check_map
+from .tensors import batch_pixels, check_map
 
 
 def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
@@ -97,9 +97,10 @@ def tiled_inference(
 
     Args:
         model: maps a batch of tiles (B, C, h, w) to (B, C', h, w) outputs, each
-            sample's output its own (on a CPU several tiles of ``x`` share a forward
-            pass, :data:`~tlc_probe.tensors.BATCH_PIXELS` pixels at most; elsewhere one
-            tile of the N images at a time).
+            sample's output its own: several tiles of ``x`` share a forward pass, up
+            to :func:`~tlc_probe.tensors.batch_pixels` of ``x``'s device (a model
+            that takes one sample at a time, or mixes the samples of a batch, does not
+            fit).
         x: (N, C, H, W) input, any H, W >= 1.
         tile: tile size (pixels), int or (h, w); an axis shorter than the tile is run
             whole along that axis.
@@ -126,8 +127,8 @@ def tiled_inference(
     count = torch.zeros(1, 1, h, w, dtype=torch.float64, device=x.device)
     boxes = [(y, x0) for y in ys for x0 in xs]
     n = x.shape[0]
-    # several tiles per forward pass on a CPU (pixel_batches' budget), one elsewhere
-    per = 1 if x.device.type != "cpu" else max(1, BATCH_PIXELS // max(1, n * th * tw))
+    # several tiles per forward pass, up to the pixel budget of x's device
+    per = max(1, batch_pixels(x.device) // max(1, n * th * tw))
     bar = None
     if progress:
         from tqdm.auto import tqdm

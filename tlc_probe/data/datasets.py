@@ -10,6 +10,7 @@ background would invent content.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -230,9 +231,18 @@ class GeneratedItems:
         return len(self._items)
 
 
-#: The process's :class:`GeneratedItems` (1 GiB: the bundled training pools and the
-#: generated test set of the three tasks).
-GENERATED = GeneratedItems(1 << 30)
+def _generated_bytes() -> int:
+    """1 GiB (the bundled training pools and the generated test set of the three tasks),
+    or a sixteenth of the machine's memory where that is less."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        return 1 << 30
+    return int(min(1 << 30, memory // 16))
+
+
+#: The process's :class:`GeneratedItems` (:func:`_generated_bytes`).
+GENERATED = GeneratedItems(_generated_bytes())
 
 
 class SyntheticPairs(torch.utils.data.Dataset):

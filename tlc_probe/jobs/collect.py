@@ -60,7 +60,7 @@ from ..store.parts import (
     write_run_json,
 )
 from ..store.read import INCIDENTAL
-from ..tensors import pixel_batches, to_device, to_model
+from ..tensors import model_device_dtype, pixel_batches, to_device, to_model
 from ..tiling import check_tiling, image_tiles
 from ..tlc import convert
 from ..tlc.coverage import watch_coverage
@@ -334,6 +334,7 @@ def collect(
     shard.barrier()
 
     result = CollectResult(out=out)
+    device = model_device_dtype(model)[0]  # where the crops and tiles run (their batches)
     t0 = time.perf_counter()
     base = {"model": model_name, "task": task}
 
@@ -386,7 +387,7 @@ def collect(
             size = min(cfg.crop_batch, cfg.n_crops - j * cfg.crop_batch)
             first = j * cfg.crop_batch
             ids, x = train_crops(train_data, train_size, j, size, cfg.seed, cache, first)
-            emit("train", j, ids, model, pixel_batches(x), probe)
+            emit("train", j, ids, model, pixel_batches(x, device), probe)
         cache.clear()
 
     watch = watch_coverage(tlc_model) if tlc_model is not None else nullcontext()
@@ -415,7 +416,7 @@ def collect(
                     else:
                         boxes, tiles = image_tiles(img, train_size, cfg.tile_overlap)
                         ids = [f"{item['id']}/t{k:03d}@{y},{x}" for k, (y, x) in enumerate(boxes)]
-                        emit(regime, j, ids, model, pixel_batches(tiles), probe)
+                        emit(regime, j, ids, model, pixel_batches(tiles, device), probe)
     result.seconds = time.perf_counter() - t0
     if cov is not None and cov.noop:
         result.tlc_noop = True

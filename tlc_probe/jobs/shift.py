@@ -88,8 +88,9 @@ def content_floors(stats: str | Path | Sequence[str | Path] | SiteIndex) -> pd.D
     for key in index:
         columns = ["test_set", "regime", "sample", "stat", "value"]
         frame = read_site(index, key, columns=columns, categorical=True)
-        groups = frame.groupby(["test_set", "stat"], sort=False, observed=True)
-        for (test_set, stat), g in sorted(groups, key=lambda kv: tuple(map(str, kv[0]))):
+        groups = frame.groupby(["test_set", "stat"], sort=False, observed=True).indices
+        for test_set, stat in sorted(groups, key=lambda k: tuple(map(str, k))):
+            g = frame.iloc[groups[(test_set, stat)]]
             tiles, train = g[g["regime"] == "tiles"], g[g["regime"] == "train"]
             if tiles.empty or train.empty:
                 continue

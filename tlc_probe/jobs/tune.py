@@ -39,7 +39,7 @@ from ..metrics.shift import shift_table, stat_mask
 from ..probe import Probe
 from ..store.atomic import atomic_write
 from ..store.figures import save_figure
-from ..tensors import pixel_batches
+from ..tensors import model_device_dtype, pixel_batches
 from ..tlc import convert, tlc_windows
 from ..tlc.plan import GLOBAL, Plan, uniform_windows
 from ..viz import tune_figure
@@ -134,7 +134,7 @@ def tune_windows(
     # regimes, only the extent of the mean and the context remain
     ids, crops = train_crops(tuning, ts, 0, n_crops, seed, {}, 0)
     with torch.no_grad(), Probe(model, positions=positions) as probe:
-        for batch in pixel_batches(crops):
+        for batch in pixel_batches(crops, model_device_dtype(model)[0]):
             model(batch)
         frames.append(probe.take(ids).assign(regime="train", **base))
     nets = {_label(c): _net(model, ts, c) for c in candidates}

@@ -369,7 +369,7 @@ def _half_split_w1(values, images, n_splits: int, rng: np.random.Generator) -> f
     ok = np.isfinite(values)
     codes, uniques = pd.factorize(np.asarray(images, dtype=object)[ok])
     # images numbered in name order, as rng.permutation(sorted names) would take them
-    _, ranks = np.unique(np.asarray(uniques, dtype=str), return_inverse=True)
+    _, ranks = np.unique(np.asarray(uniques, dtype=object), return_inverse=True)
     n = len(uniques)
     if n < 4:
         return float("nan")

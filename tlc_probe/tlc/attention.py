@@ -242,9 +242,9 @@ def local_channel_attention_bands(
     """
     n, c_all, h, w = q.shape
     kh, kw = clamp_window(kernel, (h, w))
-    # rows of each channel contiguous: the channels of a channels-last qkv map (and its
+    # each channel's rows contiguous: the channels of a channels-last qkv map (and its
     # chunks) are interleaved, and every band operation below would stride over them
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    q, k, v = _planar(q), _planar(k), _planar(v)
     qh, kh_, vh = _heads(q, heads), _heads(k, heads), _heads(v, heads)
     c = qh.shape[2]
     n_prod = c * c + 2 * c  # q_i k_j, then q_i^2, then k_j^2
@@ -291,6 +291,15 @@ def local_channel_attention_bands(
                     target = out_h[:, hd, :, out_rows, cols]
                     _attend_into(target, attn[..., a_rows, a_cols], vv[..., out_rows, cols])
     return out
+
+
+def _planar(t: torch.Tensor) -> torch.Tensor:
+    """``t`` (N, C, H, W) with each channel an H x W block of contiguous rows (a copy only
+    where it is not: a channel chunk of a contiguous map already is)."""
+    h, w = t.shape[-2:]
+    if t.stride(-1) == 1 and t.stride(-2) == w and t.stride(-3) == h * w:
+        return t
+    return t.contiguous()
 
 
 def _softmax_rows(logits: torch.Tensor) -> torch.Tensor:
