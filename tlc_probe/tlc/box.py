@@ -442,9 +442,12 @@ def _fast_grid(x: torch.Tensor, kernel: tuple[int, int], strides: tuple[int, int
     pixels it covers); grid point (g, f) is the window starting at (g r_h, f r_w).
     """
     (h, w), (kh, kw), (rh, rw) = x.shape[-2:], kernel, strides
-    if channels_last(x):  # block sums reduce along H and W: fast on the default layout
-        x = x.contiguous()
-    sums = _block_sums(_block_sums(x.to(_compute_dtype(x)), rh, -2), rw, -1).double()
+    xc = x.to(_compute_dtype(x))
+    if channels_last(xc):  # reduce the (N, H, W, C) view, channels innermost: no copy
+        t = xc.permute(0, 2, 3, 1)
+        sums = _block_sums(_block_sums(t, rh, 1), rw, 2).permute(0, 3, 1, 2).double()
+    else:
+        sums = _block_sums(_block_sums(xc, rh, -2), rw, -1).double()
     nbh, nbw = sums.shape[-2:]
     cnt_h = torch.full((nbh,), float(rh), dtype=torch.float64, device=x.device)
     cnt_h[-1] = h - (nbh - 1) * rh
@@ -456,16 +459,15 @@ def _fast_grid(x: torch.Tensor, kernel: tuple[int, int], strides: tuple[int, int
 
 
 def _block_sums(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
-    """Sums of consecutive r-element blocks along ``dim`` (-2 or -1), the last block partial:
+    """Sums of consecutive r-element blocks along ``dim``, the last block partial:
     ceil(n / r) along ``dim``. A reshape and a sum read x once (twice as fast as
     ``avg_pool2d`` here)."""
+    dim = dim % x.dim()
     n = x.shape[dim]
     full = n // r * r
     head = x.narrow(dim, 0, full)
-    shape = (
-        (*x.shape[:-2], full // r, r, x.shape[-1]) if dim == -2 else (*x.shape[:-1], full // r, r)
-    )
-    parts = [head.reshape(shape).sum(dim=dim)] if full else []
+    shape = (*x.shape[:dim], full // r, r, *x.shape[dim + 1 :])
+    parts = [head.reshape(shape).sum(dim=dim + 1)] if full else []
     if full < n:
         parts.append(x.narrow(dim, full, n - full).sum(dim=dim, keepdim=True))
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=dim)
