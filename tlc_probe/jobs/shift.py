@@ -8,13 +8,12 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 from tqdm.auto import tqdm
 
 from ..metrics.decomposition import decomposition
-from ..metrics.intervals import image_of, sampling_floor
+from ..metrics.intervals import image_ranks, sampling_floor
 from ..metrics.shift import KEYS, comparisons_for, concat_shift_tables, shift_table, summary
 from ..store.atomic import atomic_write
 from ..store.read import SiteIndex, read_site
@@ -94,21 +93,14 @@ def content_floors(stats: str | Path | Sequence[str | Path] | SiteIndex) -> pd.D
             tiles, train = g[g["regime"] == "tiles"], g[g["regime"] == "train"]
             if tiles.empty or train.empty:
                 continue
-            floor = sampling_floor(
+            floor = sampling_floor(  # images by rank: the same halves as by name
                 tiles["value"].to_numpy(),
-                _images(tiles["sample"]),
+                image_ranks(tiles["sample"])[0],
                 train["value"].to_numpy(),
-                _images(train["sample"]),
+                image_ranks(train["sample"])[0],
             )
             rows.append((*key[:2], test_set, key[2], stat, floor))
     return pd.DataFrame(rows, columns=list(FLOOR_COLUMNS))
-
-
-def _images(samples: pd.Series) -> np.ndarray:
-    """:func:`~tlc_probe.metrics.intervals.image_of` of each sample id, each distinct id
-    parsed once (a site holds thousands of rows of a few hundred samples)."""
-    codes, uniques = pd.factorize(samples)
-    return image_of(np.asarray(uniques, dtype=object))[codes]
 
 
 def with_content_floors(

@@ -67,6 +67,24 @@ def image_of(samples: Sequence[str] | pd.Series | np.ndarray) -> np.ndarray:
     return out
 
 
+def _ranks(labels: Sequence | np.ndarray) -> tuple[np.ndarray, int]:
+    """Each of ``labels`` as its rank among the distinct labels in sorted order (int64),
+    and how many distinct labels there are; each distinct label is compared once."""
+    codes, uniques = pd.factorize(np.asarray(labels, dtype=object))
+    _, ranks = np.unique(np.asarray(uniques, dtype=object), return_inverse=True)
+    return ranks.reshape(-1)[codes], len(uniques)
+
+
+def image_ranks(samples: Sequence[str] | pd.Series | np.ndarray) -> tuple[np.ndarray, int]:
+    """Each sample id's image (:func:`image_of`) as its rank among the images' sorted
+    names, and the number of images: (int64 array, int). Each distinct id is parsed once
+    (a site's rows hold a few hundred samples thousands of times), so clusters are
+    numbered in name order without comparing a string per row."""
+    codes, uniques = pd.factorize(samples)
+    ranks, n = _ranks(image_of(np.asarray(uniques, dtype=object)))
+    return ranks[codes], n
+
+
 def paired_difference(
     a: Sequence[float] | np.ndarray,
     b: Sequence[float] | np.ndarray,
@@ -311,10 +329,8 @@ def w1_intervals(
     if not keep.any():
         return pd.DataFrame(columns=columns)
     frame = stats.loc[keep, [*keys, "regime", "sample"]]
-    codes, uniques = pd.factorize(frame["sample"].astype(str))
     # each image as its rank in name order, each regime as a code (integer work per group)
-    _, ranks = np.unique(image_of(uniques).astype(str), return_inverse=True)
-    images, n_images = ranks.reshape(-1)[codes], int(ranks.max(initial=-1)) + 1
+    images, n_images = image_ranks(frame["sample"])
     regimes, names = pd.factorize(frame["regime"].astype(str))
     values = values[keep]
     pairs = [(c, *c.split("~", 1)) for c in dict.fromkeys(comparisons)]
@@ -367,14 +383,12 @@ def _half_split_w1(values, images, n_splits: int, rng: np.random.Generator) -> f
     """One side's part of :func:`sampling_floor` (NaN below 4 images)."""
     values = np.asarray(values, dtype=np.float64)
     ok = np.isfinite(values)
-    codes, uniques = pd.factorize(np.asarray(images, dtype=object)[ok])
     # images numbered in name order, as rng.permutation(sorted names) would take them
-    _, ranks = np.unique(np.asarray(uniques, dtype=object), return_inverse=True)
-    n = len(uniques)
+    ranks, n = _ranks(np.asarray(images, dtype=object)[ok])
     if n < 4:
         return float("nan")
     order = np.argsort(values[ok], kind="stable")
-    sorted_values, image = values[ok][order], ranks.reshape(-1)[codes[order]]
+    sorted_values, image = values[ok][order], ranks[order]
     steps = np.diff(sorted_values)
     half = n // 2
     w = []

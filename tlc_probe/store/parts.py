@@ -19,6 +19,7 @@ another writer id is refused.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,19 +60,14 @@ def write_part(
     base = STEP_PART_SCHEMA if "step" in frame.columns else PART_SCHEMA
     schema = base.with_metadata({META_KEY: json.dumps(dict(meta or {}), default=str)})
     rows = frame[base.names]
-    codes, names = pd.factorize(rows["site"])
-    starts = [0, *(np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist(), len(rows)]
-    runs = codes[starts[:-1]] if len(rows) else codes
-    if len(set(runs.tolist())) < len(runs):  # a site in several runs: sort the rows
+    runs = _site_runs(rows["site"])
+    if len({site for site, _, _ in runs}) < len(runs):  # a site in several runs: sort
         rows = rows.sort_values("site", kind="stable")
-        codes, names = pd.factorize(rows["site"])
-        starts = [0, *(np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist(), len(rows)]
-        runs = codes[starts[:-1]] if len(rows) else codes
+        runs = _site_runs(rows["site"])
     table = pa.Table.from_pandas(rows, schema=schema, preserve_index=False)
     # each site's rows are one run (as the probe gives them): its row group is that
     # slice, written in the order of the site names (the rows sorted by site, stably)
-    order = sorted(range(len(runs)), key=lambda i: str(names[runs[i]]))
-    slices = [(starts[i], starts[i + 1] - starts[i]) for i in order] or [(0, 0)]
+    slices = [(a, n) for _, a, n in sorted(runs, key=lambda run: run[0])] or [(0, 0)]
 
     def write(p: Path) -> None:
         # one row group per site: a reader filtering on a site skips the others' groups
@@ -80,6 +76,13 @@ def write_part(
                 w.write_table(table.slice(a, n))
 
     return atomic_write(path, write)
+
+
+def _site_runs(site: pd.Series) -> list[tuple[str, int, int]]:
+    """(site, first row, rows) of each run of equal consecutive values of ``site``."""
+    codes, names = pd.factorize(site)
+    starts = [0, *(np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist(), len(codes)]
+    return [(str(names[codes[a]]), a, b - a) for a, b in itertools.pairwise(starts) if b > a]
 
 
 def write_run_json(root: str | Path, meta: Mapping[str, Any]) -> Path:
